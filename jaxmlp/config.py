@@ -1,0 +1,251 @@
+"""Run configuration: plain frozen dataclasses, validated when built."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+ACTIVATIONS = ("relu", "gelu", "tanh", "elu", "selu", "sigmoid", "swish")
+KERNEL_INITS = (
+    "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform",
+)
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+DATASETS = ("fashion_mnist", "cifar10", "mnist")
+SPLITS = ("tail", "shuffled")
+# One vocabulary of metric names, as Keras logs them.
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+MODES = ("auto", "min", "max")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or unknown."""
+
+
+def _fail(owner: str, name: str, value, allowed: str):
+    raise ConfigError(f"{owner}.{name}={value!r} is invalid: allowed {allowed}")
+
+
+def _check_choice(owner, name, value, choices):
+    if value not in choices:
+        _fail(owner, name, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _check_range(owner, name, value, lo, hi, *, lo_open=False, hi_open=False):
+    bad = not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value)
+    if not bad:
+        bad = (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi)
+    if bad:
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        _fail(owner, name, value, f"a number in {left}{lo}, {hi}{right}")
+
+
+def _check_int(owner, name, value, lo):
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        _fail(owner, name, value, f"an integer >= {lo}")
+
+
+def monitor_sign(monitor: str, mode: str) -> float:
+    """+1 when smaller is better, -1 when larger is better (Keras 'auto': *accuracy is max)."""
+    if mode == "auto":
+        mode = "max" if monitor.endswith("accuracy") else "min"
+    return 1.0 if mode == "min" else -1.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """An MLP: Dense [-> BatchNorm] -> activation [-> Dropout] per hidden layer, then Dense."""
+
+    hidden: tuple[int, ...] = (256, 128)
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout: tuple[float, ...] | float = 0.0  # one rate per hidden layer, or one for all
+    kernel_init: str = "glorot_uniform"
+    l2: float = 0.0  # Keras kernel_regularizer=l2(c): adds c * sum(w**2) to the loss
+    input_dim: int = 784
+    num_classes: int = 10
+
+    def __post_init__(self):
+        o = "ModelConfig"
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if not self.hidden:
+            _fail(o, "hidden", self.hidden, "a non-empty tuple of layer widths")
+        for width in self.hidden:
+            _check_int(o, "hidden", width, 1)
+        rates = self.dropout
+        if isinstance(rates, (int, float)):
+            rates = (float(rates),) * len(self.hidden)
+        rates = tuple(float(r) for r in rates)
+        if len(rates) != len(self.hidden):
+            _fail(o, "dropout", self.dropout, f"one rate or {len(self.hidden)} rates")
+        for r in rates:
+            _check_range(o, "dropout", r, 0.0, 1.0, hi_open=True)
+        object.__setattr__(self, "dropout", rates)
+        _check_choice(o, "activation", self.activation, ACTIVATIONS)
+        _check_choice(o, "kernel_init", self.kernel_init, KERNEL_INITS)
+        _check_range(o, "l2", self.l2, 0.0, math.inf, hi_open=True)
+        _check_int(o, "input_dim", self.input_dim, 1)
+        _check_int(o, "num_classes", self.num_classes, 2)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """An optimizer with Keras's default hyperparameters (see jaxmlp.optim for differences)."""
+
+    name: str = "adam"
+    learning_rate: float | None = None  # None: Keras's default (0.01 for SGD, else 0.001)
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7  # Keras default for Adam/AdamW/RMSprop (optax uses 1e-8)
+    weight_decay: float = 0.004  # AdamW only; Keras default
+    momentum: float = 0.0  # SGD only
+    nesterov: bool = False  # SGD only
+    rho: float = 0.9  # RMSprop only
+
+    def __post_init__(self):
+        o = "OptimConfig"
+        _check_choice(o, "name", self.name, OPTIMIZERS)
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", 0.01 if self.name == "sgd" else 1e-3)
+        _check_range(o, "learning_rate", self.learning_rate, 0.0, math.inf, lo_open=True,
+                     hi_open=True)
+        for name in ("beta_1", "beta_2", "momentum", "rho"):
+            _check_range(o, name, getattr(self, name), 0.0, 1.0, hi_open=True)
+        _check_range(o, "epsilon", self.epsilon, 0.0, 1.0, lo_open=True)
+        _check_range(o, "weight_decay", self.weight_decay, 0.0, math.inf, hi_open=True)
+        if self.nesterov and self.momentum == 0.0:
+            _fail(o, "nesterov", True, "only with momentum > 0")
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Keras 3 EarlyStopping arguments (same names and defaults)."""
+
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    patience: int = 0
+    mode: str = "auto"
+    baseline: float | None = None
+    restore_best_weights: bool = False
+    start_from_epoch: int = 0
+
+    def __post_init__(self):
+        o = "EarlyStopping"
+        _check_choice(o, "monitor", self.monitor, METRICS)
+        _check_choice(o, "mode", self.mode, MODES)
+        _check_range(o, "min_delta", abs(self.min_delta), 0.0, math.inf, hi_open=True)
+        _check_int(o, "patience", self.patience, 0)
+        _check_int(o, "start_from_epoch", self.start_from_epoch, 0)
+        if self.baseline is not None:
+            _check_range(o, "baseline", self.baseline, -math.inf, math.inf, lo_open=True,
+                         hi_open=True)
+
+
+@dataclass(frozen=True)
+class ReduceLROnPlateau:
+    """Keras 3 ReduceLROnPlateau arguments (same names and defaults; min_delta is absolute)."""
+
+    monitor: str = "val_loss"
+    factor: float = 0.1
+    patience: int = 10
+    mode: str = "auto"
+    min_delta: float = 1e-4
+    cooldown: int = 0
+    min_lr: float = 0.0
+
+    def __post_init__(self):
+        o = "ReduceLROnPlateau"
+        _check_choice(o, "monitor", self.monitor, METRICS)
+        _check_choice(o, "mode", self.mode, MODES)
+        _check_range(o, "factor", self.factor, 0.0, 1.0, lo_open=True, hi_open=True)
+        _check_int(o, "patience", self.patience, 0)
+        _check_int(o, "cooldown", self.cooldown, 0)
+        _check_range(o, "min_delta", self.min_delta, 0.0, math.inf, hi_open=True)
+        _check_range(o, "min_lr", self.min_lr, 0.0, math.inf, hi_open=True)
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """The seeds' per-epoch cosine: lr(e) = min_lr + (initial_lr - min_lr)/2 (1 + cos(pi e / period)).
+
+    As the seeds wrote it the formula is periodic (it climbs back after `period` epochs);
+    `hold=True` keeps min_lr after `period` instead.
+    """
+
+    initial_lr: float = 1e-3
+    period: int = 10
+    min_lr: float = 0.0
+    hold: bool = False
+
+    def __post_init__(self):
+        o = "CosineSchedule"
+        _check_range(o, "initial_lr", self.initial_lr, 0.0, math.inf, lo_open=True, hi_open=True)
+        _check_int(o, "period", self.period, 1)
+        _check_range(o, "min_lr", self.min_lr, 0.0, self.initial_lr)
+
+
+@dataclass(frozen=True)
+class ModelCheckpoint:
+    """Keras ModelCheckpoint(save_best_only=True): keep the weights of the best epoch."""
+
+    monitor: str = "val_loss"
+    mode: str = "auto"
+
+    def __post_init__(self):
+        _check_choice("ModelCheckpoint", "monitor", self.monitor, METRICS)
+        _check_choice("ModelCheckpoint", "mode", self.mode, MODES)
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    """Which callbacks a run uses; None means off."""
+
+    early_stopping: EarlyStopping | None = None
+    reduce_lr: ReduceLROnPlateau | None = None
+    schedule: CosineSchedule | None = None
+    checkpoint: ModelCheckpoint | None = None
+    terminate_on_nan: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Data and loop settings."""
+
+    dataset: str = "fashion_mnist"
+    epochs: int = 10
+    batch_size: int = 128
+    validation_split: float = 0.1
+    split: str = "tail"  # Keras validation_split semantics; "shuffled" is a seeded split
+    seed: int = 0
+
+    def __post_init__(self):
+        o = "TrainConfig"
+        _check_choice(o, "dataset", self.dataset, DATASETS)
+        _check_int(o, "epochs", self.epochs, 1)
+        _check_int(o, "batch_size", self.batch_size, 1)
+        _check_range(o, "validation_split", self.validation_split, 0.0, 1.0, hi_open=True)
+        _check_choice(o, "split", self.split, SPLITS)
+        _check_int(o, "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One named run of an experiment."""
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    part: int = 0
+    label: str = ""
+    description: str = ""
+
+    def __post_init__(self):
+        if not self.name or not all(c.isalnum() or c in "._-" for c in self.name):
+            _fail("RunConfig", "name", self.name, "letters, digits, '.', '_' and '-'")
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-ready dict of any config dataclass (tuples become lists)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,294 @@
+"""Keras callbacks as pure hooks: (init, update) pairs over pytree state, run once per epoch.
+
+Every hook keeps its configuration as arrays inside its state, so members of a vmapped sweep
+can each have their own patience, factor or monitor, and a checkpoint of the train state
+resumes them exactly. Updates use `jnp.where`, never Python `if` on traced values, so they
+run eagerly, under `jax.jit`, `jax.vmap` and `lax.scan` alike. A disabled hook is present with
+`enabled=False` and never acts, so runs with different callbacks can share one program.
+
+Metrics arrive as a vector in the order of `jaxmlp.config.METRICS`
+(loss, accuracy, val_loss, val_accuracy). Comparisons happen in "sign space": a monitored
+value v becomes sign * v with sign +1 for min and -1 for max, so smaller is always better.
+
+Composition rule for the learning rate (Keras forbids a scheduler together with a plateau
+callback; in Keras the scheduler silently overwrites the plateau's reductions):
+    lr(epoch) = max(schedule(epoch, schedule_lr) * plateau_scale, plateau_min_lr)
+where plateau_scale starts at 1 and is multiplied by `factor` at each reduction. Without a
+schedule the plateau acts on the LR itself, exactly as Keras (lr = max(lr * factor, min_lr)).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmlp import config as C
+
+INF = jnp.inf
+
+
+def _monitor(name: str) -> jnp.ndarray:
+    return jnp.int32(C.METRICS.index(name))
+
+
+def _signed(metrics, monitor, sign):
+    return sign * metrics[monitor]
+
+
+def _pick(cond, new, old):
+    """Tree-wise `where(cond, new, old)` (cond is a scalar)."""
+    return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
+
+
+# --- EarlyStopping -----------------------------------------------------------------------------
+
+class EarlyStoppingState(NamedTuple):
+    enabled: Any
+    monitor: Any
+    sign: Any
+    min_delta: Any
+    patience: Any
+    baseline: Any  # sign * baseline; +inf when there is none (any value beats it)
+    start_from_epoch: Any
+    restore: Any
+    best: Any  # sign * best value; +inf before the first eligible epoch (Keras's best=None)
+    best_epoch: Any
+    wait: Any
+    stopped_epoch: Any
+    stop: Any
+    best_weights: Any  # a copy of the weights of the best epoch (when restore is on)
+
+
+def early_stopping_init(cfg: C.EarlyStopping | None, weights) -> EarlyStoppingState:
+    """State for Keras 3 EarlyStopping; `cfg=None` gives a disabled hook."""
+    on = cfg is not None
+    cfg = cfg or C.EarlyStopping()
+    sign = C.monitor_sign(cfg.monitor, cfg.mode)
+    baseline = INF if cfg.baseline is None else sign * cfg.baseline
+    return EarlyStoppingState(
+        enabled=jnp.bool_(on), monitor=_monitor(cfg.monitor), sign=jnp.float32(sign),
+        min_delta=jnp.float32(abs(cfg.min_delta)), patience=jnp.int32(cfg.patience),
+        baseline=jnp.float32(baseline), start_from_epoch=jnp.int32(cfg.start_from_epoch),
+        restore=jnp.bool_(cfg.restore_best_weights), best=jnp.float32(INF),
+        best_epoch=jnp.int32(0), wait=jnp.int32(0), stopped_epoch=jnp.int32(0),
+        stop=jnp.bool_(False), best_weights=weights)
+
+
+def early_stopping_update(s: EarlyStoppingState, epoch, metrics, weights) -> EarlyStoppingState:
+    """Keras 3 EarlyStopping.on_epoch_end, step for step.
+
+    Epochs before start_from_epoch are ignored. Then wait += 1; on improvement
+    (current - min_delta better than best) record best and reset wait only if current also
+    beats the baseline; otherwise stop once wait >= patience and epoch > 0.
+    """
+    current = _signed(metrics, s.monitor, s.sign)
+    eligible = s.enabled & (epoch >= s.start_from_epoch)
+    wait = s.wait + 1
+    improved = current + s.min_delta < s.best  # Keras: monitor_op(current - min_delta, best)
+    beats_baseline = current + s.min_delta < s.baseline
+    stop_now = ~improved & (wait >= s.patience) & (epoch > 0)
+    new = s._replace(
+        best=jnp.where(improved, current, s.best),
+        best_epoch=jnp.where(improved, epoch, s.best_epoch),
+        wait=jnp.where(improved & beats_baseline, 0, wait),
+        stopped_epoch=jnp.where(stop_now, epoch, s.stopped_epoch),
+        stop=s.stop | stop_now,
+        best_weights=_pick(improved & s.restore, weights, s.best_weights),
+    )
+    return _pick(eligible, new, s)
+
+
+def early_stopping_finalize(s: EarlyStoppingState, weights):
+    """Keras on_train_end: restore the best weights (if asked and any epoch was eligible)."""
+    restore = s.enabled & s.restore & jnp.isfinite(s.best)
+    return _pick(restore, s.best_weights, weights)
+
+
+# --- ReduceLROnPlateau -------------------------------------------------------------------------
+
+class PlateauState(NamedTuple):
+    enabled: Any
+    monitor: Any
+    sign: Any
+    factor: Any
+    patience: Any
+    min_delta: Any
+    cooldown: Any
+    min_lr: Any
+    best: Any
+    wait: Any
+    cooldown_counter: Any
+    scale: Any  # product of the factors applied so far (used when a schedule is on)
+    reductions: Any
+
+
+def plateau_init(cfg: C.ReduceLROnPlateau | None) -> PlateauState:
+    """State for Keras 3 ReduceLROnPlateau; `cfg=None` gives a disabled hook."""
+    on = cfg is not None
+    cfg = cfg or C.ReduceLROnPlateau()
+    return PlateauState(
+        enabled=jnp.bool_(on), monitor=_monitor(cfg.monitor),
+        sign=jnp.float32(C.monitor_sign(cfg.monitor, cfg.mode)),
+        factor=jnp.float32(cfg.factor), patience=jnp.int32(cfg.patience),
+        min_delta=jnp.float32(cfg.min_delta), cooldown=jnp.int32(cfg.cooldown),
+        min_lr=jnp.float32(cfg.min_lr), best=jnp.float32(INF), wait=jnp.int32(0),
+        cooldown_counter=jnp.int32(0), scale=jnp.float32(1.0), reductions=jnp.int32(0))
+
+
+def plateau_update(s: PlateauState, metrics, lr):
+    """Keras 3 ReduceLROnPlateau.on_epoch_end. Returns (state, new learning rate).
+
+    In cooldown: decrement the counter and reset wait. On improvement (by more than the
+    absolute min_delta): reset wait. Otherwise, out of cooldown: wait += 1 and, once
+    wait >= patience and lr > min_lr, lr = max(lr * factor, min_lr), cooldown, wait = 0.
+    """
+    current = _signed(metrics, s.monitor, s.sign)
+    counter = jnp.where(s.cooldown_counter > 0, s.cooldown_counter - 1, s.cooldown_counter)
+    wait = jnp.where(s.cooldown_counter > 0, 0, s.wait)
+    improved = current < s.best - s.min_delta
+    counting = ~improved & (counter <= 0)
+    wait = jnp.where(improved, 0, jnp.where(counting, wait + 1, wait))
+    reduce = counting & (wait >= s.patience) & (lr > s.min_lr)
+    new_lr = jnp.where(reduce, jnp.maximum(lr * s.factor, s.min_lr), lr)
+    new = s._replace(
+        best=jnp.where(improved, current, s.best),
+        wait=jnp.where(reduce, 0, wait),
+        cooldown_counter=jnp.where(reduce, s.cooldown, counter),
+        scale=jnp.where(reduce, s.scale * s.factor, s.scale),
+        reductions=s.reductions + reduce.astype(jnp.int32),
+    )
+    return _pick(s.enabled, new, s), jnp.where(s.enabled, new_lr, lr)
+
+
+# --- LearningRateScheduler ---------------------------------------------------------------------
+
+class ScheduleState(NamedTuple):
+    enabled: Any
+    initial_lr: Any
+    period: Any
+    min_lr: Any
+    hold: Any
+    lr: Any  # the schedule's own last output (before any plateau scaling)
+
+
+def schedule_init(cfg: C.CosineSchedule | None, lr) -> ScheduleState:
+    """State for a per-epoch schedule; `cfg=None` gives a disabled hook (LR left alone)."""
+    on = cfg is not None
+    cfg = cfg or C.CosineSchedule()
+    return ScheduleState(
+        enabled=jnp.bool_(on), initial_lr=jnp.float32(cfg.initial_lr),
+        period=jnp.float32(cfg.period), min_lr=jnp.float32(cfg.min_lr),
+        hold=jnp.bool_(cfg.hold), lr=jnp.float32(lr))
+
+
+def cosine(s: ScheduleState, epoch, lr):
+    """The seeds' cosine: min + (initial - min)/2 (1 + cos(pi e / period)); `lr` is unused."""
+    del lr
+    e = epoch.astype(jnp.float32)
+    e = jnp.where(s.hold, jnp.minimum(e, s.period), e)
+    return s.min_lr + 0.5 * (s.initial_lr - s.min_lr) * (1 + jnp.cos(jnp.pi * e / s.period))
+
+
+def schedule_begin(s: ScheduleState, plateau: PlateauState, epoch, lr, fn=None):
+    """Keras LearningRateScheduler.on_epoch_begin, composed with the plateau scale.
+
+    `fn(epoch, lr)` is any jnp function of the 0-based epoch and the schedule's previous
+    output (Keras's signature); by default the seeds' cosine with this state's parameters.
+    Returns (state, learning rate for this epoch).
+    """
+    out = fn(epoch, s.lr) if fn is not None else cosine(s, epoch, s.lr)
+    out = jnp.asarray(out, jnp.float32)
+    floor = jnp.where(plateau.enabled, plateau.min_lr, 0.0)
+    scaled = jnp.maximum(out * plateau.scale, floor)
+    return s._replace(lr=jnp.where(s.enabled, out, s.lr)), jnp.where(s.enabled, scaled, lr)
+
+
+# --- ModelCheckpoint(save_best_only=True) ------------------------------------------------------
+
+class BestState(NamedTuple):
+    enabled: Any
+    monitor: Any
+    sign: Any
+    best: Any
+    best_epoch: Any  # -1 before any save
+    improved: Any  # True on the epochs where Keras would have saved
+    best_weights: Any
+
+
+def best_init(cfg: C.ModelCheckpoint | None, weights) -> BestState:
+    """State that keeps the best weights on device, for the best-checkpoint observer."""
+    on = cfg is not None
+    cfg = cfg or C.ModelCheckpoint()
+    return BestState(
+        enabled=jnp.bool_(on), monitor=_monitor(cfg.monitor),
+        sign=jnp.float32(C.monitor_sign(cfg.monitor, cfg.mode)), best=jnp.float32(INF),
+        best_epoch=jnp.int32(-1), improved=jnp.bool_(False), best_weights=weights)
+
+
+def best_update(s: BestState, epoch, metrics, weights) -> BestState:
+    """Keras ModelCheckpoint: save when the monitored value beats the best (no min_delta)."""
+    current = _signed(metrics, s.monitor, s.sign)
+    improved = s.enabled & (current < s.best)
+    return s._replace(
+        best=jnp.where(improved, current, s.best),
+        best_epoch=jnp.where(improved, epoch, s.best_epoch), improved=improved,
+        best_weights=_pick(improved, weights, s.best_weights))
+
+
+# --- TerminateOnNaN ----------------------------------------------------------------------------
+
+class NanState(NamedTuple):
+    enabled: Any
+    diverged: Any
+
+
+def nan_init(enabled: bool) -> NanState:
+    return NanState(enabled=jnp.bool_(enabled), diverged=jnp.bool_(False))
+
+
+def nan_update(s: NanState, metrics) -> NanState:
+    """TerminateOnNaN, once per epoch: a non-finite training loss marks the run diverged."""
+    return s._replace(diverged=s.diverged | (s.enabled & ~jnp.isfinite(metrics[0])))
+
+
+# --- All hooks of a run ------------------------------------------------------------------------
+
+class Hooks(NamedTuple):
+    early_stopping: EarlyStoppingState
+    plateau: PlateauState
+    schedule: ScheduleState
+    best: BestState
+    nan: NanState
+
+
+def init(cfg: C.HooksConfig, weights, lr) -> Hooks:
+    """Every hook of a run, disabled ones included, so that any runs can share one program."""
+    return Hooks(
+        early_stopping=early_stopping_init(cfg.early_stopping, weights),
+        plateau=plateau_init(cfg.reduce_lr),
+        schedule=schedule_init(cfg.schedule, lr),
+        best=best_init(cfg.checkpoint, weights),
+        nan=nan_init(cfg.terminate_on_nan))
+
+
+def begin_epoch(h: Hooks, epoch, lr, schedule_fn=None):
+    """Hooks that act when an epoch begins. Returns (hooks, learning rate for the epoch)."""
+    sched, lr = schedule_begin(h.schedule, h.plateau, epoch, lr, schedule_fn)
+    return h._replace(schedule=sched), lr
+
+
+def end_epoch(h: Hooks, epoch, metrics, weights, lr):
+    """Hooks that act when an epoch ends. Returns (hooks, new lr, stop)."""
+    nan = nan_update(h.nan, metrics)
+    es = early_stopping_update(h.early_stopping, epoch, metrics, weights)
+    plateau, lr = plateau_update(h.plateau, metrics, lr)
+    best = best_update(h.best, epoch, metrics, weights)
+    stop = es.stop | nan.diverged
+    return Hooks(es, plateau, h.schedule, best, nan), lr, stop
+
+
+def finalize(h: Hooks, weights):
+    """What Keras does at on_train_end: restore the best weights if EarlyStopping asks."""
+    return early_stopping_finalize(h.early_stopping, weights)

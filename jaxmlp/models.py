@@ -1,0 +1,118 @@
+"""The Flax NNX multilayer perceptron, and pure functions over its split state."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxmlp.config import ModelConfig
+
+_ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    # Keras's gelu defaults to approximate=True, as does jax.nn.gelu.
+    "gelu": jax.nn.gelu,
+    "tanh": jnp.tanh,
+    "elu": jax.nn.elu,
+    "selu": jax.nn.selu,
+    "sigmoid": jax.nn.sigmoid,
+    "swish": jax.nn.swish,
+}
+
+# Keras initializer names -> JAX initializers. jax's truncated-normal variance scaling uses the
+# same 0.8796 correction as Keras, so he_normal / glorot_normal / lecun_normal match.
+_KERNEL_INITS = {
+    "glorot_uniform": nnx.initializers.glorot_uniform(),
+    "glorot_normal": nnx.initializers.variance_scaling(1.0, "fan_avg", "truncated_normal"),
+    "he_normal": nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
+    "he_uniform": nnx.initializers.variance_scaling(2.0, "fan_in", "uniform"),
+    "lecun_normal": nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": nnx.initializers.variance_scaling(1.0, "fan_in", "uniform"),
+}
+
+
+def dropout(x, rate, key):
+    """Inverted dropout with a traced rate (so vmapped members may differ); rate 0 is identity."""
+    keep = 1.0 - rate
+    mask = jax.random.bernoulli(key, keep, x.shape)
+    return jnp.where(mask, x / keep, 0.0)
+
+
+class MLP(nnx.Module):
+    """Dense [-> BatchNorm] -> activation [-> Dropout] per hidden layer, then Dense logits.
+
+    The layer order and BatchNorm defaults (momentum 0.99, epsilon 1e-3) are Keras's.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        init = _KERNEL_INITS[cfg.kernel_init]
+        widths = (cfg.input_dim, *cfg.hidden)
+        # Named attributes (dense_0, norm_0, ...) give string keys, which checkpoints keep as is.
+        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+            setattr(self, f"dense_{i}", nnx.Linear(a, b, kernel_init=init, rngs=rngs))
+            if cfg.batch_norm:
+                setattr(self, f"norm_{i}", nnx.BatchNorm(
+                    b, momentum=0.99, epsilon=1e-3, use_fast_variance=False, rngs=rngs))
+        self.out = nnx.Linear(widths[-1], cfg.num_classes, kernel_init=init, rngs=rngs)
+        self.depth = len(cfg.hidden)
+        self.batch_norm = cfg.batch_norm
+        self.activation = cfg.activation
+
+    def __call__(self, x, *, train: bool, dropout_rates=None, key=None):
+        act = _ACTIVATIONS[self.activation]
+        for i in range(self.depth):
+            x = getattr(self, f"dense_{i}")(x)
+            if self.batch_norm:
+                x = getattr(self, f"norm_{i}")(x, use_running_average=not train)
+            x = act(x)
+            if train and dropout_rates is not None:
+                x = dropout(x, dropout_rates[i], jax.random.fold_in(key, i))
+        return self.out(x)
+
+
+class ModelFns(NamedTuple):
+    """Pure functions over the model's split state (params, batch_stats as plain dicts)."""
+
+    init: object  # key -> (params, batch_stats)
+    apply: object  # (params, batch_stats, x, train, dropout_rates, key) -> (logits, batch_stats)
+
+
+def build(cfg: ModelConfig) -> ModelFns:
+    """Split the NNX module once; training then runs plain jit/scan over pure dicts."""
+    abstract = nnx.eval_shape(lambda: MLP(cfg, rngs=nnx.Rngs(0)))
+    graphdef, abs_params, abs_stats = nnx.split(abstract, nnx.Param, nnx.BatchStat)
+
+    def init(key):
+        model = MLP(cfg, rngs=nnx.Rngs(params=key))
+        _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+        return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+
+    def apply(params, batch_stats, x, *, train, dropout_rates=None, key=None):
+        p, s = jax.tree.map(lambda a: a, abs_params), jax.tree.map(lambda a: a, abs_stats)
+        nnx.replace_by_pure_dict(p, params)
+        nnx.replace_by_pure_dict(s, batch_stats)
+        model = nnx.merge(graphdef, p, s)
+        logits = model(x, train=train, dropout_rates=dropout_rates, key=key)
+        return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+
+    return ModelFns(init, apply)
+
+
+def l2_penalty(params, coef):
+    """Keras kernel_regularizer=l2(coef) on every Dense kernel: coef * sum(w ** 2)."""
+    kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+               if getattr(path[-1], "key", None) == "kernel"]
+    return coef * sum(jnp.sum(jnp.square(k)) for k in kernels)
+
+
+def count_params(cfg: ModelConfig) -> dict:
+    """Parameter counts as Keras's count_params: BatchNorm moving statistics are non-trainable."""
+    widths = (cfg.input_dim, *cfg.hidden, cfg.num_classes)
+    dense = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    norm = sum(cfg.hidden) if cfg.batch_norm else 0
+    trainable = dense + 2 * norm  # gamma, beta
+    non_trainable = 2 * norm  # moving mean, moving variance
+    return {"total": trainable + non_trainable, "trainable": trainable,
+            "non_trainable": non_trainable}
