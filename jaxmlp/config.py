@@ -166,7 +166,7 @@ class ReduceLROnPlateau:
 
 @dataclass(frozen=True)
 class CosineSchedule:
-    """The seeds' per-epoch cosine: lr(e) = min_lr + (initial_lr - min_lr)/2 (1 + cos(pi e / period)).
+    """The seeds' per-epoch cosine: lr(e) = min + (initial - min)/2 (1 + cos(pi e / period)).
 
     As the seeds wrote it the formula is periodic (it climbs back after `period` epochs);
     `hold=True` keeps min_lr after `period` instead.

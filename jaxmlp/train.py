@@ -1,4 +1,4 @@
-"""The train state and the pure, jit-compiled epoch: permute, lax.scan over batches, evaluate, hooks.
+"""The train state and the pure, jit-compiled epoch: permute, scan over batches, evaluate, hooks.
 
 One epoch of one run is `run_epoch(state, data)`. Everything it does is a pure function of
 arrays, so a group of runs is `jax.vmap(run_epoch)` over a leading member axis, and several
@@ -64,7 +64,7 @@ def device_data(ds, mesh: Mesh | None = None) -> Data:
     return Data(*(jax.device_put(np.asarray(a), replicated) for a in arrays))
 
 
-def init_state(run: RunConfig, fns: models.ModelFns, tx: optax.GradientTransformation) -> TrainState:
+def init_state(run: RunConfig, fns: models.ModelFns, tx) -> TrainState:
     """The initial state of `run`: parameters from its seed, hooks, hyperparameters as arrays."""
     key = jax.random.key(run.train.seed)
     init_key, train_key = jax.random.split(key)
