@@ -1,0 +1,1 @@
+"""The seeds' experiments as data: lists of run configs for the shared sweep runner."""

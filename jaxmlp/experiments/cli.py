@@ -1,0 +1,242 @@
+"""The command line shared by every experiment: flags, checks, the sweep, results.json."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from jaxmlp import atomic, results, sweep, train
+from jaxmlp import config as C
+from jaxmlp.models import count_params
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """An experiment is data: its runs and what the results page should say about them."""
+
+    name: str
+    title: str
+    dataset: str
+    runs: tuple[C.RunConfig, ...]
+    notes: tuple[str, ...] = ()
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one message, exit status 2."""
+
+
+def parse(exp: Experiment, argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog=f"python -m jaxmlp.experiments.{exp.name}", description=exp.title)
+    p.add_argument("--data-dir", help="directory in the Keras cache layout "
+                   "(default: $JAXMLP_DATA_DIR, then ~/.keras/datasets, then tfds)")
+    p.add_argument("--out", help=f"results folder (default experiments/{exp.name}; "
+                   f"with --quick runs/quick/{exp.name})")
+    p.add_argument("--runs-dir", help="checkpoints and TensorBoard logs "
+                   f"(default runs/{exp.name}, git-ignored)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per run (default 3)")
+    p.add_argument("--epochs", type=int, help="override every run's (maximum) epochs")
+    p.add_argument("--list", action="store_true",
+                   help="list runs and parameter counts; no training")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test on tiny synthetic data (seconds)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--engine", choices=("group", "solo"), default="group",
+                   help="group: members sharing shapes train as one vmapped program (default); "
+                   "solo: one run at a time")
+    p.add_argument("--epochs-per-call", type=int, default=1,
+                   help="epochs per host round-trip (observers see every epoch either way)")
+    p.add_argument("--no-report", action="store_true", help="do not regenerate the site fragments")
+    return p.parse_args(argv)
+
+
+def select(exp: Experiment, args) -> list[C.RunConfig]:
+    """The runs asked for, with --epochs and --quick applied."""
+    names = [r.name for r in exp.runs]
+    unknown = [n for n in args.only or [] if n not in names]
+    if unknown:
+        raise UsageError(f"unknown run name(s) {', '.join(unknown)}; valid names: "
+                         + ", ".join(names))
+    if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
+        raise UsageError("--seeds and --epochs must be integers >= 1")
+    if args.epochs_per_call < 1:
+        raise UsageError("--epochs-per-call must be an integer >= 1")
+    runs = [r for r in exp.runs if not args.only or r.name in args.only]
+    if args.epochs is not None:
+        runs = [_with_train(r, epochs=args.epochs) for r in runs]
+    if args.quick:
+        runs = [quick(r) for r in runs]
+    return runs
+
+
+def _with_train(run: C.RunConfig, **changes) -> C.RunConfig:
+    return dataclasses.replace(run, train=dataclasses.replace(run.train, **changes))
+
+
+def quick(run: C.RunConfig) -> C.RunConfig:
+    """The smoke version of a run: narrow layers, small input, at most 3 epochs."""
+    model = dataclasses.replace(run.model, hidden=tuple(max(2, h // 16) for h in run.model.hidden),
+                                input_dim=QUICK_DIM)
+    run = dataclasses.replace(run, model=model)
+    return _with_train(run, epochs=min(run.train.epochs, 3),
+                       batch_size=max(8, run.train.batch_size // 4))
+
+
+QUICK_DIM, QUICK_SIZES = 24, (320, 64, 64)
+
+
+def synthetic(num_classes: int = 10, seed: int = 0):
+    """A small learnable problem (labels = argmax of a fixed linear map) for --quick."""
+    from jaxmlp.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(QUICK_DIM, num_classes))
+    n = sum(QUICK_SIZES)
+    x = rng.uniform(size=(n, QUICK_DIM)).astype(np.float32)
+    y = np.argmax((x - 0.5) @ w, axis=1).astype(np.int32)
+    a, b, _ = np.cumsum(QUICK_SIZES)
+    identity = {"name": "synthetic", "source": "generated", "files": {},
+                "n_train": QUICK_SIZES[0], "n_val": QUICK_SIZES[1], "n_test": QUICK_SIZES[2],
+                "note": "tiny synthetic data for --quick; not a result"}
+    return Dataset(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], num_classes, identity)
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any training if results cannot be written to `path`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write results to {path}: {e.strerror or e}") from None
+
+
+def listing(runs: list[C.RunConfig]) -> str:
+    """A table of the runs, their settings and parameter counts (Keras count_params)."""
+    head = f"{'name':<20} {'part':>4} {'hidden':<16} {'act':<5} {'bn':<3} {'dropout':<15} " \
+           f"{'l2':<7} {'init':<15} {'optim':<8} {'lr':<7} {'batch':>5} {'ep':>3} " \
+           f"{'hooks':<22} {'params':>9} {'trainable':>9}"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        m, o, t, h = r.model, r.optim, r.train, r.hooks
+        hooks = "+".join(k for k, v in (("es", h.early_stopping), ("plateau", h.reduce_lr),
+                                        ("cosine", h.schedule), ("ckpt", h.checkpoint)) if v)
+        opt = o.name + ("-nesterov" if o.nesterov else "")
+        p = count_params(m)
+        lines.append(
+            f"{r.name:<20} {r.part:>4} {'-'.join(map(str, m.hidden)):<16} {m.activation:<5} "
+            f"{'y' if m.batch_norm else 'n':<3} {'/'.join(f'{d:g}' for d in m.dropout):<15} "
+            f"{m.l2:<7g} {m.kernel_init:<15} {opt:<8} {o.learning_rate:<7g} {t.batch_size:>5} "
+            f"{t.epochs:>3} {hooks or '-':<22} {p['total']:>9,} {p['trainable']:>9,}")
+    return "\n".join(lines)
+
+
+def load_data(exp: Experiment, args):
+    from jaxmlp import data
+
+    if args.quick:
+        return synthetic()
+    try:
+        return data.load(exp.dataset, data_dir=args.data_dir)
+    except data.DataError as e:
+        raise UsageError(str(e)) from None
+
+
+def run(exp: Experiment, argv=None) -> int:
+    """Entry point of `python -m jaxmlp.experiments.<name>`; returns the exit status."""
+    args = parse(exp, argv)
+    try:
+        return _run(exp, args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(exp: Experiment, args) -> int:
+    runs = select(exp, args)
+    if args.list:
+        print(listing(runs))
+        return 0
+    out = Path(args.out or (f"runs/quick/{exp.name}" if args.quick else f"experiments/{exp.name}"))
+    runs_dir = Path(args.runs_dir or (f"{out}/runs" if args.quick else f"runs/{exp.name}"))
+    check_writable(out)
+    check_writable(runs_dir)
+    ds = load_data(exp, args)
+    runs = [_fit_to(r, ds) for r in runs]
+    seeds = list(range(args.seeds))
+    mesh = _mesh()
+    data = train.device_data(ds, mesh)
+    todo = sweep.members(runs, seeds)
+    groups = sweep.groups(todo, args.engine)
+    for g, group in enumerate(groups, 1):
+        label = f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, {len(group)} members)"
+        if all(sweep.done(out, m) for m in group):
+            if not args.quiet:
+                print(f"{label}: done, skipped", file=sys.stderr)
+            continue
+        records = sweep.run_group(group, data, ds.x_train.shape[0], out_dir=out,
+                                  runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
+                                  mesh=mesh, label=label, quiet=args.quiet)
+        for m, rec in zip(group, records):
+            sweep.write_member(out, m, rec)
+    every_args = argparse.Namespace(**{**vars(args), "only": None})
+    every = [_fit_to(r, ds) for r in select(exp, every_args)]
+    doc = _document(exp, args, every, seeds, ds.identity, out)
+    atomic.write_json(out / "results.json", doc)
+    if not args.quiet:
+        print(f"[{exp.name}] wrote {out / 'results.json'}", file=sys.stderr)
+    if not args.quick and not args.no_report and args.out is None:
+        _report()
+    return 0
+
+
+def _fit_to(run: C.RunConfig, ds) -> C.RunConfig:
+    """Set the model's input and output sizes from the data."""
+    model = dataclasses.replace(run.model, input_dim=ds.x_train.shape[1],
+                                num_classes=ds.num_classes)
+    return dataclasses.replace(run, model=model)
+
+
+def _mesh():
+    import jax
+
+    if jax.device_count() == 1:
+        return None
+    return jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+
+
+def _document(exp, args, runs, seeds, identity, out: Path) -> dict:
+    import json
+
+    entries = []
+    for r in runs:  # every run of the experiment whose seeds have all finished
+        files = [out / "members" / f"{r.name}__seed{s}.json" for s in seeds]
+        if all(f.exists() for f in files):
+            entries.append(results.run_entry(r, [json.loads(f.read_text()) for f in files]))
+    command = "python -m jaxmlp.experiments." + exp.name + (
+        " " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
+    return results.document(experiment=exp.name, title=exp.title, command=command,
+                            engine=args.engine, dataset=identity, seeds=seeds,
+                            notes=list(exp.notes), runs=entries)
+
+
+def _report():
+    try:
+        from jaxmlp import report
+    except ImportError:
+        return
+    if Path("docs").is_dir():
+        report.generate(Path("experiments"), Path("docs"))
+
+
+def main(exp: Experiment) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(run(exp))

@@ -1,0 +1,58 @@
+"""Práctica 8D: callbacks on a Fashion-MNIST MLP, with and without, and each one alone.
+
+    python -m jaxmlp.experiments.p8d --data-dir DATA   # 6 runs x 3 seeds, ~10 min on 2 CPU cores
+
+784 -> 256 ReLU + Dropout 0.3 -> 128 ReLU -> 10; Adam 1e-3; batch 128; at most 50 epochs;
+the last 10 % of the training set for validation (Keras validation_split).
+"""
+
+from __future__ import annotations
+
+from jaxmlp import config as C
+from jaxmlp.experiments.cli import Experiment, main
+
+MODEL = C.ModelConfig(hidden=(256, 128), dropout=(0.3, 0.0))
+TRAIN = C.TrainConfig(dataset="fashion_mnist", epochs=50, batch_size=128, validation_split=0.1)
+EARLY = C.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
+PLATEAU = C.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)
+CHECKPOINT = C.ModelCheckpoint(monitor="val_accuracy")
+# The seed's scheduler: lr = 1e-3 * 0.5 * (1 + cos(pi * epoch / 10)), periodic as written.
+COSINE = C.CosineSchedule(initial_lr=1e-3, period=10, min_lr=0.0)
+
+
+def _run(name, label, hooks, description):
+    return C.RunConfig(name=name, model=MODEL, optim=C.OptimConfig("adam", 1e-3), train=TRAIN,
+                       hooks=hooks, part=1 if name in ("sin_callbacks", "con_callbacks") else 2,
+                       label=label, description=description)
+
+
+RUNS = (
+    _run("sin_callbacks", "Sin callbacks", C.HooksConfig(),
+         "50 épocas fijas, LR constante"),
+    _run("con_callbacks", "Con callbacks",
+         C.HooksConfig(early_stopping=EARLY, reduce_lr=PLATEAU, schedule=COSINE,
+                       checkpoint=CHECKPOINT),
+         "EarlyStopping + ReduceLROnPlateau + ModelCheckpoint + coseno (como el seed)"),
+    _run("solo_early_stopping", "Solo EarlyStopping", C.HooksConfig(early_stopping=EARLY),
+         "EarlyStopping(val_loss, patience=5, restore_best_weights=True)"),
+    _run("solo_reduce_lr", "Solo ReduceLROnPlateau", C.HooksConfig(reduce_lr=PLATEAU),
+         "ReduceLROnPlateau(val_loss, factor=0.5, patience=3)"),
+    _run("solo_checkpoint", "Solo ModelCheckpoint", C.HooksConfig(checkpoint=CHECKPOINT),
+         "ModelCheckpoint(val_accuracy, save_best_only=True): pesos finales, mejor guardado"),
+    _run("solo_cosine", "Solo coseno", C.HooksConfig(schedule=COSINE),
+         "LearningRateScheduler: 1e-3 · 0.5 · (1 + cos(π·época/10))"),
+)
+
+EXPERIMENT = Experiment(
+    name="p8d", title="Práctica 8D — Callbacks en un MLP (Fashion-MNIST)",
+    dataset="fashion_mnist", runs=RUNS,
+    notes=(
+        "Callbacks compose as documented in jaxmlp.hooks: lr = max(cosine(epoch) * plateau "
+        "scale, min_lr); in Keras the scheduler silently overwrote the plateau's reductions.",
+        "The seed's cosine formula is periodic: the LR reaches 0 at epoch 10 and climbs back.",
+        "TensorBoard logs are written for every run (runs/p8d/tb, git-ignored).",
+    ),
+)
+
+if __name__ == "__main__":
+    main(EXPERIMENT)
