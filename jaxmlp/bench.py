@@ -1,0 +1,113 @@
+"""Benchmark: epoch time of the TA8 combined model against this machine's matmul floor.
+
+    python -m jaxmlp.bench [--batch 128 64] [--repeats 5] [--n 45000] [--json PATH]
+
+Prints, per batch size, the median epoch time after a warm-up epoch, examples/s, achieved
+GFLOP/s (6 x dense weights x examples: forward 2, backward 4), the machine's measured f32
+matmul GFLOP/s, and `epoch/floor ratio (batch B): R` where floor = FLOPs / matmul rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp import config as C
+from jaxmlp import results, train
+
+
+def combined_run(batch_size: int, epochs: int = 1000) -> C.RunConfig:
+    model = C.ModelConfig(hidden=(256, 128, 64), batch_norm=True, dropout=(0.3, 0.3, 0.2),
+                          l2=1e-4, kernel_init="he_normal", input_dim=3072)
+    return C.RunConfig("bench", model=model, optim=C.OptimConfig("adam", 1e-3),
+                       train=C.TrainConfig("cifar10", epochs=epochs, batch_size=batch_size))
+
+
+def dense_weights(cfg: C.ModelConfig) -> int:
+    widths = (cfg.input_dim, *cfg.hidden, cfg.num_classes)
+    return sum(a * b for a, b in zip(widths, widths[1:]))
+
+
+def synthetic_cifar(n: int, seed: int = 0) -> train.Data:
+    rng = np.random.default_rng(seed)
+    x = rng.random((n + 2000, 3072), dtype=np.float32)
+    y = rng.integers(0, 10, n + 2000).astype(np.int32)
+    return train.Data(*(jnp.asarray(a) for a in (x[:n], y[:n], x[n:n + 1000], y[n:n + 1000],
+                                                 x[n + 1000:], y[n + 1000:])))
+
+
+def matmul_gflops(batch: int, repeats: int = 20) -> float:
+    """The machine's f32 matmul rate on the model's largest layer shape (batch x 3072 x 256)."""
+    a = jnp.ones((batch, 3072), jnp.float32)
+    b = jnp.ones((3072, 256), jnp.float32)
+    f = jax.jit(lambda a, b: a @ b)
+    f(a, b).block_until_ready()
+    reps = max(repeats, int(2e10 / (2 * batch * 3072 * 256)))
+    start = time.perf_counter()
+    for _ in range(reps):
+        out = f(a, b)
+    out.block_until_ready()
+    return 2 * batch * 3072 * 256 * reps / (time.perf_counter() - start) / 1e9
+
+
+def epoch_times(run: C.RunConfig, data: train.Data, repeats: int) -> list[float]:
+    """Wall time of `repeats` epochs after one warm-up (compile) epoch."""
+    group = train.build_group([run], data)
+    state = train.init_group(group)
+    state, _ = group.step(state, data)
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, _ = group.step(state, data)
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench(batches, repeats: int, n: int) -> dict:
+    data = synthetic_cifar(n)
+    rows = []
+    for b in batches:
+        run = combined_run(b)
+        t = statistics.median(epoch_times(run, data, repeats))
+        flops = 6 * dense_weights(run.model) * n
+        rate = matmul_gflops(b)
+        rows.append({"batch": b, "epoch_s": t, "examples_per_s": n / t,
+                     "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
+                     "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9))})
+    return {"benchmark": "epoch_vs_floor", "n_train": n, "repeats": repeats,
+            "environment": results.environment("solo"), "rows": rows}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jaxmlp.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, nargs="+", default=[128, 64])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--n", type=int, default=45000, help="training examples per epoch")
+    p.add_argument("--json", help="also write the numbers to this JSON file")
+    args = p.parse_args(argv)
+    out = bench(args.batch, args.repeats, args.n)
+    env = out["environment"]
+    print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}")
+    for r in out["rows"]:
+        print(f"batch {r['batch']}: epoch {r['epoch_s']:.3f} s (median of {args.repeats}), "
+              f"{r['examples_per_s']:,.0f} examples/s, {r['achieved_gflops']:.1f} GFLOP/s "
+              f"achieved, matmul {r['matmul_gflops']:.1f} GFLOP/s, floor {r['floor_s']:.3f} s")
+    for r in out["rows"]:
+        print(f"epoch/floor ratio (batch {r['batch']}): {r['ratio']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
