@@ -213,7 +213,12 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
     tx = optim.make(runs[0].optim)
     run_epoch = make_epoch(fns, tx, batch_size=runs[0].train.batch_size,
                            n_train=data.x_train.shape[0], mesh=mesh, schedule_fn=schedule_fn)
-    member_epoch = jax.vmap(run_epoch, in_axes=(0, None))
+    if len(runs) == 1:  # a vmapped batch of one runs ~1.7x slower on the CPU: squeeze it
+        def member_epoch(state, data):
+            out = run_epoch(jax.tree.map(lambda a: a[0], state), data)
+            return jax.tree.map(lambda a: a[None], out)
+    else:
+        member_epoch = jax.vmap(run_epoch, in_axes=(0, None))
 
     def step(state, data):
         return jax.lax.scan(lambda s, _: member_epoch(s, data), state, None,

@@ -1,0 +1,138 @@
+"""Sweep benchmarks: group scaling, vmapped group vs one-by-one, and jaxmlp vs Keras 3 `fit`.
+
+    python -m jaxmlp.bench_sweep [--n 45000] [--members 1 2 4 8 16 32] [--keras] [--json PATH]
+
+Every comparison is measured side by side in one process on synthetic CIFAR-shaped data
+(3072 features, 10 classes) with the TA8 combined model, Adam, batch 64:
+- scaling: epoch time of a group of M members (different learning rates) -> cost per member;
+- group vs solo: M members as one vmapped program vs the same M trained one after another;
+- Keras: `keras.Sequential` of the same model on the JAX backend, `model.fit` for the same
+  epochs, data and batch, against `jaxmlp` (median epoch after a warm-up epoch for both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+
+from jaxmlp import config as C
+from jaxmlp import results, train
+from jaxmlp.bench import combined_run, synthetic_cifar
+
+
+def members(m: int, batch: int) -> list[C.RunConfig]:
+    base = combined_run(batch)
+    return [dataclasses.replace(base, name=f"m{i}", optim=C.OptimConfig(
+        "adam", 1e-3 * (0.5 + i / max(m, 1))), train=dataclasses.replace(base.train, seed=i))
+        for i in range(m)]
+
+
+def group_epoch(runs, data, repeats: int) -> float:
+    """Median wall time of one epoch of the whole group, after a warm-up epoch."""
+    group = train.build_group(runs, data)
+    state = train.init_group(group)
+    state, _ = group.step(state, data)
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, _ = group.step(state, data)
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def scaling(data, sizes, batch, repeats) -> list[dict]:
+    rows = []
+    for m in sizes:
+        t = group_epoch(members(m, batch), data, repeats)
+        rows.append({"members": m, "epoch_s": t, "per_member_s": t / m})
+        print(f"group of {m:>2}: epoch {t:.3f} s, {t / m:.3f} s per member", flush=True)
+    return rows
+
+
+def keras_epoch(data, batch: int, epochs: int) -> float:
+    """Median epoch time of Keras 3 `fit` (JAX backend) on the same model and data."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+    import numpy as np
+    from keras import layers, regularizers
+
+    assert keras.backend.backend() == "jax", "set KERAS_BACKEND=jax"
+    model = keras.Sequential([keras.Input((3072,))])
+    for width, rate in ((256, 0.3), (128, 0.3), (64, 0.2)):
+        model.add(layers.Dense(width, kernel_initializer="he_normal",
+                               kernel_regularizer=regularizers.l2(1e-4)))
+        model.add(layers.BatchNormalization())
+        model.add(layers.Activation("relu"))
+        model.add(layers.Dropout(rate))
+    model.add(layers.Dense(10, activation="softmax"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    times: list[float] = []
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train)
+    val = (np.asarray(data.x_val), np.asarray(data.y_val))
+    model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=val, verbose=0,
+              callbacks=[Timer()])
+    return statistics.median(times[1:])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jaxmlp.bench_sweep",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=45000, help="training examples per epoch")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--members", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--solo", type=int, default=4, help="members for the group-vs-solo check")
+    p.add_argument("--keras", action="store_true", help="also time Keras 3 fit (JAX backend)")
+    p.add_argument("--json", help="write the numbers to this JSON file")
+    args = p.parse_args(argv)
+    data = synthetic_cifar(args.n)
+    env = results.environment("group")
+    print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}, n={args.n}, "
+          f"batch {args.batch}", flush=True)
+    out = {"benchmark": "sweep", "n_train": args.n, "batch": args.batch, "environment": env}
+    out["scaling"] = scaling(data, args.members, args.batch, args.repeats)
+
+    runs = members(args.solo, args.batch)
+    grouped = group_epoch(runs, data, args.repeats)
+    solo = sum(group_epoch([r], data, args.repeats) for r in runs)
+    out["group_vs_solo"] = {"members": args.solo, "group_epoch_s": grouped,
+                            "solo_epochs_s": solo, "speedup": solo / grouped}
+    print(f"{args.solo} members: one vmapped group {grouped:.3f} s/epoch, one by one "
+          f"{solo:.3f} s/epoch, speedup {solo / grouped:.2f}x", flush=True)
+
+    if args.keras:
+        ours = group_epoch(runs[:1], data, args.repeats)
+        theirs = keras_epoch(data, args.batch, args.repeats + 1)
+        out["keras"] = {"jaxmlp_epoch_s": ours, "keras_epoch_s": theirs,
+                        "speedup": theirs / ours}
+        print(f"jaxmlp {ours:.3f} s/epoch vs Keras 3 fit (JAX backend) {theirs:.3f} s/epoch: "
+              f"{theirs / ours:.2f}x faster", flush=True)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(out, f, indent=2)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
