@@ -202,8 +202,32 @@ class Group(NamedTuple):
     epochs_per_call: int
 
 
-def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedule_fn=None):
-    """Compile-ready functions for `runs` (all with one group_key) over a leading member axis."""
+def _over_members(run_epoch, n: int, members: str | None):
+    """One epoch of every member, in one program: vmapped, or looped with lax.map.
+
+    XLA's CPU backend runs batched (vmapped) matmuls well below its plain matmul speed, so on
+    the CPU members are looped over (`lax.map`); on accelerators they are vmapped. A group of
+    one is never batched. Both give every member the same numbers as training it alone.
+    """
+    members = members or ("map" if jax.default_backend() == "cpu" else "vmap")
+    if n == 1:
+        def squeezed(state, data):
+            out = run_epoch(jax.tree.map(lambda a: a[0], state), data)
+            return jax.tree.map(lambda a: a[None], out)
+        return squeezed
+    if members == "map":
+        return lambda state, data: jax.lax.map(lambda s: run_epoch(s, data), state)
+    if members == "vmap":
+        return jax.vmap(run_epoch, in_axes=(0, None))
+    raise ValueError(f"members={members!r}: allowed 'vmap', 'map' or None (by backend)")
+
+
+def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedule_fn=None,
+                members: str | None = None):
+    """Compile-ready functions for `runs` (all with one group_key) over a leading member axis.
+
+    `members` picks how the member axis is computed ('vmap' or 'map'; default by backend).
+    """
     runs = tuple(runs)
     keys = {group_key(r) for r in runs}
     if len(keys) != 1:
@@ -213,12 +237,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
     tx = optim.make(runs[0].optim)
     run_epoch = make_epoch(fns, tx, batch_size=runs[0].train.batch_size,
                            n_train=data.x_train.shape[0], mesh=mesh, schedule_fn=schedule_fn)
-    if len(runs) == 1:  # a vmapped batch of one runs ~1.7x slower on the CPU: squeeze it
-        def member_epoch(state, data):
-            out = run_epoch(jax.tree.map(lambda a: a[0], state), data)
-            return jax.tree.map(lambda a: a[None], out)
-    else:
-        member_epoch = jax.vmap(run_epoch, in_axes=(0, None))
+    member_epoch = _over_members(run_epoch, len(runs), members)
 
     def step(state, data):
         return jax.lax.scan(lambda s, _: member_epoch(s, data), state, None,
