@@ -22,22 +22,30 @@ import optax
 from jaxmlp.config import OptimConfig
 
 
+def hyperparams(cfg: OptimConfig) -> dict:
+    """The numbers `make(cfg)` puts in its state: they may differ between vmapped members."""
+    if cfg.name in ("adam", "adamw"):
+        out = {"learning_rate": cfg.learning_rate, "b1": cfg.beta_1, "b2": cfg.beta_2,
+               "eps": cfg.epsilon}
+        return {**out, "weight_decay": cfg.weight_decay} if cfg.name == "adamw" else out
+    if cfg.name == "sgd":
+        return {"learning_rate": cfg.learning_rate, "momentum": cfg.momentum}
+    if cfg.name == "rmsprop":
+        return {"learning_rate": cfg.learning_rate, "decay": cfg.rho, "eps": cfg.epsilon}
+    raise ValueError(f"unknown optimizer {cfg.name!r}: allowed adam, adamw, sgd, rmsprop")
+
+
+_FACTORIES = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd,
+              "rmsprop": optax.rmsprop}
+
+
 def make(cfg: OptimConfig) -> optax.GradientTransformation:
     """The optax transformation for `cfg`, learning rate and hyperparameters in its state."""
-    if cfg.name == "adam":
-        return optax.inject_hyperparams(optax.adam)(
-            learning_rate=cfg.learning_rate, b1=cfg.beta_1, b2=cfg.beta_2, eps=cfg.epsilon)
-    if cfg.name == "adamw":
-        return optax.inject_hyperparams(optax.adamw)(
-            learning_rate=cfg.learning_rate, b1=cfg.beta_1, b2=cfg.beta_2, eps=cfg.epsilon,
-            weight_decay=cfg.weight_decay)
+    numbers = hyperparams(cfg)
     if cfg.name == "sgd":
         return optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
-            learning_rate=cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    if cfg.name == "rmsprop":
-        return optax.inject_hyperparams(optax.rmsprop)(
-            learning_rate=cfg.learning_rate, decay=cfg.rho, eps=cfg.epsilon)
-    raise ValueError(f"unknown optimizer {cfg.name!r}: allowed adam, adamw, sgd, rmsprop")
+            **numbers, nesterov=cfg.nesterov)
+    return optax.inject_hyperparams(_FACTORIES[cfg.name])(**numbers)
 
 
 def structure_key(cfg: OptimConfig) -> tuple:

@@ -12,6 +12,8 @@ mode (dropout on, BatchNorm batch statistics), as Keras logs them; the loss incl
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -64,19 +66,60 @@ def device_data(ds, mesh: Mesh | None = None) -> Data:
     return Data(*(jax.device_put(np.asarray(a), replicated) for a in arrays))
 
 
-def init_state(run: RunConfig, fns: models.ModelFns, tx) -> TrainState:
-    """The initial state of `run`: parameters from its seed, hooks, hyperparameters as arrays."""
-    key = jax.random.key(run.train.seed)
-    init_key, train_key = jax.random.split(key)
-    params, batch_stats = fns.init(init_key)
-    opt_state = tx.init(params)
-    lr = optim.learning_rate(opt_state)
-    return TrainState(
-        params=params, batch_stats=batch_stats, opt_state=opt_state,
-        key=jax.random.key_data(train_key), step=jnp.int32(0), epoch=jnp.int32(0),
-        hooks=H.init(run.hooks, (params, batch_stats), lr),
-        dropout=jnp.asarray(run.model.dropout, jnp.float32), l2=jnp.float32(run.model.l2),
-        max_epochs=jnp.int32(run.train.epochs), active=jnp.bool_(True))
+def init_state(run: RunConfig, fns: models.ModelFns | None = None, tx=None) -> TrainState:
+    """The initial state of `run`: parameters from its seed, hooks, hyperparameters as arrays.
+
+    `fns` and `tx` are accepted for symmetry with `make_epoch`; the state depends only on `run`.
+    """
+    del fns, tx
+    return jax.tree.map(lambda a: a[0], init_states([run]))
+
+
+def _param_init(model):
+    """The jitted initializer; only the shapes and the kernel initializer matter to it."""
+    return _param_init_cached(dataclasses.replace(model, dropout=0.0, l2=0.0))
+
+
+@functools.lru_cache(maxsize=32)
+def _param_init_cached(model):
+    return jax.jit(models.build(model).init)
+
+
+def init_states(runs) -> TrainState:
+    """Initial states of `runs` (one group), stacked on a leading member axis.
+
+    Each member is initialised with its own seed and kernel initializer; optimizer state is
+    built once (vmapped) and then given each member's own hyperparameters. Host-side stacking
+    keeps this to a couple of compilations per group, whatever its size.
+    """
+    members = []
+    for run in runs:
+        init_key, train_key = jax.random.split(jax.random.key(run.train.seed))
+        params, batch_stats = jax.device_get(_param_init(run.model)(init_key))
+        members.append((params, batch_stats, np.asarray(jax.random.key_data(train_key))))
+    params, batch_stats, keys = jax.tree.map(lambda *xs: np.stack(xs), *members)
+    tx = optim.make(runs[0].optim)
+    opt_state = jax.device_get(jax.jit(jax.vmap(tx.init))(params))
+    given = [optim.hyperparams(r.optim) for r in runs]
+    hyper = {k: np.stack([np.asarray(g[k], v.dtype) for g in given]) if k in given[0] else v
+             for k, v in opt_state.hyperparams.items()}
+    opt_state = opt_state._replace(hyperparams=hyper)
+    hooks = [jax.device_get(H.init(r.hooks, None, np.float32(r.optim.learning_rate)))
+             for r in runs]
+    hooks = jax.tree.map(lambda *xs: np.stack(xs), *hooks)
+    weights = (params, batch_stats)
+    hooks = hooks._replace(
+        early_stopping=hooks.early_stopping._replace(best_weights=weights),
+        best=hooks.best._replace(best_weights=weights))
+    n = len(runs)
+    state = TrainState(
+        params=params, batch_stats=batch_stats, opt_state=opt_state, key=keys,
+        step=np.zeros(n, np.int32), epoch=np.zeros(n, np.int32), hooks=hooks,
+        dropout=np.stack([np.asarray(r.model.dropout, np.float32) for r in runs]),
+        l2=np.asarray([r.model.l2 for r in runs], np.float32),
+        max_epochs=np.asarray([r.train.epochs for r in runs], np.int32),
+        active=np.ones(n, bool))
+    return jax.tree.map(jnp.asarray, state)
 
 
 def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=None,
@@ -258,8 +301,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
 
 def init_group(group: Group) -> TrainState:
     """Initial states of every member, stacked on a leading axis."""
-    states = [init_state(r, group.fns, group.tx) for r in group.runs]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    return init_states(group.runs)
 
 
 def empty_history() -> dict:

@@ -169,6 +169,7 @@ def _run(exp: Experiment, args) -> int:
     runs_dir = Path(args.runs_dir or (f"{out}/runs" if args.quick else f"runs/{exp.name}"))
     check_writable(out)
     check_writable(runs_dir)
+    _compile_settings(runs_dir, quick=args.quick)
     ds = load_data(exp, args)
     runs = [_fit_to(r, ds) for r in runs]
     seeds = list(range(args.seeds))
@@ -196,6 +197,19 @@ def _run(exp: Experiment, args) -> int:
     if not args.quick and not args.no_report and args.out is None:
         _report()
     return 0
+
+
+def _compile_settings(runs_dir: Path, *, quick: bool) -> None:
+    """A persistent compilation cache (reruns and resumes skip XLA compiles); for --quick, a
+    cheaper XLA CPU pipeline, since compile time dominates a smoke run. Must run before JAX
+    initialises its backend (the first device use)."""
+    import jax
+
+    if quick:
+        flags = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+    jax.config.update("jax_compilation_cache_dir", str((runs_dir / "jax-cache").absolute()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _fit_to(run: C.RunConfig, ds) -> C.RunConfig:
