@@ -131,7 +131,7 @@ def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: P
     with observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min") as ckpt:
         state = train.init_group(compiled)
         restored = ckpt.restore_latest(state)
-        calls = 0
+        calls, resumed = 0, restored is not None
         if restored is not None:
             _, state, extra = restored
             histories, calls = extra["histories"], extra["calls"]
@@ -146,8 +146,8 @@ def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: P
         _, scores = jax.device_get(compiled.final(state, data))
         observer.close()
     state = jax.device_get(state)
-    return [member_result(m, i, state, histories[i], scores, n_train, len(group), wall)
-            for i, m in enumerate(group)]
+    return [{**member_result(m, i, state, histories[i], scores, n_train, len(group), wall),
+             "resumed": resumed} for i, m in enumerate(group)]
 
 
 def member_result(m: Member, i: int, state, history: dict, scores, n_train: int,
@@ -175,9 +175,13 @@ def member_result(m: Member, i: int, state, history: dict, scores, n_train: int,
     }
 
 
+def member_path(out_dir: Path, m: Member) -> Path:
+    return out_dir / "members" / f"{m.id}.json"
+
+
 def write_member(out_dir: Path, m: Member, record: dict) -> None:
-    atomic.write_json(out_dir / "members" / f"{m.id}.json", record)
+    atomic.write_json(member_path(out_dir, m), record)
 
 
 def done(out_dir: Path, m: Member) -> bool:
-    return (out_dir / "members" / f"{m.id}.json").exists()
+    return member_path(out_dir, m).exists()

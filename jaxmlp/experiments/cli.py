@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +179,7 @@ def _run(exp: Experiment, args) -> int:
     data = train.device_data(ds, mesh)
     todo = sweep.members(runs, seeds)
     groups = sweep.groups(todo, args.engine)
+    start, trained = time.perf_counter(), 0
     for g, group in enumerate(groups, 1):
         label = f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, {len(group)} members)"
         if all(sweep.done(out, m) for m in group):
@@ -186,17 +189,28 @@ def _run(exp: Experiment, args) -> int:
         records = sweep.run_group(group, data, ds.x_train.shape[0], out_dir=out,
                                   runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
                                   mesh=mesh, label=label, quiet=args.quiet)
+        trained += 1
         for m, rec in zip(group, records):
             sweep.write_member(out, m, rec)
+    wall = time.perf_counter() - start
     every_args = argparse.Namespace(**{**vars(args), "only": None})
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
     doc = _document(exp, args, every, seeds, ds.identity, out)
+    doc["settings"]["this_invocation"] = {
+        "groups_trained": trained, "groups_total": len(groups), "wall_time_s": wall,
+        "complete": trained == len(groups) and not any(_resumed(out, groups))}
     atomic.write_json(out / "results.json", doc)
     if not args.quiet:
         print(f"[{exp.name}] wrote {out / 'results.json'}", file=sys.stderr)
     if not args.quick and not args.no_report and args.out is None:
         _report()
     return 0
+
+
+def _resumed(out: Path, groups) -> list[bool]:
+    """Which groups resumed from a checkpoint in this invocation (their wall time is partial)."""
+    return [any(json.loads(sweep.member_path(out, m).read_text()).get("resumed", False)
+                for m in g) for g in groups]
 
 
 def _compile_settings(runs_dir: Path, *, quick: bool) -> None:
@@ -228,8 +242,6 @@ def _mesh():
 
 
 def _document(exp, args, runs, seeds, identity, out: Path) -> dict:
-    import json
-
     entries = []
     for r in runs:  # every run of the experiment whose seeds have all finished
         files = [out / "members" / f"{r.name}__seed{s}.json" for s in seeds]
