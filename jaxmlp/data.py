@@ -1,40 +1,47 @@
-"""Datasets as arrays: Fashion-MNIST, CIFAR-10 and MNIST from local files or tfds.
-
-Local files use the Keras cache layout (what `../shared/datasets/prepare DEST` writes):
-    fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
-    cifar-10-batches-py/{data_batch_1..5,test_batch}
-    mnist.npz
-Untrusted files are data, never code: CIFAR pickles go through an Unpickler that admits only
-numpy array reconstruction, and `np.load` runs with allow_pickle=False.
-"""
+"""Datasets as NumPy arrays: Fashion-MNIST, CIFAR-10 and MNIST from local files or tfds."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
+import numbers
 import os
 import pickle
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 DATASETS = ("fashion_mnist", "cifar10", "mnist")
+SOURCES = ("auto", "local", "tfds")
 SPLITS = ("tail", "shuffled")
-LAYOUT = """expected layout (Keras cache; `python ../shared/datasets/prepare DIR` makes it):
-  DIR/fashion-mnist/train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
-                    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz
-  DIR/cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch
-  DIR/mnist.npz"""
+NUM_CLASSES = 10
+ENV_VAR = "JAXMLP_DATA_DIR"
+
 FILES = {
-    "fashion_mnist": tuple(f"fashion-mnist/{s}-{k}-ubyte.gz" for s in ("train", "t10k")
-                           for k in ("images-idx3", "labels-idx1")),
+    "fashion_mnist": tuple(f"fashion-mnist/{part}-ubyte.gz" for part in (
+        "train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")),
     "cifar10": tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
     + ("cifar-10-batches-py/test_batch",),
     "mnist": ("mnist.npz",),
 }
+LAYOUT = """Expected layout (as in the Keras cache ~/.keras/datasets; the prepare script writes the
+first two):
+  DIR/fashion-mnist/train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+                    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz
+  DIR/cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch
+  DIR/mnist.npz  (arrays x_train, y_train, x_test, y_test)"""
 JPEG_NOTE = ("CIFAR-10 pixels decoded from a JPEG copy (quality ~75, 4:2:0; PSNR ~30 dB against "
              "the lossless originals); labels exact. See shared/datasets/PROVENANCE.md.")
+
+IDX_IMAGES, IDX_LABELS = 2051, 2049  # magic numbers: 0x08 (uint8) then the number of dims
+MNIST_IMAGE = (28, 28)
+CIFAR_PIXELS = 3 * 32 * 32
+DEFLATE_MAX_RATIO = 1032  # deflate expands at most ~1032:1, so a file bounds what it can hold
 
 
 class DataError(ValueError):
@@ -43,17 +50,20 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    x_train: np.ndarray  # float32 in [0, 1], flattened
+    """Flattened float32 features in [0, 1] and int32 labels, plus where they came from."""
+
+    x_train: np.ndarray  # (N, 784) or (N, 3072)
     y_train: np.ndarray  # int32
     x_val: np.ndarray
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
-    identity: dict
+    identity: dict  # JSON-serialisable: which files, which split (see `load`)
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -61,197 +71,302 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- formats ------------------------------------------------------------------------------------
+# --- file formats: bytes in, uint8 arrays out, every inconsistency a DataError ------------------
 
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """An IDX file (gzip): checks the magic number, dims and that the size matches the header."""
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable gzip file ({e})") from None
-    if len(raw) < 8 or int.from_bytes(raw[:4], "big") != magic:
-        found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
-        raise DataError(f"{path}: bad magic number {found}, expected {magic} (IDX format)")
+def parse_idx(path: Path, raw: bytes, magic: int, item_shape: tuple) -> np.ndarray:
+    """A gzipped IDX file: checks magic number, item shape and that the size matches the header."""
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise DataError(f"{path}: {len(raw)} bytes, expected {expected} for shape {dims} "
-                        "(truncated or corrupt)")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+    header_size = 4 + 4 * ndim
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            header = f.read(header_size)
+            found = int.from_bytes(header[:4], "big") if len(header) >= 4 else None
+            if found != magic:
+                raise DataError(f"{path}: bad magic number {found}, expected {magic} "
+                                f"(IDX {'images' if magic == IDX_IMAGES else 'labels'})")
+            if len(header) < header_size:
+                raise DataError(f"{path}: truncated IDX header ({len(header)} of {header_size} "
+                                "bytes)")
+            dims = struct.unpack(f">{ndim}I", header[4:])
+            if dims[1:] != item_shape:
+                raise DataError(f"{path}: IDX shape {dims}, expected (N, "
+                                f"{', '.join(map(str, item_shape))})")
+            size = math.prod(dims)
+            body = f.read(min(size, DEFLATE_MAX_RATIO * len(raw)) + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable gzip file, or truncated ({e})") from None
+    if len(body) != size:
+        raise DataError(f"{path}: {header_size + len(body)} bytes after decompression, expected "
+                        f"{header_size + size} for shape {dims} "
+                        f"({'truncated' if len(body) < size else 'trailing bytes'})")
+    return np.frombuffer(body, np.uint8).reshape(dims)
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """Admits numpy array reconstruction only; any other global is refused."""
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, dicts, lists, bytes and ints; refuses every other global.
 
-    ALLOWED = {
+    Pickle calls whatever callable a file names; a CIFAR-10 batch names only numpy's array
+    reconstruction, plus `_codecs.encode` where Python 3 wrote bytes at protocol 2 (then only
+    text to latin-1 bytes is admitted).
+    """
+
+    ALLOWED = frozenset({
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
-    }
+    })
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         raise DataError(f"refusing to load pickle global {module}.{name}: CIFAR-10 batches hold "
-                        "only arrays, lists, bytes and ints")
+                        "only numpy arrays, lists, bytes and ints")
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _latin1_bytes(text, encoding="utf-8", *errors):
+    """`_codecs.encode` as protocol-2 pickles use it for bytes: latin-1 text to bytes, no more."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors:
+        raise DataError("refusing to load pickle global _codecs.encode other than for latin-1 "
+                        "bytes")
+    return text.encode("latin-1")
+
+
+def parse_cifar_batch(path: Path, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 python batch: (N, 3072) uint8 pixels flattened HWC, and N labels."""
     try:
-        with open(path, "rb") as f:
-            batch = _ArraysOnly(f, encoding="bytes").load()
+        batch = ArraysOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - any parse failure is a data error
+    except Exception as e:  # a malformed pickle can fail in many ways; all are data errors
         raise DataError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise DataError(f"{path}: expected a dict with b'data' and b'labels'")
-    x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
-    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or y.shape != (x.shape[0],):
-        raise DataError(f"{path}: data {x.dtype}{x.shape} / labels {y.shape}; expected uint8 "
-                        "(N, 3072) and N labels")
-    # CHW planes -> HWC, Keras's cifar10.load_data image layout, then flattened.
-    x = x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(-1, 3072)
-    return x, y
+        raise DataError(f"{path}: expected a dict with keys b'data' and b'labels'")
+    x = batch[b"data"]
+    y = _integer_labels(path, batch[b"labels"])
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape[1:] != (CIFAR_PIXELS,) \
+            or len(y) != len(x):
+        found = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataError(f"{path}: data {found} with {len(y)} labels; expected uint8 "
+                        f"(N, {CIFAR_PIXELS}) and N labels")
+    return _chw_to_hwc(x), y
 
 
-def _local_fashion_mnist(root: Path):
-    f = [root / p for p in FILES["fashion_mnist"]]
-    x_tr, y_tr = _read_idx(f[0], 2051), _read_idx(f[1], 2049)
-    x_te, y_te = _read_idx(f[2], 2051), _read_idx(f[3], 2049)
-    return x_tr.reshape(len(x_tr), -1), y_tr, x_te.reshape(len(x_te), -1), y_te
+def _chw_to_hwc(x: np.ndarray) -> np.ndarray:
+    """CIFAR rows are three 32x32 planes; Keras's cifar10.load_data gives HWC images, so flatten
+    those: pixel (i, j) of channel c lands at index (i * 32 + j) * 3 + c."""
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(-1, CIFAR_PIXELS)
 
 
-def _local_cifar10(root: Path):
-    parts = [_read_cifar_batch(root / p) for p in FILES["cifar10"]]
-    x_tr = np.concatenate([p[0] for p in parts[:5]])
-    y_tr = np.concatenate([p[1] for p in parts[:5]])
-    return x_tr, y_tr, parts[5][0], parts[5][1]
-
-
-def _local_mnist(root: Path):
-    path = root / "mnist.npz"
+def _integer_labels(path: Path, labels) -> np.ndarray:
+    """Labels as a 1-D integer array, or a DataError."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    except (ValueError, KeyError, OSError) as e:
-        raise DataError(f"{path}: not a Keras mnist.npz with uint8 arrays x_train, y_train, "
-                        f"x_test, y_test ({e})") from None
-    x_tr, y_tr, x_te, y_te = arrays
-    return x_tr.reshape(len(x_tr), -1), y_tr, x_te.reshape(len(x_te), -1), y_te
+        y = np.asarray(labels)
+    except ValueError as e:
+        raise DataError(f"{path}: labels are not a flat list of integers ({e})") from None
+    if y.ndim != 1 or (y.size and y.dtype.kind not in "iu"):
+        raise DataError(f"{path}: labels {y.dtype} {y.shape}, expected a flat list of integers")
+    return y
 
 
-_LOCAL = {"fashion_mnist": _local_fashion_mnist, "cifar10": _local_cifar10, "mnist": _local_mnist}
+def parse_mnist_npz(path: Path, raw: bytes) -> tuple[np.ndarray, ...]:
+    """Keras's mnist.npz: uint8 (N, 28, 28) images and integer labels; never unpickles."""
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            x_tr, y_tr, x_te, y_te = (z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    except Exception as e:  # not a zip, a missing key, or an object (pickled) array
+        raise DataError(f"{path}: not a Keras mnist.npz with arrays x_train, y_train, x_test, "
+                        f"y_test and no pickled objects ({type(e).__name__}: {e})") from None
+    for x in (x_tr, x_te):
+        if x.dtype != np.uint8 or x.shape[1:] != MNIST_IMAGE:
+            raise DataError(f"{path}: images {x.dtype} {x.shape}, expected uint8 (N, 28, 28)")
+    return x_tr, _integer_labels(path, y_tr), x_te, _integer_labels(path, y_te)
 
 
-# --- sources -----------------------------------------------------------------------------------
+# --- local files -------------------------------------------------------------------------------
+
+def _read_fashion_mnist(read) -> tuple[np.ndarray, ...]:
+    x_tr = parse_idx(*read(FILES["fashion_mnist"][0]), IDX_IMAGES, MNIST_IMAGE)
+    y_tr = parse_idx(*read(FILES["fashion_mnist"][1]), IDX_LABELS, ())
+    x_te = parse_idx(*read(FILES["fashion_mnist"][2]), IDX_IMAGES, MNIST_IMAGE)
+    y_te = parse_idx(*read(FILES["fashion_mnist"][3]), IDX_LABELS, ())
+    return x_tr, y_tr, x_te, y_te
+
+
+def _read_cifar10(read) -> tuple[np.ndarray, ...]:
+    parts = [parse_cifar_batch(*read(rel)) for rel in FILES["cifar10"]]
+    x_tr = np.concatenate([x for x, _ in parts[:5]])
+    y_tr = np.concatenate([y for _, y in parts[:5]])
+    return x_tr, y_tr, *parts[5]
+
+
+def _read_mnist(read) -> tuple[np.ndarray, ...]:
+    return parse_mnist_npz(*read(FILES["mnist"][0]))
+
+
+READERS = {"fashion_mnist": _read_fashion_mnist, "cifar10": _read_cifar10, "mnist": _read_mnist}
+
 
 def default_dirs() -> list[Path]:
-    """Where local copies are looked for: $JAXMLP_DATA_DIR, then ~/.keras/datasets."""
-    dirs = [Path(os.environ["JAXMLP_DATA_DIR"])] if os.environ.get("JAXMLP_DATA_DIR") else []
-    return dirs + [Path.home() / ".keras" / "datasets"]
+    """Where local copies are looked for when no data_dir is given: $JAXMLP_DATA_DIR (if set),
+    then ~/.keras/datasets (where Keras's load_data caches them)."""
+    env = os.environ.get(ENV_VAR)
+    return ([Path(env).expanduser()] if env else []) + [Path.home() / ".keras" / "datasets"]
 
 
-def _missing(name: str, root: Path) -> list[Path]:
-    return [root / p for p in FILES[name] if not (root / p).is_file()]
+def missing_files(name: str, root: Path) -> list[Path]:
+    """The files of `name` that are not in `root`."""
+    return [root / rel for rel in FILES[name] if not (root / rel).is_file()]
 
 
-def _load_local(name: str, root: Path):
-    missing = _missing(name, root)
-    if missing:
-        raise DataError(f"{name}: missing {missing[0]}" +
-                        (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") +
-                        f"\n{LAYOUT}")
-    arrays = _LOCAL[name](root)
-    files = {p: sha256_file(root / p) for p in FILES[name]}
-    return arrays, {"source": "local", "path": str(root), "files": files}
+def _absent(name: str, roots: list[Path]) -> str:
+    """Says which file is missing in each of `roots`."""
+    return "; ".join(f"missing {m[0]}" + (f" (and {len(m) - 1} more)" if len(m) > 1 else "")
+                     for m in (missing_files(name, r) for r in roots))
 
 
-def _load_tfds(name: str, data_dir):
+def load_local(name: str, root: Path) -> tuple[tuple[np.ndarray, ...], dict]:
+    """Arrays from the files under `root`, and the sha256 of every file read (hashed from the
+    same bytes that were parsed)."""
+    hashes = {}
+
+    def read(rel: str) -> tuple[Path, bytes]:
+        path = root / rel
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+        hashes[rel] = hashlib.sha256(raw).hexdigest()
+        return path, raw
+
+    arrays = READERS[name](read)
+    return arrays, {"source": "local", "path": str(root), "files": hashes}
+
+
+# --- tfds --------------------------------------------------------------------------------------
+
+def load_tfds(name: str, data_dir=None) -> tuple[tuple[np.ndarray, ...], dict]:
+    """Arrays from tensorflow_datasets (it needs TensorFlow, imported only here)."""
     try:
+        import tensorflow  # noqa: F401  (tfds.load needs it; say so before tfds fails obscurely)
         import tensorflow_datasets as tfds
-    except Exception as e:  # noqa: BLE001 - tfds needs TensorFlow, which may be absent
-        raise DataError(
-            f"{name}: tensorflow-datasets unavailable ({type(e).__name__}: {e})") from None
+    except ImportError as e:
+        raise DataError(f"tensorflow_datasets needs TensorFlow, which is not usable here "
+                        f"({type(e).__name__}: {e})") from None
     try:
-        train, test = tfds.as_numpy(tfds.load(name, split=["train", "test"], batch_size=-1,
-                                              as_supervised=True, data_dir=data_dir))
-    except Exception as e:  # noqa: BLE001 - no network, no cache
-        raise DataError(f"{name}: tfds.load failed ({type(e).__name__}: {e})") from None
+        train, test = tfds.as_numpy(tfds.load(
+            name, split=["train", "test"], batch_size=-1, as_supervised=True,
+            data_dir=None if data_dir is None else str(data_dir)))
+    except Exception as e:  # no network, no cache, a bad download: tfds raises many kinds
+        raise DataError(f"tfds.load({name!r}) failed ({type(e).__name__}: {e})") from None
     (x_tr, y_tr), (x_te, y_te) = train, test
-    arrays = (x_tr.reshape(len(x_tr), -1), y_tr, x_te.reshape(len(x_te), -1), y_te)
-    return arrays, {"source": "tfds", "path": None, "files": {}}
+    path = None if data_dir is None else str(data_dir)
+    return (x_tr, y_tr, x_te, y_te), {"source": "tfds", "path": path, "files": {}}
 
 
 def _no_data(name: str, reason: str) -> DataError:
     return DataError(
-        f"no {name} data: {reason}.\nPass --data-dir DIR (data_dir=DIR in Python) or set "
-        f"JAXMLP_DATA_DIR to a local copy; tfds downloads need network.\n{LAYOUT}")
+        f"no {name} data: {reason}.\nGive a local copy with --data-dir DIR (data_dir=DIR in "
+        f"Python) or the {ENV_VAR} environment variable; make one with "
+        f"`python ../shared/datasets/prepare DIR`.\n{LAYOUT}")
 
 
-# --- splits and the public entry point ---------------------------------------------------------
+# --- splits and the entry point ----------------------------------------------------------------
 
-def split_indices(n: int, validation_split: float, split: str, seed: int):
-    """(train, val) indices. 'tail' is Keras's validation_split: the last fraction, unshuffled.
-
-    Keras (trainers/data_adapters/data_adapter_utils.train_validation_split) splits at
-    int(n * (1 - validation_split)).
-    """
-    if not 0.0 <= validation_split < 1.0:
+def check_split(validation_split: float, split: str, split_seed: int) -> None:
+    """Raises DataError unless the split arguments are allowed."""
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) \
+            or not 0.0 <= validation_split < 1.0:
         raise DataError(f"validation_split={validation_split!r}: allowed a number in [0, 1)")
     if split not in SPLITS:
-        raise DataError(f"split={split!r}: allowed 'tail' or 'shuffled'")
-    cut = int(n * (1.0 - validation_split))
-    order = np.arange(n) if split == "tail" else np.random.default_rng(seed).permutation(n)
-    return order[:cut], order[cut:]
+        raise DataError(f"split={split!r}: allowed {', '.join(map(repr, SPLITS))}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, numbers.Integral):
+        raise DataError(f"split_seed={split_seed!r}: allowed an integer")
 
 
-def load(name: str, *, data_dir=None, source: str = "auto", validation_split: float = 0.1,
-         split: str = "tail", split_seed: int = 0) -> Dataset:
-    """Load `name` as float32 [0, 1] flattened features and int32 labels, split as Keras does."""
+def split_indices(n: int, validation_split: float, split: str = "tail", seed: int = 0):
+    """(train, val) index arrays over n training examples.
+
+    'tail' is Keras's `fit(validation_split=...)`: the last fraction, taken before any shuffling.
+    Keras 3 (trainers/data_adapters/array_slicing.py, train_validation_split) cuts at
+    split_at = int(math.floor(n * (1.0 - validation_split))), float arithmetic included (so n=10,
+    0.8 gives 1 train example, not 2), and refuses a split that leaves either part empty.
+    'shuffled' picks the same sizes with a seeded permutation; both parts keep their original order.
+    """
+    check_split(validation_split, split, seed)
+    if validation_split == 0:
+        return np.arange(n), np.arange(0)
+    cut = int(math.floor(n * (1.0 - validation_split)))
+    if cut == 0 or cut == n:
+        raise DataError(f"validation_split={validation_split} of {n} examples leaves an empty "
+                        "training or validation set; allowed: a split that leaves both non-empty")
+    if split == "tail":
+        return np.arange(cut), np.arange(cut, n)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def load(name: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
+         validation_split: float = 0.1, split: str = "tail", split_seed: int = 0) -> Dataset:
+    """Load `name` as flattened float32 features in [0, 1] and int32 labels, split as Keras does.
+
+    source='local' reads the Keras cache layout (see LAYOUT) from `data_dir`, else the first
+    complete copy in $JAXMLP_DATA_DIR or ~/.keras/datasets; 'tfds' uses tensorflow_datasets
+    (with `data_dir` as its cache); 'auto' reads local files when `data_dir` is given or a
+    default directory has them, and tries tfds otherwise. The identity records the source, the
+    sha256 of each local file, the sizes and the split (split_seed is None for the tail split).
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}: allowed {', '.join(DATASETS)}")
-    if source not in ("auto", "local", "tfds"):
-        raise DataError(f"source={source!r}: allowed 'auto', 'local' or 'tfds'")
-    split_indices(10, validation_split, split, split_seed)  # validate before any reading
+    if source not in SOURCES:
+        raise DataError(f"source={source!r}: allowed {', '.join(map(repr, SOURCES))}")
+    check_split(validation_split, split, split_seed)
+    arrays, identity = _fetch(name, data_dir, source)
+    return _assemble(name, arrays, identity, validation_split, split, split_seed)
+
+
+def _fetch(name: str, data_dir, source: str) -> tuple[tuple[np.ndarray, ...], dict]:
+    """Raw uint8 arrays (x_train, y_train, x_test, y_test) and where they came from."""
     if source == "tfds":
-        arrays, ident = _load_tfds(name, data_dir)
-    elif data_dir is not None or source == "local":
-        roots = [Path(data_dir)] if data_dir is not None else default_dirs()
-        root = next((r for r in roots if not _missing(name, r)), roots[0])
-        arrays, ident = _load_local(name, root)
-    else:
-        root = next((r for r in default_dirs() if not _missing(name, r)), None)
-        if root is not None:
-            arrays, ident = _load_local(name, root)
-        else:
-            try:
-                arrays, ident = _load_tfds(name, None)
-            except DataError as e:
-                raise _no_data(name, f"no local copy in {', '.join(map(str, default_dirs()))} "
-                               f"and {e}") from None
-    return _finish(name, arrays, ident, validation_split, split, split_seed)
+        try:
+            return load_tfds(name, data_dir)
+        except DataError as e:
+            raise _no_data(name, str(e)) from None
+    roots = [Path(data_dir).expanduser()] if data_dir is not None else default_dirs()
+    root = next((r for r in roots if not missing_files(name, r)), None)
+    if root is not None:
+        return load_local(name, root)
+    if source == "local" or data_dir is not None:
+        raise _no_data(name, _absent(name, roots))
+    try:
+        return load_tfds(name)
+    except DataError as e:
+        raise _no_data(name, f"{_absent(name, roots)}; and {e}") from None
 
 
-def _finish(name, arrays, ident, validation_split, split, split_seed) -> Dataset:
+def _assemble(name, arrays, identity, validation_split, split, split_seed) -> Dataset:
+    """Checks counts and labels, splits off validation, flattens and scales to float32 [0, 1]."""
     x_tr, y_tr, x_te, y_te = arrays
+    x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
     for x, y, part in ((x_tr, y_tr, "train"), (x_te, y_te, "test")):
         if len(x) != len(y):
             raise DataError(f"{name} {part}: {len(x)} images but {len(y)} labels")
-    num_classes = 10
-    for y in (y_tr, y_te):
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise DataError(f"{name}: labels outside [0, {num_classes})")
+        if y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):
+            raise DataError(f"{name} {part}: labels in [{y.min()}, {y.max()}], allowed "
+                            f"0..{NUM_CLASSES - 1}")
     tr, va = split_indices(len(x_tr), validation_split, split, split_seed)
-    def feats(x):
-        return x.astype(np.float32) / np.float32(255)
+    identity = {
+        "name": name, **identity, "n_train": len(tr), "n_val": len(va), "n_test": len(x_te),
+        "validation_split": float(validation_split), "split": split,
+        "split_seed": int(split_seed) if split == "shuffled" else None,
+        "note": JPEG_NOTE if name == "cifar10" and identity["source"] == "local" else "",
+    }
+    return Dataset(_features(x_tr[tr]), y_tr[tr].astype(np.int32), _features(x_tr[va]),
+                   y_tr[va].astype(np.int32), _features(x_te), y_te.astype(np.int32),
+                   NUM_CLASSES, identity)
 
-    identity = {"name": name, **ident, "n_train": int(len(tr)), "n_val": int(len(va)),
-                "n_test": int(len(x_te)), "validation_split": validation_split, "split": split,
-                "split_seed": split_seed if split == "shuffled" else None,
-                "note": JPEG_NOTE if name == "cifar10" and ident["source"] == "local" else ""}
-    return Dataset(feats(x_tr[tr]), y_tr[tr].astype(np.int32), feats(x_tr[va]),
-                   y_tr[va].astype(np.int32), feats(x_te), y_te.astype(np.int32), num_classes,
-                   identity)
+
+def _features(x: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1], bit for bit what Keras users write,
+    x.astype('float32') / 255, in one pass."""
+    return np.divide(x, np.float32(255), dtype=np.float32)
