@@ -1,17 +1,21 @@
 """Observers: host-side effects after an epoch (checkpoints, history files, TensorBoard, progress).
 
-They read the state and metrics and never change the numbers.
+They read the state and metrics they are given and never change the numbers. A leading member
+axis (a vmapped group of runs) is just part of the pytree they save.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
+import shutil
 import sys
 import warnings
 from pathlib import Path
 
+import jax
 import orbax.checkpoint as ocp
 
 from jaxmlp import atomic
@@ -22,90 +26,156 @@ class CheckpointError(RuntimeError):
 
 
 class CheckpointStore:
-    """The latest train state (for resume) and the best weights, as standard Orbax checkpoints.
+    """The latest train state (for resume) and the best one by a metric, as Orbax checkpoints.
 
-    Layout: `<dir>/latest/<step>/{state,extra}` and `<dir>/best/<step>/{state,extra}`, one
-    `ocp.CheckpointManager` each. Two managers on purpose: one manager with `best_fn` and
-    `max_to_keep` keeps the best steps and may delete the latest one, which resume needs.
-    Orbax writes each step into a temporary folder and renames it when complete, so a killed
-    save leaves no half-written step behind; `restore_latest` still falls back to the previous
-    step if the newest cannot be read (two latest steps are kept for that).
+    Layout under `directory` (the standard `ocp.CheckpointManager` layout, one manager each):
+
+        latest/<epoch>/state/            the pytree (`ocp.args.StandardSave`)
+        latest/<epoch>/extra/metadata    the `extra` dict (`ocp.args.JsonSave`)
+        best/<epoch>/state/              the best pytree so far
+        best/<epoch>/extra/metadata      {"epoch": <epoch>, <monitor>: <value>}
+        best/<epoch>/metrics/metrics     Orbax's copy of {<monitor>: <value>} for `best_fn`
+        unreadable/<latest|best>-<epoch> steps moved aside when restore fell back past them
+
+    Plain Orbax reads them back, e.g.
+    `ocp.StandardCheckpointer().restore(directory / "latest" / "3" / "state", template)`.
+
+    Two managers on purpose: one manager with `best_fn` and `max_to_keep` ranks every step by the
+    metric and would delete the newest step whenever it is not among the best, losing the
+    resume point. Each save is atomic: Orbax writes `<epoch>.orbax-checkpoint-tmp` and renames it
+    to `<epoch>` only after every item is written, so a killed save leaves a tmp folder that
+    `all_steps()` ignores and `cleanup_tmp_directories` removes. Restore still falls back to an
+    older step when the newest cannot be read (files lost or truncated after the rename).
     """
 
     def __init__(self, directory, *, monitor: str = "val_loss", mode: str = "min",
                  keep_latest: int = 2):
         if mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r}: allowed 'min' or 'max'")
+        if keep_latest < 1:
+            raise ValueError(f"keep_latest={keep_latest}: must be at least 1")
         self.directory = Path(directory).absolute()
         self.monitor, self.mode = monitor, mode
+        self._best_value: float | None = None
         self.latest = ocp.CheckpointManager(
-            self.directory / "latest",
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep_latest, create=True,
+            self.directory / "latest", item_handlers=_item_handlers(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep_latest,
                                                  cleanup_tmp_directories=True))
-        # Orbax's best_mode defaults to 'max': say the direction explicitly.
+        # best_mode defaults to 'max' in Orbax: always pass it. Only `best_fn` (not a
+        # `preservation_policy=BestN`) makes Orbax write the metrics that ranking needs.
+        self._set_aside_bad_metrics()
         self.best = ocp.CheckpointManager(
-            self.directory / "best",
+            self.directory / "best", item_handlers=_item_handlers(),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, create=True, best_fn=lambda m: m[monitor], best_mode=mode,
+                max_to_keep=1, best_fn=lambda metrics: metrics[monitor], best_mode=mode,
                 keep_checkpoints_without_metrics=False, cleanup_tmp_directories=True))
-        self._best_value = None
 
-    def save_latest(self, step: int, state, extra: dict | None = None) -> None:
-        self.latest.save(step, args=ocp.args.Composite(
+    def save_latest(self, epoch: int, state, extra: dict | None = None) -> None:
+        """Save `state` (any pytree) and a small JSON-able `extra` dict as step `epoch`."""
+        newest = self.latest.latest_step()
+        if newest is not None and epoch <= newest:
+            # Orbax would skip this save silently (should_save is False for old steps).
+            raise ValueError(f"save_latest(epoch={epoch}): {self.latest.directory} already holds "
+                             f"epoch {newest}; restore_latest first or use a fresh directory")
+        self.latest.save(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra or {})))
 
-    def save_best(self, step: int, weights, value: float) -> bool:
-        """Save `weights` if `value` beats the best seen by this store; returns whether saved."""
-        if self._best_value is None and self.best.latest_step() is not None:
-            self._best_value = self._read_best_value()
-        better = self._best_value is None or (
-            value < self._best_value if self.mode == "min" else value > self._best_value)
-        if not better or not math.isfinite(value):
+    def save_best(self, epoch: int, state, value: float) -> bool:
+        """Save `state` if `value` beats the best seen (also across restarts); True if saved."""
+        value = float(value)
+        if not math.isfinite(value) or not self._improves(value):
             return False
+        if epoch in self.best.all_steps():  # a replay after a fallback found a better value
+            self.best.delete(epoch)
+        # force: Orbax refuses steps older than its newest one, and a replay may produce them.
+        self.best.save(epoch, force=True, metrics={self.monitor: value}, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            extra=ocp.args.JsonSave({"epoch": epoch, self.monitor: value})))
         self._best_value = value
-        self.best.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(weights),
-            extra=ocp.args.JsonSave({"epoch": step, self.monitor: value})),
-            metrics={self.monitor: value})
         return True
 
-    def _read_best_value(self):
-        step = self.best.latest_step()
-        extra = self.best.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))
-        return extra["extra"].get(self.monitor)
+    def _improves(self, value: float) -> bool:
+        if self._best_value is None:
+            step = self.best.best_step()
+            metrics = self.best.metrics(step) if step is not None else None
+            self._best_value = metrics[self.monitor] if metrics else None
+        best = self._best_value
+        return best is None or (value < best if self.mode == "min" else value > best)
 
     def restore_latest(self, template):
-        """(step, state, extra) from the newest readable checkpoint; None if there is none."""
-        return self._restore(self.latest, template)
+        """(epoch, state, extra) from the newest readable step; None when there is no step."""
+        return self._restore(self.latest, "latest", template)
 
     def restore_best(self, template):
-        return self._restore(self.best, template)
+        """(epoch, state, {"epoch", monitor}) of the best step; None when there is none."""
+        return self._restore(self.best, "best", template)
 
-    def _restore(self, manager, template):
+    def _restore(self, manager, kind: str, template):
+        manager.wait_until_finished()
+        if manager is self.best:
+            self._set_aside_bad_metrics()
         manager.reload()
         steps = sorted(manager.all_steps(), reverse=True)
         if not steps:
             return None
-        errors = []
+        # Abstract arrays: Orbax restores with the template's shapes, dtypes and shardings.
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        failed = []
         for step in steps:
             try:
                 out = manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(template), extra=ocp.args.JsonRestore()))
-                return step, out["state"], dict(out["extra"] or {})
-            except Exception as e:  # noqa: BLE001 - any unreadable step falls back
-                errors.append(f"step {step}: {type(e).__name__}: {e}")
-                warnings.warn(f"checkpoint {manager.directory}/{step} unreadable, falling "
-                              f"back to an older one ({type(e).__name__})", stacklevel=2)
-        raise CheckpointError(f"no checkpoint in {manager.directory} can be restored; delete "
-                              "the folder to start over:\n  " + "\n  ".join(errors))
+                    state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore()))
+            except Exception as e:  # any unreadable step falls back to the one before
+                failed.append(f"epoch {step}: {type(e).__name__}: {_first_line(e)}")
+                continue
+            if failed:
+                moved = self._set_aside(manager.directory, kind, steps[:len(failed)])
+                manager.reload()
+                warnings.warn(f"{kind} checkpoint(s) in {manager.directory} cannot be restored, "
+                              f"restored epoch {step} instead and moved the unreadable ones to "
+                              f"{moved}:\n  " + "\n  ".join(failed), stacklevel=3)
+            return step, out["state"], dict(out["extra"] or {})
+        raise CheckpointError(
+            f"{len(steps)} {kind} checkpoint(s) in {manager.directory} and none can be restored "
+            "(not starting over silently; delete the folder to start from scratch):\n  "
+            + "\n  ".join(failed))
+
+    def _set_aside(self, folder: Path, kind: str, steps) -> Path:
+        """Move unreadable steps out of the manager's folder, so their epochs can be re-saved."""
+        dest_folder = self.directory / "unreadable"
+        dest_folder.mkdir(parents=True, exist_ok=True)
+        for step in steps:
+            dest, n = dest_folder / f"{kind}-{step}", 0
+            while dest.exists():
+                n += 1
+                dest = dest_folder / f"{kind}-{step}.{n}"
+            shutil.move(folder / str(step), dest)
+        return dest_folder
+
+    def _set_aside_bad_metrics(self) -> None:
+        """Orbax reads every best step's metrics JSON when it opens or reloads the folder and
+        raises on a truncated one (only a missing file is tolerated): move such steps aside."""
+        bad = []
+        for path in sorted((self.directory / "best").glob("*/metrics/metrics")):
+            if not path.parent.parent.name.isdigit():  # a tmp folder of an unfinished save
+                continue
+            try:
+                json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                bad.append((path.parent.parent.name, f"{type(e).__name__}: {e}"))
+        if bad:
+            moved = self._set_aside(self.directory / "best", "best", [step for step, _ in bad])
+            warnings.warn(f"best checkpoint(s) with unreadable metrics moved to {moved}:\n  "
+                          + "\n  ".join(f"epoch {step}: {why}" for step, why in bad),
+                          stacklevel=3)
 
     def wait(self) -> None:
+        """Block until async saves are on disk."""
         self.latest.wait_until_finished()
         self.best.wait_until_finished()
 
     def close(self) -> None:
-        self.wait()
-        self.latest.close()
+        self.latest.close()  # close() waits for pending saves
         self.best.close()
 
     def __enter__(self):
@@ -115,79 +185,145 @@ class CheckpointStore:
         self.close()
 
 
-class HistoryLog:
-    """A Keras CSVLogger-style history (epoch first, then sorted keys) plus an optional JSON."""
+def _item_handlers():
+    """Registering the handlers lets a fresh manager read metadata and restore by name."""
+    return {"state": ocp.StandardCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
 
-    def __init__(self, csv_path, json_path=None, initial: dict | None = None):
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+class HistoryLog:
+    """The per-epoch history as a Keras CSVLogger-style CSV, plus an optional JSON.
+
+    CSV: first column `epoch` (0-based, as Keras writes it), then the metric names sorted, a
+    missing value written `NA` (as Keras). Lines end in `\\n` (Keras uses the csv module's
+    `\\r\\n`). JSON: `{"epoch": [...], "<metric>": [...], ...}`, NaN and missing as null. Both
+    files are rewritten atomically on every append; they are tiny.
+    """
+
+    def __init__(self, csv_path, json_path=None, *, initial: dict | None = None):
         self.csv_path = Path(csv_path)
         self.json_path = Path(json_path) if json_path else None
         self.rows: list[dict] = []
         if initial:
-            keys = [k for k in initial if k != "epoch"]
+            names = [k for k in initial if k != "epoch"]
             for i, epoch in enumerate(initial["epoch"]):
-                self.rows.append({"epoch": epoch, **{k: initial[k][i] for k in keys}})
+                self.rows.append({"epoch": int(epoch), **{k: initial[k][i] for k in names}})
 
     def append(self, epoch: int, metrics: dict) -> None:
+        """Record `epoch`; rows from this epoch on are replaced (a replay after a resume)."""
         self.rows = [r for r in self.rows if r["epoch"] < epoch]
-        self.rows.append({"epoch": epoch, **metrics})
+        self.rows.append({"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
         self._write()
 
+    @property
+    def history(self) -> dict:
+        """`{"epoch": [...], "<metric>": [...]}`, missing values as NaN (like `load`)."""
+        return {k: [r.get(k, math.nan) for r in self.rows] for k in self._columns()}
+
+    def _columns(self) -> list[str]:
+        return ["epoch"] + sorted({k for r in self.rows for k in r if k != "epoch"})
+
     def _write(self) -> None:
-        keys = ["epoch"] + sorted({k for r in self.rows for k in r if k != "epoch"})
+        columns = self._columns()
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=columns, restval="NA", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         atomic.write_text(self.csv_path, buf.getvalue())
         if self.json_path:
-            atomic.write_json(self.json_path, {k: [r.get(k) for r in self.rows] for k in keys})
+            atomic.write_json(self.json_path, {k: [r.get(k) for r in self.rows] for k in columns})
 
     @staticmethod
     def load(csv_path) -> dict:
+        """Read a history CSV back as `{"epoch": [int...], "<metric>": [float...]}`."""
         with open(csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
-        keys = rows[0].keys() if rows else ["epoch"]
-        return {k: [int(r[k]) if k == "epoch" else float(r[k]) for r in rows] for k in keys}
+        if not rows:
+            return {"epoch": []}
+        return {k: [int(r[k]) if k == "epoch" else _number(r[k]) for r in rows] for k in rows[0]}
+
+
+def _number(text: str) -> float:
+    return math.nan if text in ("", "NA") else float(text)
 
 
 class TensorBoardLog:
-    """Scalars per epoch (tag = metric name, step = 0-based epoch) and optional histograms."""
+    """Event files in Keras's TensorBoard layout, written by tensorboardX (no TensorFlow).
+
+    `val_<name>` goes to `<logdir>/validation` as tag `epoch_<name>`, every other metric to
+    `<logdir>/train` as `epoch_<metric>` (`epoch_loss`, `epoch_learning_rate`, ...), so TensorBoard
+    draws train and validation curves on one chart. Step = 0-based epoch. Histograms go to
+    `train`, one per leaf, tagged with its path (`dense_0/kernel`).
+    """
 
     def __init__(self, logdir):
-        from tensorboardX import SummaryWriter
+        self.logdir = Path(logdir)
+        self._writers = {}
 
-        self.writer = SummaryWriter(str(logdir))
+    def _writer(self, split: str):
+        if split not in self._writers:
+            from tensorboardX import SummaryWriter  # imported only when logging is used
+
+            self._writers[split] = SummaryWriter(str(self.logdir / split))
+        return self._writers[split]
 
     def scalars(self, epoch: int, metrics: dict) -> None:
         for name, value in metrics.items():
-            self.writer.add_scalar(name, float(value), epoch)
-        self.writer.flush()
+            split, base = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            self._writer(split).add_scalar(f"epoch_{base}", float(value), epoch)
+        self.flush()
 
     def histograms(self, epoch: int, params) -> None:
-        import jax
         import numpy as np
 
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-            tag = "/".join(str(getattr(k, "key", k)) for k in path)
-            self.writer.add_histogram(tag, np.asarray(leaf), epoch)
-        self.writer.flush()
+            tag = jax.tree_util.keystr(path, simple=True, separator="/")
+            values = np.asarray(leaf).astype(np.float64)  # bfloat16 and friends histogram too
+            self._writer("train").add_histogram(tag, values, epoch)
+        self.flush()
+
+    def flush(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
 
 
 class Progress:
-    """One line per epoch (or chunk) on stderr; nothing when quiet."""
+    """One line per epoch, `epoch 3/50  loss 0.4321  ...  val_loss 0.5012  lr 1.0e-03  2.1s`.
 
-    def __init__(self, *, quiet: bool = False, stream=None, label: str = ""):
-        self.quiet, self.stream, self.label = quiet, stream or sys.stderr, label
+    Lines, never carriage returns, on a terminal or not: each epoch stays on screen and logs
+    stay readable, and a chunk of k epochs prints k lines at once. `quiet` prints nothing.
+    `stream=None` means the current `sys.stderr`.
+    """
+
+    def __init__(self, total_epochs: int, *, quiet: bool = False, stream=None, label: str = ""):
+        self.total_epochs, self.quiet, self.stream = total_epochs, quiet, stream
+        self.label = f"{label} " if label else ""
+
+    def update(self, epoch: int, metrics: dict) -> None:
+        """Print the 0-based `epoch` (shown 1-based, like Keras) and its metrics."""
+        self.line(format_epoch(epoch, self.total_epochs, metrics))
 
     def line(self, text: str) -> None:
         if not self.quiet:
-            print(f"{self.label}{text}", file=self.stream, flush=True)
-
-    def epoch(self, epoch: int, total: int, metrics: dict) -> None:
-        parts = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        self.line(f"epoch {epoch + 1}/{total} {parts}")
+            print(f"{self.label}{text}", file=self.stream or sys.stderr, flush=True)
 
 
+def format_epoch(epoch: int, total: int, metrics: dict) -> str:
+    """Training metrics, then `val_*`, then the learning rate and the epoch's seconds."""
+    shown = [k for k in metrics if k not in ("learning_rate", "epoch_time_s")]
+    shown.sort(key=lambda k: k.startswith("val_"))  # stable: keeps the given order otherwise
+    parts = [f"epoch {epoch + 1}/{total}"] + [f"{k} {float(metrics[k]):.4f}" for k in shown]
+    if "learning_rate" in metrics:
+        parts.append(f"lr {float(metrics['learning_rate']):.1e}")
+    if "epoch_time_s" in metrics:
+        parts.append(f"{float(metrics['epoch_time_s']):.1f}s")
+    return "  ".join(parts)
