@@ -12,6 +12,7 @@ KERNEL_INITS = (
 )
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 DATASETS = ("fashion_mnist", "cifar10", "mnist")
+INPUT_DIMS = {"fashion_mnist": 784, "cifar10": 3072, "mnist": 784}  # flattened image sizes
 SPLITS = ("tail", "shuffled")
 # One vocabulary of metric names, as Keras logs them.
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")

@@ -72,10 +72,12 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
     if args.epochs_per_call < 1:
         raise UsageError("--epochs-per-call must be an integer >= 1")
     runs = [r for r in exp.runs if not args.only or r.name in args.only]
+    runs = [dataclasses.replace(r, model=dataclasses.replace(
+        r.model, input_dim=C.INPUT_DIMS[r.train.dataset])) for r in runs]
     if args.epochs is not None:
         runs = [_with_train(r, epochs=args.epochs) for r in runs]
     if args.quick:
-        runs = [quick(r) for r in runs]
+        runs = [quick(r, cap_epochs=args.epochs is None) for r in runs]
     return runs
 
 
@@ -83,12 +85,13 @@ def _with_train(run: C.RunConfig, **changes) -> C.RunConfig:
     return dataclasses.replace(run, train=dataclasses.replace(run.train, **changes))
 
 
-def quick(run: C.RunConfig) -> C.RunConfig:
-    """The smoke version of a run: narrow layers, small input, at most 3 epochs."""
+def quick(run: C.RunConfig, cap_epochs: bool = True) -> C.RunConfig:
+    """The smoke version of a run: narrow layers, small input, at most 3 epochs (unless
+    --epochs says otherwise)."""
     model = dataclasses.replace(run.model, hidden=tuple(max(2, h // 16) for h in run.model.hidden),
                                 input_dim=QUICK_DIM)
     run = dataclasses.replace(run, model=model)
-    return _with_train(run, epochs=min(run.train.epochs, 3),
+    return _with_train(run, epochs=min(run.train.epochs, 3) if cap_epochs else run.train.epochs,
                        batch_size=max(8, run.train.batch_size // 4))
 
 

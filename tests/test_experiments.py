@@ -1,0 +1,142 @@
+"""The experiment commands end to end: listing, --quick, bad input, and kill -9 resume."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = {"wall_time_s", "examples_per_s", "group_wall_time_s", "resumed"}
+
+
+def cli(*args, cwd, timeout=300, check=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, timeout=timeout,
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def without_timing(doc: dict) -> dict:
+    """results.json minus what depends on the clock (and so differs between two runs)."""
+    runs = []
+    for run in doc["runs"]:
+        seeds = [{k: v for k, v in s.items() if k not in TIMING} for s in run["seeds"]]
+        summary = {k: v for k, v in run["summary"].items() if k not in TIMING}
+        runs.append({**run, "seeds": seeds, "summary": summary})
+    return {**{k: v for k, v in doc.items() if k not in ("created", "settings", "command")},
+            "runs": runs, "seeds": doc["settings"]["seeds"]}
+
+
+def histories(out: Path) -> dict:
+    rows = {}
+    for path in sorted(out.glob("histories/*/*.csv")):
+        with open(path) as f:
+            rows[str(path.relative_to(out))] = [
+                {k: v for k, v in r.items() if k != "epoch_time_s"} for r in csv.DictReader(f)]
+    return rows
+
+
+def test_ta8_list_shows_26_runs_with_keras_parameter_counts(tmp_path):
+    out = cli("jaxmlp.experiments.ta8", "--list", cwd=tmp_path).stdout
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert len(rows) == 26
+    # Keras count_params for these architectures (3072 inputs, 10 classes).
+    assert rows["baseline"].split()[-2] == "99,722"
+    assert rows["wide"].split()[-2] == "427,658"
+    assert rows["combined"].split()[-2:] == ["830,282", "829,386"]
+    assert rows["deep"].split()[-2] == "209,802"  # 3072*64+64 + 3*(64*64+64) + 64*10+10
+    assert rows["pyramid"].split()[-2] == "828,490"  # the seed's table says 362,378
+
+
+def test_p8d_quick_writes_results_for_every_run_and_seed(tmp_path):
+    start = time.perf_counter()
+    cli("jaxmlp.experiments.p8d", "--quick", "--quiet", "--seeds", "2", "--out", "q",
+        cwd=tmp_path)
+    assert time.perf_counter() - start < 60
+    doc = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert [r["name"] for r in doc["runs"]] == [
+        "sin_callbacks", "con_callbacks", "solo_early_stopping", "solo_reduce_lr",
+        "solo_checkpoint", "solo_cosine"]
+    for run in doc["runs"]:
+        assert [s["seed"] for s in run["seeds"]] == [0, 1]
+        for s in run["seeds"]:
+            assert (tmp_path / "q" / s["history_csv"]).exists()
+    assert doc["dataset"]["name"] == "synthetic"
+    assert doc["environment"]["platform"] == "cpu"
+
+
+def test_ta8_quick_runs_every_group(tmp_path):
+    cli("jaxmlp.experiments.ta8", "--quick", "--quiet", "--seeds", "1", "--out", "q",
+        cwd=tmp_path, timeout=600)
+    doc = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert len(doc["runs"]) == 26
+
+
+def test_unknown_only_name_lists_the_valid_names(tmp_path):
+    proc = cli("jaxmlp.experiments.ta8", "--only", "nope", "--quick", cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2
+    assert "unknown run name(s) nope" in proc.stderr
+    assert "baseline" in proc.stderr and "cb_combined" in proc.stderr
+
+
+def test_data_dir_without_files_names_the_missing_file_and_layout(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = cli("jaxmlp.experiments.p8d", "--data-dir", "empty", "--out", "o", cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2
+    assert "train-images-idx3-ubyte.gz" in proc.stderr
+    assert "layout" in proc.stderr
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_unwritable_out_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    start = time.perf_counter()
+    proc = cli("jaxmlp.experiments.p8d", "--quick", "--out", "file/results", cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2
+    assert "cannot write results to file/results" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+    assert time.perf_counter() - start < 30
+
+
+def _wait_for_checkpoint(runs: Path, at_least: int, proc, timeout=120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        steps = [int(p.name) for p in runs.glob("checkpoints/*/latest/*") if p.name.isdigit()]
+        if steps and max(steps) >= at_least:
+            return
+        if proc.poll() is not None:
+            raise AssertionError("the run finished before it could be killed")
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_kill_9_twice_then_rerun_gives_the_uninterrupted_results(tmp_path):
+    args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--seeds", "2", "--epochs", "40"]
+    cli(*args, "--out", "straight", cwd=tmp_path)
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    runs = tmp_path / "killed" / "runs"
+    for step in (5, 20):
+        proc = subprocess.Popen([sys.executable, "-m", *args, "--out", "killed"], cwd=tmp_path,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_checkpoint(runs, step, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (tmp_path / "killed" / "results.json").exists()
+    final = cli(*args, "--out", "killed", cwd=tmp_path)
+    assert final.returncode == 0
+
+    straight = json.loads((tmp_path / "straight" / "results.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert any(s["resumed"] for r in resumed["runs"] for s in r["seeds"])
+    assert without_timing(resumed) == without_timing(straight)
+    assert histories(tmp_path / "killed") == histories(tmp_path / "straight")
