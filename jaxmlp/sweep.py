@@ -121,15 +121,23 @@ def _mode(cfg) -> str:
     return "min" if C.monitor_sign(cfg.monitor, cfg.mode) > 0 else "max"
 
 
+def prepare(group: list[Member], data: train.Data, *, epochs_per_call: int, mesh):
+    """Build, initialise and compile one group (thread-safe: groups compile in parallel)."""
+    built = train.build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
+                              mesh=mesh)
+    state = train.init_group(built)
+    return train.compile_group(built, state, data), state
+
+
 def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: Path,
-              runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool) -> list[dict]:
+              runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
+              prepared=None) -> list[dict]:
     """Train (or resume) one group; write and return each member's result record."""
-    compiled = train.build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
-                                 mesh=mesh)
+    compiled, state = prepared or prepare(group, data, epochs_per_call=epochs_per_call,
+                                          mesh=mesh)
     ckpt_dir = runs_dir / "checkpoints" / group_id(group)
     histories = None
     with observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min") as ckpt:
-        state = train.init_group(compiled)
         restored = ckpt.restore_latest(state)
         calls, resumed = 0, restored is not None
         if restored is not None:

@@ -299,6 +299,17 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
     return Group(runs, fns, tx, jax.jit(step, donate_argnums=0), jax.jit(final), epochs_per_call)
 
 
+def compile_group(group: Group, state: TrainState, data: Data) -> Group:
+    """The group with its step and final programs compiled ahead of time for these shapes.
+
+    Safe to call from several threads at once: XLA compiles in parallel, which is how a sweep
+    overlaps the compilation of all its groups.
+    """
+    step = group.step.lower(state, data).compile()
+    final = group.final.lower(state, data).compile()
+    return group._replace(step=step, final=final)
+
+
 def init_group(group: Group) -> TrainState:
     """Initial states of every member, stacked on a leading axis."""
     return init_states(group.runs)

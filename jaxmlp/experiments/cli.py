@@ -10,6 +10,7 @@ import shlex
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -183,18 +184,25 @@ def _run(exp: Experiment, args) -> int:
     todo = sweep.members(runs, seeds)
     groups = sweep.groups(todo, args.engine)
     start, trained = time.perf_counter(), 0
+    pending = [g for g in groups if not all(sweep.done(out, m) for m in g)]
+    # Every pending group compiles in a thread pool while earlier groups train.
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), os.cpu_count() or 1)))
+    prepared = {id(g): pool.submit(sweep.prepare, g, data, epochs_per_call=args.epochs_per_call,
+                                   mesh=mesh) for g in pending}
     for g, group in enumerate(groups, 1):
         label = f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, {len(group)} members)"
-        if all(sweep.done(out, m) for m in group):
+        if id(group) not in prepared:
             if not args.quiet:
                 print(f"{label}: done, skipped", file=sys.stderr)
             continue
         records = sweep.run_group(group, data, ds.x_train.shape[0], out_dir=out,
                                   runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
-                                  mesh=mesh, label=label, quiet=args.quiet)
+                                  mesh=mesh, label=label, quiet=args.quiet,
+                                  prepared=prepared.pop(id(group)).result())
         trained += 1
         for m, rec in zip(group, records):
             sweep.write_member(out, m, rec)
+    pool.shutdown()
     wall = time.perf_counter() - start
     every_args = argparse.Namespace(**{**vars(args), "only": None})
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
