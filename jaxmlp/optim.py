@@ -12,7 +12,8 @@ Where optax's formulation differs from Keras 3 (documented, deliberately kept):
   in gradient units (t = g + m t, update -lr t). Identical while the learning rate is constant;
   when a hook changes the LR, optax applies the new LR to the whole trace at once.
 - AdamW: optax and Keras both decay decoupled as lr * weight_decay * w, on every parameter.
-- RMSprop: same as Keras (rho 0.9, eps 1e-7 outside the sqrt, no momentum, not centered).
+- RMSprop: same as Keras 3 (rho 0.9, eps 1e-7 inside the square root: lr g / sqrt(v + eps),
+  which is optax's default `eps_in_sqrt=True`; no momentum, not centered).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 from importlib import metadata
 
@@ -53,6 +54,18 @@ def run_entry(run: C.RunConfig, seed_records: list[dict]) -> dict:
     }
 
 
+def cpu_name() -> str:
+    """The host CPU's model name and core count, e.g. 'AMD EPYC (2 cores)'."""
+    name = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        name = names[0] if names else name
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
 def environment(engine: str) -> dict:
     """The machine and library versions the results were measured with."""
     import jax
@@ -64,7 +77,7 @@ def environment(engine: str) -> dict:
             versions[dist.replace("-checkpoint", "")] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    kind = device.device_kind if device.platform != "cpu" else platform.processor() or "cpu"
+    kind = device.device_kind if device.platform != "cpu" else cpu_name()
     return {"device": kind, "platform": device.platform, "device_count": jax.device_count(),
             "python": platform.python_version(), **versions, "engine": engine}
 

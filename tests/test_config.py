@@ -1,0 +1,56 @@
+"""Config dataclasses refuse bad values with one message naming the field and what is allowed."""
+
+import pytest
+
+from jaxmlp import config as C
+
+
+@pytest.mark.parametrize("make, field, allowed", [
+    (lambda: C.ModelConfig(dropout=1.0), "ModelConfig.dropout", "[0.0, 1.0)"),
+    (lambda: C.ModelConfig(dropout=-0.1), "ModelConfig.dropout", "[0.0, 1.0)"),
+    (lambda: C.ModelConfig(hidden=(64, 32), dropout=(0.1, 0.2, 0.3)), "ModelConfig.dropout",
+     "one rate or 2 rates"),
+    (lambda: C.ModelConfig(activation="relu6"), "ModelConfig.activation", "'gelu'"),
+    (lambda: C.ModelConfig(kernel_init="orthogonal"), "ModelConfig.kernel_init", "'he_normal'"),
+    (lambda: C.ModelConfig(hidden=()), "ModelConfig.hidden", "non-empty"),
+    (lambda: C.ModelConfig(l2=-1e-4), "ModelConfig.l2", "[0.0, inf)"),
+    (lambda: C.OptimConfig(learning_rate=0.0), "OptimConfig.learning_rate", "(0.0, inf)"),
+    (lambda: C.OptimConfig(learning_rate=-1e-3), "OptimConfig.learning_rate", "(0.0, inf)"),
+    (lambda: C.OptimConfig(name="adagrad"), "OptimConfig.name", "'rmsprop'"),
+    (lambda: C.OptimConfig("sgd", nesterov=True), "OptimConfig.nesterov", "momentum > 0"),
+    (lambda: C.TrainConfig(batch_size=0), "TrainConfig.batch_size", "integer >= 1"),
+    (lambda: C.TrainConfig(dataset="imagenet"), "TrainConfig.dataset", "'cifar10'"),
+    (lambda: C.TrainConfig(validation_split=1.0), "TrainConfig.validation_split", "[0.0, 1.0)"),
+    (lambda: C.TrainConfig(epochs=0), "TrainConfig.epochs", "integer >= 1"),
+    (lambda: C.EarlyStopping(patience=-1), "EarlyStopping.patience", "integer >= 0"),
+    (lambda: C.EarlyStopping(monitor="val_acc"), "EarlyStopping.monitor", "'val_accuracy'"),
+    (lambda: C.ReduceLROnPlateau(factor=1.0), "ReduceLROnPlateau.factor", "(0.0, 1.0)"),
+    (lambda: C.ReduceLROnPlateau(patience=-2), "ReduceLROnPlateau.patience", "integer >= 0"),
+    (lambda: C.ReduceLROnPlateau(monitor="f1"), "ReduceLROnPlateau.monitor", "'val_loss'"),
+    (lambda: C.RunConfig("bad name"), "RunConfig.name", "letters, digits"),
+])
+def test_bad_values_name_the_field_and_what_is_allowed(make, field, allowed):
+    with pytest.raises(C.ConfigError) as err:
+        make()
+    assert field in str(err.value) and allowed in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_keras_default_learning_rates():
+    assert C.OptimConfig("sgd").learning_rate == 0.01
+    for name in ("adam", "adamw", "rmsprop"):
+        assert C.OptimConfig(name).learning_rate == 1e-3
+    assert C.OptimConfig("adam").epsilon == 1e-7
+
+
+def test_one_dropout_rate_applies_to_every_layer_and_configs_are_frozen():
+    cfg = C.ModelConfig(hidden=(8, 4, 2), dropout=0.3)
+    assert cfg.dropout == (0.3, 0.3, 0.3)
+    with pytest.raises(AttributeError):
+        cfg.l2 = 1.0
+
+
+def test_monitor_direction_follows_keras_auto():
+    assert C.monitor_sign("val_loss", "auto") == 1.0
+    assert C.monitor_sign("val_accuracy", "auto") == -1.0
+    assert C.monitor_sign("val_loss", "max") == -1.0

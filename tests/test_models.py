@@ -1,0 +1,92 @@
+"""The Flax MLP: Keras parameter counts, initializers, BatchNorm defaults, L2, dropout."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmlp import config as C
+from jaxmlp import models
+
+COMBINED = C.ModelConfig(hidden=(256, 128, 64), batch_norm=True, dropout=(0.3, 0.3, 0.2),
+                         l2=1e-4, kernel_init="he_normal", input_dim=3072)
+
+
+def leaf_count(tree) -> int:
+    return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("cfg, total, trainable", [
+    # Keras model.count_params() for these models (numbers from the issue/seed, not our code).
+    (C.ModelConfig(hidden=(32, 32), input_dim=3072), 99_722, 99_722),
+    (C.ModelConfig(hidden=(128, 128, 128), input_dim=3072), 427_658, 427_658),
+    (COMBINED, 830_282, 829_386),
+])
+def test_parameter_counts_equal_keras_count_params(cfg, total, trainable):
+    counts = models.count_params(cfg)
+    assert (counts["total"], counts["trainable"]) == (total, trainable)
+    assert counts["non_trainable"] == total - trainable
+    # ...and equal the arrays the model really has.
+    params, stats = models.build(cfg).init(jax.random.key(0))
+    assert leaf_count(params) == trainable
+    assert leaf_count(stats) == total - trainable
+
+
+def test_combined_model_has_896_batchnorm_moving_statistics():
+    _, stats = models.build(COMBINED).init(jax.random.key(0))
+    assert leaf_count(stats) == 896 == 2 * (256 + 128 + 64)
+
+
+def test_he_normal_and_glorot_uniform_have_keras_scales():
+    he = models.build(C.ModelConfig(hidden=(256,), input_dim=3072, kernel_init="he_normal"))
+    k = np.asarray(he.init(jax.random.key(1))[0]["dense_0"]["kernel"])
+    np.testing.assert_allclose(k.std(), np.sqrt(2 / 3072), rtol=0.02)
+    assert np.abs(k).max() <= 2 * np.sqrt(2 / 3072) / 0.87962566103423978 + 1e-7  # truncated
+    gl = models.build(C.ModelConfig(hidden=(256,), input_dim=3072))
+    params = gl.init(jax.random.key(1))[0]
+    limit = np.sqrt(6 / (3072 + 256))
+    k = np.asarray(params["dense_0"]["kernel"])
+    assert np.abs(k).max() <= limit and np.abs(k).max() > 0.99 * limit
+    assert not np.any(np.asarray(params["dense_0"]["bias"]))  # Keras bias init: zeros
+
+
+def test_batchnorm_uses_keras_momentum_and_epsilon():
+    cfg = C.ModelConfig(hidden=(3,), batch_norm=True, input_dim=2, num_classes=2)
+    fns = models.build(cfg)
+    params, stats = fns.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (16, 2)) * 3 + 1
+    _, new = fns.apply(params, stats, x, train=True)
+    h = x @ params["dense_0"]["kernel"] + params["dense_0"]["bias"]
+    # moving = 0.99 * moving + 0.01 * batch statistic (Keras momentum=0.99; variance starts at 1).
+    np.testing.assert_allclose(new["norm_0"]["mean"], 0.01 * h.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(new["norm_0"]["var"], 0.99 + 0.01 * h.var(0), rtol=1e-5)
+    # Inference: (h - mean) / sqrt(var + 1e-3) * gamma + beta with the moving statistics.
+    logits, _ = fns.apply(params, new, x, train=False)
+    norm = (h - new["norm_0"]["mean"]) / np.sqrt(new["norm_0"]["var"] + 1e-3)
+    expected = jax.nn.relu(norm) @ params["out"]["kernel"] + params["out"]["bias"]
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_l2_penalty_is_coef_times_sum_of_squared_kernels_only():
+    params = {"dense_0": {"kernel": jnp.full((2, 3), 2.0), "bias": jnp.full((3,), 100.0)},
+              "out": {"kernel": jnp.ones((3, 1)), "bias": jnp.ones((1,))}}
+    assert float(models.l2_penalty(params, 1e-4)) == pytest.approx(1e-4 * (6 * 4.0 + 3 * 1.0))
+
+
+def test_dropout_zeroes_about_the_rate_and_keeps_the_mean():
+    x = jnp.ones((200_000,))
+    y = models.dropout(x, 0.3, jax.random.key(0))
+    assert float(jnp.mean(y == 0)) == pytest.approx(0.3, abs=0.01)
+    assert float(y.mean()) == pytest.approx(1.0, abs=0.01)
+    np.testing.assert_array_equal(models.dropout(x, 0.0, jax.random.key(0)), x)
+
+
+def test_eval_mode_ignores_dropout():
+    cfg = C.ModelConfig(hidden=(8,), dropout=0.5, input_dim=4, num_classes=3)
+    fns = models.build(cfg)
+    params, stats = fns.init(jax.random.key(0))
+    x = jnp.ones((5, 4))
+    a, _ = fns.apply(params, stats, x, train=False)
+    b, _ = fns.apply(params, stats, x, train=False, dropout_rates=jnp.array([0.5]),
+                     key=jax.random.key(3))
+    np.testing.assert_array_equal(a, b)
