@@ -1,6 +1,7 @@
 """Sweep benchmarks: group scaling, vmapped group vs one-by-one, and jaxmlp vs Keras 3 `fit`.
 
     python -m jaxmlp.bench_sweep [--n 45000] [--members 1 2 4 8 16 32] [--keras] [--json PATH]
+    python -m jaxmlp.bench_sweep --whole-sweep runs/ta8-cpu/results.json --json PATH
 
 Every comparison is measured side by side in one process on synthetic CIFAR-shaped data
 (3072 features, 10 classes) with the TA8 combined model, Adam, batch 64:
@@ -8,6 +9,8 @@ Every comparison is measured side by side in one process on synthetic CIFAR-shap
 - group vs solo: M members as one vmapped program vs the same M trained one after another;
 - Keras: `keras.Sequential` of the same model on the JAX backend, `model.fit` for the same
   epochs, data and batch, against `jaxmlp` (median epoch after a warm-up epoch for both).
+`--whole-sweep` instead records the wall time of a finished experiment run (its results.json,
+written by one uninterrupted `python -m jaxmlp.experiments.<name>` invocation).
 """
 
 from __future__ import annotations
@@ -92,6 +95,23 @@ def keras_epoch(data, batch: int, epochs: int) -> float:
     return statistics.median(times[1:])
 
 
+def whole_sweep(results_path: str) -> dict:
+    """The wall time of one complete, uninterrupted sweep, from its results.json."""
+    with open(results_path) as f:
+        doc = json.load(f)
+    inv = doc["settings"].get("this_invocation", {})
+    if not inv.get("complete"):
+        raise SystemExit(f"{results_path}: not one complete uninterrupted run "
+                         f"({inv or 'no this_invocation record'}); rerun it from scratch")
+    members = sum(len(r["seeds"]) for r in doc["runs"])
+    epochs = sum(s["epochs_run"] for r in doc["runs"] for s in r["seeds"])
+    return {"benchmark": "whole_sweep", "experiment": doc["experiment"], "command": doc["command"],
+            "runs": len(doc["runs"]), "members": members, "epochs": epochs,
+            "groups": inv["groups_total"], "wall_time_s": inv["wall_time_s"],
+            "n_train": doc["dataset"]["n_train"], "dataset": doc["dataset"]["name"],
+            "created": doc["created"], "environment": doc["environment"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxmlp.bench_sweep",
                                 description=__doc__.split("\n")[0])
@@ -102,7 +122,20 @@ def main(argv=None) -> int:
     p.add_argument("--solo", type=int, default=4, help="members for the group-vs-solo check")
     p.add_argument("--keras", action="store_true", help="also time Keras 3 fit (JAX backend)")
     p.add_argument("--json", help="write the numbers to this JSON file")
+    p.add_argument("--whole-sweep", metavar="RESULTS_JSON",
+                   help="record the wall time of a finished sweep instead of benchmarking")
+    p.add_argument("--note", help="recorded with the numbers, e.g. what else ran on the machine")
     args = p.parse_args(argv)
+    if args.whole_sweep:
+        out = whole_sweep(args.whole_sweep)
+        if args.note:
+            out["note"] = args.note
+        print(f"{out['experiment']}: {out['runs']} runs x seeds = {out['members']} members, "
+              f"{out['epochs']} epochs, {out['groups']} groups: {out['wall_time_s']:.1f} s on "
+              f"{out['environment']['device']}")
+        if args.json:
+            _write_json(args.json, out)
+        return 0
     data = synthetic_cifar(args.n)
     env = results.environment("group")
     print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}, n={args.n}, "
@@ -125,13 +158,17 @@ def main(argv=None) -> int:
                         "speedup": theirs / ours}
         print(f"jaxmlp {ours:.3f} s/epoch vs Keras 3 fit (JAX backend) {theirs:.3f} s/epoch: "
               f"{theirs / ours:.2f}x faster", flush=True)
+    if args.note:
+        out["note"] = args.note
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(out, f, indent=2)
-        os.replace(tmp, args.json)
+        _write_json(args.json, out)
     return 0
+
+
+def _write_json(path: str, obj: dict) -> None:
+    from jaxmlp import atomic
+
+    atomic.write_json(path, obj)
 
 
 if __name__ == "__main__":

@@ -1394,9 +1394,22 @@ def bench_one(name: str, b: dict) -> str:
             text += (f"\njaxmlp {k['jaxmlp_epoch_s']:.3f} s per epoch vs Keras 3 `fit` (JAX "
                      f"backend) {k['keras_epoch_s']:.3f} s: {k['speedup']:.2f}× "
                      + ("faster" if k["speedup"] >= 1 else "slower") + ".\n")
+    elif kind == "whole_sweep":
+        text = (f"### `{name}.json`\n\nDevice: {env.get('device', '—')} "
+                f"({env.get('platform', '—')}, {env.get('device_count', '—')} device(s)); JAX "
+                f"`{env.get('jax', '—')}`; engine `{env.get('engine', '—')}`.\n\n"
+                f"The whole {b['experiment'].upper()} sweep ({b['dataset']}, "
+                f"{b['n_train']:,} training examples): {b['runs']} runs × seeds = "
+                f"{b['members']} trainings, {b['epochs']:,} epochs in all, {b['groups']} "
+                f"compiled groups, in **{b['wall_time_s']:.1f} s** of wall time "
+                f"(`{b['command']}`, {b['created']}).\n")
+        if b.get("note"):
+            text += f"\n{b['note']}\n"
     else:
         scalars = [[k, v] for k, v in b.items() if isinstance(v, (int, float, str))]
         text += table(["Field", "Value"], scalars) if scalars else "(no scalar fields)\n"
+    if b.get("note") and kind != "whole_sweep":
+        text += f"\n{b['note']}\n"
     return text
 
 

@@ -121,10 +121,19 @@ def _mode(cfg) -> str:
     return "min" if C.monitor_sign(cfg.monitor, cfg.mode) > 0 else "max"
 
 
-def prepare(group: list[Member], data: train.Data, *, epochs_per_call: int, mesh):
+def shard_for(group: list[Member], mesh, shard: str) -> str:
+    """What a group splits over the devices: its members when asked and they divide evenly,
+    else the batch (data parallel)."""
+    if shard == "members" and mesh is not None and len(group) % mesh.size == 0:
+        return "members"
+    return "batch"
+
+
+def prepare(group: list[Member], data: train.Data, *, epochs_per_call: int, mesh,
+            shard: str = "batch"):
     """Build, initialise and compile one group (thread-safe: groups compile in parallel)."""
     built = train.build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
-                              mesh=mesh)
+                              mesh=mesh, shard=shard_for(group, mesh, shard))
     state = train.init_group(built)
     return train.compile_group(built, state, data), state
 

@@ -265,26 +265,46 @@ def _over_members(run_epoch, n: int, members: str | None):
     raise ValueError(f"members={members!r}: allowed 'vmap', 'map' or None (by backend)")
 
 
+SHARDS = ("batch", "members")
+
+
 def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedule_fn=None,
-                members: str | None = None):
+                members: str | None = None, shard: str = "batch"):
     """Compile-ready functions for `runs` (all with one group_key) over a leading member axis.
 
     `members` picks how the member axis is computed ('vmap' or 'map'; default by backend).
+    With a `mesh` of several devices, `shard` picks what is split across them: 'batch' (data
+    parallel: every member's batch is split, parameters replicated) or 'members' (each device
+    trains its share of the members on whole batches; the member count must divide evenly).
     """
     runs = tuple(runs)
     keys = {group_key(r) for r in runs}
     if len(keys) != 1:
         raise ValueError(f"runs {[r.name for r in runs]} do not share shapes; group them by "
                          "train.group_key first")
+    if shard not in SHARDS:
+        raise ValueError(f"shard={shard!r}: allowed {', '.join(map(repr, SHARDS))}")
+    split_members = shard == "members" and mesh is not None and mesh.size > 1
+    if split_members and len(runs) % mesh.size:
+        raise ValueError(f"shard='members': {len(runs)} members cannot be split evenly over "
+                         f"{mesh.size} devices; use a multiple of {mesh.size} or shard='batch'")
     fns = models.build(runs[0].model)
     tx = optim.make(runs[0].optim)
     run_epoch = make_epoch(fns, tx, batch_size=runs[0].train.batch_size,
-                           n_train=data.x_train.shape[0], mesh=mesh, schedule_fn=schedule_fn)
-    member_epoch = _over_members(run_epoch, len(runs), members)
+                           n_train=data.x_train.shape[0], mesh=None if split_members else mesh,
+                           schedule_fn=schedule_fn)
+    member_epoch = _over_members(run_epoch, len(runs), "vmap" if split_members else members)
+    by_member = NamedSharding(mesh, P(mesh.axis_names[0])) if split_members else None
+
+    def constrain(state):
+        if by_member is None:
+            return state
+        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, by_member), state)
 
     def step(state, data):
-        return jax.lax.scan(lambda s, _: member_epoch(s, data), state, None,
-                            length=epochs_per_call)
+        state, records = jax.lax.scan(lambda s, _: member_epoch(constrain(s), data),
+                                      constrain(state), None, length=epochs_per_call)
+        return constrain(state), records
 
     def final(state, data):
         def one(s):

@@ -57,6 +57,10 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    "solo: one run at a time")
     p.add_argument("--epochs-per-call", type=int, default=1,
                    help="epochs per host round-trip (observers see every epoch either way)")
+    p.add_argument("--shard", choices=("batch", "members"), default="batch",
+                   help="with several devices: split each batch over them (default), or split "
+                   "a group's members over them (groups whose size does not divide evenly "
+                   "fall back to batch)")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the site fragments")
     return p.parse_args(argv)
 
@@ -188,7 +192,12 @@ def _run(exp: Experiment, args) -> int:
     # Every pending group compiles in a thread pool while earlier groups train.
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), os.cpu_count() or 1)))
     prepared = {id(g): pool.submit(sweep.prepare, g, data, epochs_per_call=args.epochs_per_call,
-                                   mesh=mesh) for g in pending}
+                                   mesh=mesh, shard=args.shard) for g in pending}
+    if mesh is not None and not args.quiet:
+        for g in pending:
+            print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
+                  f"{sweep.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
+                  file=sys.stderr)
     for g, group in enumerate(groups, 1):
         label = f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, {len(group)} members)"
         if id(group) not in prepared:

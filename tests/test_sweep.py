@@ -1,0 +1,208 @@
+"""The group engine: members trained together equal members trained alone; exact resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_data, tiny_run
+
+from jaxmlp import config as C
+from jaxmlp import observers, sweep, train
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run again on 4 forced CPU devices by test_equivalence_on_four_devices (data parallel mesh).
+MESH = (jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+        if jax.device_count() > 1 else None)
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+def members_with_their_own_hooks(epochs=12) -> list[C.RunConfig]:
+    """Four runs sharing shapes, each with its own learning rate, patience and callbacks."""
+    es = lambda p, d: C.EarlyStopping(patience=p, min_delta=d, restore_best_weights=True)  # noqa
+    hooks = [
+        C.HooksConfig(early_stopping=es(0, 0.02)),
+        C.HooksConfig(early_stopping=es(1, 0.01),
+                      reduce_lr=C.ReduceLROnPlateau(factor=0.5, patience=0)),
+        C.HooksConfig(early_stopping=es(3, 0.0), schedule=C.CosineSchedule(3e-2, period=5)),
+        C.HooksConfig(reduce_lr=C.ReduceLROnPlateau(factor=0.2, patience=1, min_delta=0.01),
+                      checkpoint=C.ModelCheckpoint("val_accuracy")),
+    ]
+    return [tiny_run(f"m{i}", epochs=epochs, lr=lr, seed=i, hooks=h, dropout=0.1)
+            for i, (lr, h) in enumerate(zip((3e-2, 1e-2, 3e-2, 5e-3), hooks))]
+
+
+def fit_group(runs, data, **kw):
+    group = train.build_group(runs, data, mesh=MESH, **kw)
+    state, hists = train.fit_group(group, data)
+    _, scores = jax.device_get(group.final(state, data))
+    return jax.device_get(state), hists, scores
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return train.device_data(train.Data(*tiny_data()), MESH)
+
+
+@pytest.fixture(scope="module")
+def solo(dataset):
+    return [fit_group([r], dataset) for r in members_with_their_own_hooks()]
+
+
+@pytest.mark.parametrize("members, shard", [("map", "batch"), ("vmap", "batch"),
+                                            ("vmap", "members")])
+def test_each_member_of_a_group_gets_its_solo_results(dataset, solo, members, shard):
+    runs = members_with_their_own_hooks()
+    state, hists, scores = fit_group(runs, dataset, members=members, shard=shard)
+    stops = [len(h["epoch"]) for h in hists]
+    assert len(set(stops)) > 1 and min(stops) < 12  # the members really stop at different epochs
+    for i, (s_state, s_hists, s_scores) in enumerate(solo):
+        # Same epochs, same stop decision: the hooks saw the same numbers.
+        assert len(hists[i]["epoch"]) == len(s_hists[0]["epoch"]), f"member {i}"
+        assert bool(state.hooks.early_stopping.stop[i]) == bool(
+            s_state.hooks.early_stopping.stop[0])
+        assert int(state.hooks.plateau.reductions[i]) == int(s_state.hooks.plateau.reductions[0])
+        # Members are independent programs; lax.map runs exactly the solo computation, vmap
+        # batches the matmuls (other rounding): both within 1e-5.
+        for key in METRICS:
+            np.testing.assert_allclose(hists[i][key], s_hists[0][key], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"member {i} {key}")
+        for split in scores:
+            np.testing.assert_allclose([v[i] for v in scores[split]],
+                                       [v[0] for v in s_scores[split]], rtol=1e-5, atol=1e-5)
+
+
+def test_a_stopped_member_stops_changing(dataset):
+    runs = members_with_their_own_hooks()
+    group = train.build_group(runs, dataset, mesh=MESH)
+    state, _ = train.fit_group(group, dataset)
+    first = jax.device_get(state)
+    more, rec = group.step(state, dataset)  # every member has stopped: nothing may move
+    assert not np.asarray(rec["ran"]).any()
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(jax.device_get(more))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_several_epochs_per_call_give_the_same_results_as_one(dataset):
+    runs = members_with_their_own_hooks()
+    _, one, s1 = fit_group(runs, dataset, epochs_per_call=1)
+    _, four, s4 = fit_group(runs, dataset, epochs_per_call=4)
+    # Bitwise on one device. On several, XLA partitions the 4-epoch program differently from
+    # the 1-epoch one and may reorder a float sum: equal to float32 rounding (rtol 1e-6).
+    rtol = 0 if MESH is None else 1e-6
+    for h1, h4 in zip(one, four):
+        assert h1["epoch"] == h4["epoch"]
+        for key in METRICS:
+            np.testing.assert_allclose(h1[key], h4[key], rtol=rtol, atol=0)
+    for split in s1:
+        np.testing.assert_allclose(s1[split], s4[split], rtol=rtol, atol=0)
+
+
+@pytest.mark.skipif(MESH is not None, reason="already on several devices")
+def test_equivalence_on_four_devices():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "solo_results or stops_changing or per_call or members_are_split"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "6 passed" in proc.stdout
+
+
+@pytest.mark.skipif(MESH is None, reason="needs several devices (run by the test above)")
+def test_members_are_split_over_the_devices(dataset):
+    runs = members_with_their_own_hooks()
+    group = train.build_group(runs, dataset, mesh=MESH, shard="members")
+    state, _ = group.step(train.init_group(group), dataset)
+    kernel = state.params["dense_0"]["kernel"]
+    assert kernel.sharding.spec[0] == "data"  # the member axis
+    assert {s.data.shape[0] for s in kernel.addressable_shards} == {len(runs) // MESH.size}
+    with pytest.raises(ValueError, match="cannot be split evenly"):
+        train.build_group(runs[:3], dataset, mesh=MESH, shard="members")
+
+
+# --- Exact resume after kill -9 ----------------------------------------------------------------
+
+RESUMABLE = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    sys.path.insert(0, "tests")
+    import test_sweep as T
+    from jaxmlp import sweep, train
+    out, kill_after = Path(sys.argv[1]), int(sys.argv[2])
+    if kill_after:  # a real SIGKILL right after the checkpoint of chunk `kill_after`
+        call = sweep.Observer.__call__
+        def observe(self, *a):
+            call(self, *a)
+            if self.calls == kill_after:
+                self.ckpt.wait()
+                os.kill(os.getpid(), signal.SIGKILL)
+        sweep.Observer.__call__ = observe
+    group = T.resumable_group()
+    data = train.device_data(train.Data(*T.tiny_data()))
+    records = sweep.run_group(group, data, 200, out_dir=out, runs_dir=out / "runs",
+                              epochs_per_call=1, mesh=None, label="t", quiet=True)
+    for m, r in zip(group, records):
+        sweep.write_member(out, m, r)
+""")
+
+
+def resumable_group():
+    hooks = C.HooksConfig(early_stopping=C.EarlyStopping(patience=10, restore_best_weights=True),
+                          reduce_lr=C.ReduceLROnPlateau(factor=0.5, patience=1),
+                          checkpoint=C.ModelCheckpoint())
+    runs = [tiny_run("r", epochs=6, hooks=hooks, dropout=0.2, batch_norm=True)]
+    return sweep.members(runs, [0, 1])
+
+
+def run_script(out: Path, kill_after: int) -> int:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", RESUMABLE, str(out), str(kill_after)],
+                          cwd=ROOT, env=env, timeout=300).returncode
+
+
+def final_state(out: Path):
+    group = resumable_group()
+    template = train.init_states([m.run for m in group])
+    with observers.CheckpointStore(out / "runs" / "checkpoints" / sweep.group_id(group)) as store:
+        epoch, state, extra = store.restore_latest(template)
+    return epoch, state, extra
+
+
+def test_kill_9_after_3_epochs_then_resume_is_bitwise_the_uninterrupted_run(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run_script(straight, 0) == 0
+    assert run_script(killed, 3) == -signal.SIGKILL
+    assert not (killed / "members").exists()  # nothing finished before the kill
+    assert final_state(killed)[0] == 3
+    assert run_script(killed, 0) == 0  # the same command again: resumes from epoch 3
+    e1, s1, x1 = final_state(straight)
+    e2, s2, x2 = final_state(killed)
+    assert e1 == e2 == 6
+    assert x1["histories"] == x2["histories"] or _same_but_time(x1, x2)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):  # params, opt and hook state
+        np.testing.assert_array_equal(a, b)
+    for name in ("r__seed0.json", "r__seed1.json"):
+        r1 = json.loads((straight / "members" / name).read_text())
+        r2 = json.loads((killed / "members" / name).read_text())
+        assert r2["resumed"] and not r1["resumed"]
+        for key in ("epochs_run", "best_epoch", "final_lr", "lr_reductions", "train", "val",
+                    "test"):
+            assert r1[key] == r2[key]
+    for seed in (0, 1):
+        rows = [(p / "histories" / "r" / f"seed{seed}.csv").read_text().splitlines()
+                for p in (straight, killed)]
+        drop_time = lambda lines: [ln.split(",")[:2] + ln.split(",")[3:] for ln in lines]  # noqa
+        assert drop_time(rows[0]) == drop_time(rows[1])
+
+
+def _same_but_time(x1, x2) -> bool:
+    strip = lambda hs: [{k: v for k, v in h.items() if k != "epoch_time_s"} for h in hs]  # noqa
+    return strip(x1["histories"]) == strip(x2["histories"])
