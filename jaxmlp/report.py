@@ -1394,6 +1394,26 @@ def bench_one(name: str, b: dict) -> str:
             text += (f"\njaxmlp {k['jaxmlp_epoch_s']:.3f} s per epoch vs Keras 3 `fit` (JAX "
                      f"backend) {k['keras_epoch_s']:.3f} s: {k['speedup']:.2f}× "
                      + ("faster" if k["speedup"] >= 1 else "slower") + ".\n")
+    elif kind == "keras_parity":
+        text = (f"### `{name}.json`\n\nDevice: {env.get('device', '—')}; JAX "
+                f"`{env.get('jax', '—')}`, Keras `{b.get('keras', '—')}` (JAX backend). "
+                f"{b['dataset'].get('name', '—')} ({b['n_train']:,} training examples, "
+                f"source: {b['dataset'].get('source', '—')}), Adam 1e-3, batch {b['batch']}, "
+                f"{b['epochs']} epochs, the same seeds in both (their random streams differ)."
+                f"\n\n{b['dataset'].get('note', '')}\n\n")
+        rows = []
+        for model, by in b["models"].items():
+            for who, curves in by.items():
+                last = [c["val_accuracy"][-1] for c in curves]
+                train_last = [c["accuracy"][-1] for c in curves]
+                per_epoch = np.mean([c["val_accuracy"] for c in curves], axis=0)
+                rows.append([model, who, len(curves), f"{100 * np.mean(train_last):.1f}",
+                             f"{100 * np.mean(last):.1f} ({100 * min(last):.1f}–"
+                             f"{100 * max(last):.1f})",
+                             " ".join(f"{100 * v:.1f}" for v in per_epoch)])
+        text += table(["Model", "Trained by", "Seeds", "Train acc. last epoch (%)",
+                       "Val acc. last epoch (%), range", "Mean val acc. per epoch (%)"], rows,
+                      numeric={2, 3})
     elif kind == "whole_sweep":
         text = (f"### `{name}.json`\n\nDevice: {env.get('device', '—')} "
                 f"({env.get('platform', '—')}, {env.get('device_count', '—')} device(s)); JAX "

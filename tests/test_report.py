@@ -174,6 +174,29 @@ def test_bench_fragment_with_and_without_results(tmp_path):
     assert "0.125" in text and "3.00× speed-up" in text
 
 
+def test_bench_fragment_renders_whole_sweeps_and_keras_parity(tmp_path):
+    # Invented numbers, only to check that each is carried onto the page.
+    env = {"device": "Test CPU (2 cores)", "platform": "cpu", "device_count": 1, "jax": "0.0"}
+    (tmp_path / "sweep_x.json").write_text(json.dumps({
+        "benchmark": "whole_sweep", "experiment": "ta8", "command": "python -m x", "runs": 26,
+        "members": 78, "epochs": 1234, "groups": 14, "wall_time_s": 4321.5, "n_train": 45000,
+        "dataset": "cifar10", "created": "2026-01-01T00:00:00Z", "environment": env,
+        "note": "machine shared with the test suite"}))
+    curves = lambda a, v: {"accuracy": [0.1, a], "val_accuracy": [0.2, v]}  # noqa: E731
+    (tmp_path / "parity.json").write_text(json.dumps({
+        "benchmark": "keras_parity", "epochs": 2, "batch": 64, "n_train": 45000,
+        "keras": "3.99", "environment": env,
+        "dataset": {"name": "cifar10", "source": "local", "note": "JPEG-decoded copy"},
+        "models": {"baseline": {"keras": [curves(0.31, 0.30), curves(0.35, 0.34)],
+                                "jaxmlp": [curves(0.33, 0.36), curves(0.37, 0.38)]}}}))
+    text = report.bench_fragment(tmp_path)
+    assert "**4321.5 s**" in text and "1,234 epochs" in text and "78 trainings" in text
+    assert "machine shared with the test suite" in text
+    assert "| baseline | keras | 2 | 33.0 | 32.0 (30.0–34.0) | 20.0 32.0 |" in text
+    assert "| baseline | jaxmlp | 2 | 35.0 | 37.0 (36.0–38.0) |" in text
+    assert "Keras `3.99`" in text and "JPEG-decoded copy" in text
+
+
 def test_report_never_imports_jax():
     code = "import sys, jaxmlp.report; sys.exit('jax' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
