@@ -102,6 +102,9 @@ class OptimConfig:
     momentum: float = 0.0  # SGD only
     nesterov: bool = False  # SGD only
     rho: float = 0.9  # RMSprop only
+    # Adam/AdamW only. False: optax's epsilon, added to sqrt(v_hat). True: Keras 3's, added to
+    # sqrt(v) before bias correction, which is larger in early steps (see jaxmlp.optim).
+    keras_epsilon: bool = False
 
     def __post_init__(self):
         o = "OptimConfig"
@@ -116,6 +119,8 @@ class OptimConfig:
         _check_range(o, "weight_decay", self.weight_decay, 0.0, math.inf, hi_open=True)
         if self.nesterov and self.momentum == 0.0:
             _fail(o, "nesterov", True, "only with momentum > 0")
+        if self.keras_epsilon and self.name not in ("adam", "adamw"):
+            _fail(o, "keras_epsilon", True, "only with name 'adam' or 'adamw'")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@
 For TA8's baseline (2x32), dropout (pyramid + Dropout 0.3) and combined models: Adam 1e-3,
 batch 64, CIFAR-10 with Keras's tail validation split, and the same seeds in both frameworks
 (their random streams differ, so single epochs differ; the question is whether the curves do).
+jaxmlp trains each twice: with optax's Adam epsilon (the default) and with Keras 3's
+(`OptimConfig(keras_epsilon=True)`), which differ for tiny gradients (see jaxmlp.optim).
 Prints train/val accuracy per epoch and the mean over seeds of the last epoch. Needs
 `pip install -e '.[bench]'` (Keras is never a core dependency).
 """
@@ -61,8 +63,9 @@ def keras_curves(cfg, ds, epochs: int, seed: int) -> dict:
     return {"accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"]}
 
 
-def jaxmlp_curves(cfg, data, epochs: int, seed: int) -> dict:
-    run = C.RunConfig("parity", model=cfg, optim=C.OptimConfig("adam", 1e-3),
+def jaxmlp_curves(cfg, data, epochs: int, seed: int, keras_epsilon: bool = False) -> dict:
+    run = C.RunConfig("parity", model=cfg,
+                      optim=C.OptimConfig("adam", 1e-3, keras_epsilon=keras_epsilon),
                       train=C.TrainConfig("cifar10", epochs=epochs, batch_size=64, seed=seed))
     _, h, _ = train.fit(run, data)
     return {"accuracy": h["accuracy"], "val_accuracy": h["val_accuracy"]}
@@ -90,19 +93,21 @@ def main(argv=None) -> int:
     out["keras"] = keras.__version__
     for name in args.models:
         cfg = dataclasses.replace(MODELS[name], input_dim=ds.x_train.shape[1])
-        rows = {"keras": [], "jaxmlp": []}
+        rows = {"keras": [], "jaxmlp": [], "jaxmlp keras_epsilon": []}
         for seed in range(args.seeds):
             rows["keras"].append(keras_curves(cfg, ds, args.epochs, seed))
             rows["jaxmlp"].append(jaxmlp_curves(cfg, data, args.epochs, seed))
+            rows["jaxmlp keras_epsilon"].append(
+                jaxmlp_curves(cfg, data, args.epochs, seed, keras_epsilon=True))
             for who in rows:
                 c = rows[who][-1]
-                print(f"{name:<9} {who:<7} seed {seed}: train/val accuracy per epoch "
+                print(f"{name:<9} {who:<20} seed {seed}: train/val accuracy per epoch "
                       + " ".join(f"{a:.3f}/{v:.3f}" for a, v in
                                  zip(c["accuracy"], c["val_accuracy"])), flush=True)
         out["models"][name] = rows
         for who, curves in rows.items():
             last = np.mean([c["val_accuracy"][-1] for c in curves])
-            print(f"{name:<9} {who:<7} mean val_accuracy at epoch {args.epochs}: {last:.3f}")
+            print(f"{name:<9} {who:<20} mean val_accuracy at epoch {args.epochs}: {last:.3f}")
     if args.json:
         from jaxmlp import atomic
 

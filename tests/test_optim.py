@@ -14,12 +14,12 @@ GRADS = [np.array([0.5, -1.0, 2.0], np.float32), np.array([0.1, 0.3, -0.2], np.f
 W0 = np.array([1.0, -2.0, 0.5], np.float32)
 
 
-def run_optax(cfg: C.OptimConfig):
+def run_optax(cfg: C.OptimConfig, grads=GRADS):
     tx = optim.make(cfg)
     w = jnp.asarray(W0)
     state = tx.init(w)
     update = jax.jit(tx.update)
-    for g in GRADS:
+    for g in grads:
         u, state = update(jnp.asarray(g), state, w)
         w = optax.apply_updates(w, u)
     return np.asarray(w)
@@ -36,9 +36,9 @@ def keras_sgd(lr, momentum=0.0, nesterov=False):
     return w
 
 
-def keras_adam(lr, b1=0.9, b2=0.999, eps=1e-7, weight_decay=None):
+def keras_adam(lr, b1=0.9, b2=0.999, eps=1e-7, weight_decay=None, grads=GRADS):
     w, m, v = W0.astype(np.float64), np.zeros(3), np.zeros(3)
-    for t, g in enumerate(GRADS, 1):  # keras/src/optimizers/adam.py (+ AdamW's decoupled decay)
+    for t, g in enumerate(grads, 1):  # keras/src/optimizers/adam.py (+ AdamW's decoupled decay)
         if weight_decay:
             w = w - w * weight_decay * lr
         alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
@@ -74,6 +74,31 @@ def test_adam_matches_keras_up_to_where_epsilon_sits(cfg, expected):
     # Keras adds eps to sqrt(v) before bias correction, optax after: with gradients of order 1
     # the two differ by about eps / sqrt(1 - b2**t) ~ 3e-6 relative, far below any noise.
     np.testing.assert_allclose(run_optax(cfg), expected, rtol=2e-5)
+
+
+# Gradients of the size the first layer sees on raw pixels, where epsilon placement matters.
+TINY = [g * np.float32(1e-6) for g in GRADS]
+
+
+@pytest.mark.parametrize("name, wd", [("adam", None), ("adamw", 0.004)])
+def test_keras_epsilon_is_keras_3_adam_exactly_even_for_tiny_gradients(name, wd):
+    for grads in (GRADS, TINY):
+        cfg = C.OptimConfig(name, 0.01, keras_epsilon=True)
+        np.testing.assert_allclose(run_optax(cfg, grads),
+                                   keras_adam(0.01, weight_decay=wd, grads=grads), rtol=1e-6)
+
+
+def test_optax_epsilon_differs_from_keras_for_tiny_gradients():
+    # Documented difference (jaxmlp.optim): Keras's effective epsilon is eps / sqrt(1 - b2**t),
+    # ~30x optax's at step 1, so on gradients ~1e-6 Keras's steps are much smaller.
+    ours = run_optax(C.OptimConfig("adam", 0.01), TINY) - W0
+    keras = keras_adam(0.01, grads=TINY) - W0
+    assert np.all(np.abs(ours) > 2 * np.abs(keras))
+
+
+def test_keras_epsilon_is_only_for_adam():
+    with pytest.raises(C.ConfigError, match="keras_epsilon"):
+        C.OptimConfig("sgd", keras_epsilon=True)
 
 
 def test_learning_rate_is_state_readable_settable_and_not_compiled_in():
