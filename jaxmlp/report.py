@@ -1367,6 +1367,27 @@ def bench_fragment(bench_dir: Path) -> str:
                      for f in files)
 
 
+def parity_verdicts(models: dict) -> list[str]:
+    """Per model and jaxmlp variant: do its last-epoch val accuracies overlap Keras's range?"""
+    lines = []
+    for model, by in models.items():
+        keras = [c["val_accuracy"][-1] for c in by.get("keras", [])]
+        for who, curves in by.items():
+            if who == "keras" or not keras:
+                continue
+            ours = [c["val_accuracy"][-1] for c in curves]
+            gap = 100 * (np.mean(ours) - np.mean(keras))
+            if max(ours) >= min(keras) and max(keras) >= min(ours):
+                verdict = (f"the seed ranges overlap: the {gap:+.1f} pp difference of the "
+                           "means is within seed noise")
+            else:
+                verdict = (f"the seed ranges do not overlap: {who} is {gap:+.1f} pp from Keras, "
+                           "beyond seed noise")
+            lines.append(f"- {model}, {who} vs Keras ({len(ours)} and {len(keras)} seeds): "
+                         f"{verdict}.")
+    return lines
+
+
 def bench_one(name: str, b: dict) -> str:
     env = b.get("environment", {})
     text = (f"### `{name}.json`\n\nDevice: {env.get('device', '—')} ({env.get('platform', '—')},"
@@ -1414,6 +1435,7 @@ def bench_one(name: str, b: dict) -> str:
         text += table(["Model", "Trained by", "Seeds", "Train acc. last epoch (%)",
                        "Val acc. last epoch (%), range", "Mean val acc. per epoch (%)"], rows,
                       numeric={2, 3})
+        text += "\n" + "\n".join(parity_verdicts(b["models"])) + "\n"
     elif kind == "whole_sweep":
         text = (f"### `{name}.json`\n\nDevice: {env.get('device', '—')} "
                 f"({env.get('platform', '—')}, {env.get('device_count', '—')} device(s)); JAX "

@@ -195,6 +195,8 @@ def test_bench_fragment_renders_whole_sweeps_and_keras_parity(tmp_path):
     assert "| baseline | keras | 2 | 33.0 | 32.0 (30.0–34.0) | 20.0 32.0 |" in text
     assert "| baseline | jaxmlp | 2 | 35.0 | 37.0 (36.0–38.0) |" in text
     assert "Keras `3.99`" in text and "JPEG-decoded copy" in text
+    # Ranges 30-34 (Keras) and 36-38 (jaxmlp) do not overlap; means 32 vs 37: +5.0 pp.
+    assert "jaxmlp is +5.0 pp from Keras, beyond seed noise" in text
 
 
 def test_report_never_imports_jax():
