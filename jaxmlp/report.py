@@ -629,11 +629,12 @@ def layer_rows(model: dict, input_dim: int) -> tuple[list[list[str]], int]:
     rates = model.get("dropout") or [0.0] * len(model["hidden"])
     for i, (units, rate) in enumerate(zip(model["hidden"], rates), 1):
         dense = width * units + units
-        text = f"Dense({units}, {model.get('activation', 'relu')})"
-        params = dense
-        if model.get("batch_norm"):
+        act = model.get("activation", "relu")
+        text, params = f"Dense({units})", dense
+        if model.get("batch_norm"):  # Keras order: Dense -> BatchNorm -> activation -> Dropout
             text += " + BatchNorm"
             params += 4 * units
+        text += f" + {act}"
         if rate:
             text += f" + Dropout({rate:g})"
         rows.append([f"Oculta {i}", text, f"{params:,}"])
