@@ -68,9 +68,9 @@ def matmul_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> float:
     return best
 
 
-def epoch_times(run: C.RunConfig, data: train.Data, repeats: int) -> list[float]:
-    """Wall time of `repeats` epochs after one warm-up (compile) epoch."""
-    group = train.build_group([run], data)
+def epoch_times(runs: list[C.RunConfig], data: train.Data, repeats: int) -> list[float]:
+    """Wall time of `repeats` epochs of `runs` as one group, after a warm-up (compile) epoch."""
+    group = train.build_group(runs, data)
     state = train.init_group(group)
     state, _ = group.step(state, data)
     jax.block_until_ready(state)
@@ -89,7 +89,7 @@ def bench(batches, repeats: int, n: int) -> dict:
     for b in batches:
         run = combined_run(b)
         before = matmul_gflops(b)
-        t = statistics.median(epoch_times(run, data, repeats))
+        t = statistics.median(epoch_times([run], data, repeats))
         flops = 6 * dense_weights(run.model) * n
         rate = max(before, matmul_gflops(b))  # measured on both sides of the epochs
         rows.append({"batch": b, "epoch_s": t, "examples_per_s": n / t,

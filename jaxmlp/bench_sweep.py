@@ -23,11 +23,9 @@ import statistics
 import sys
 import time
 
-import jax
-
 from jaxmlp import config as C
-from jaxmlp import results, train
-from jaxmlp.bench import combined_run, synthetic_cifar
+from jaxmlp import results
+from jaxmlp.bench import combined_run, epoch_times, synthetic_cifar
 
 
 def members(m: int, batch: int) -> list[C.RunConfig]:
@@ -39,17 +37,7 @@ def members(m: int, batch: int) -> list[C.RunConfig]:
 
 def group_epoch(runs, data, repeats: int) -> float:
     """Median wall time of one epoch of the whole group, after a warm-up epoch."""
-    group = train.build_group(runs, data)
-    state = train.init_group(group)
-    state, _ = group.step(state, data)
-    jax.block_until_ready(state)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state, _ = group.step(state, data)
-        jax.block_until_ready(state)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(epoch_times(runs, data, repeats))
 
 
 def scaling(data, sizes, batch, repeats) -> list[dict]:
