@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,15 @@ class Member:
     @property
     def id(self) -> str:
         return f"{self.run.name}__seed{self.seed}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever this member's configuration (seed included) changes."""
+        return hashlib.sha1(repr((self.id, C.to_dict(self.run))).encode()).hexdigest()[:12]
+
+
+class StaleResult(ValueError):
+    """A finished member's record was trained with a different configuration."""
 
 
 def members(runs, seeds) -> list[Member]:
@@ -197,8 +207,20 @@ def member_path(out_dir: Path, m: Member) -> Path:
 
 
 def write_member(out_dir: Path, m: Member, record: dict) -> None:
-    atomic.write_json(member_path(out_dir, m), record)
+    atomic.write_json(member_path(out_dir, m), {**record, "config_sha1": m.fingerprint})
 
 
 def done(out_dir: Path, m: Member) -> bool:
-    return member_path(out_dir, m).exists()
+    """Whether `m` has a finished record in `out_dir`; a record of a different configuration of
+    the same run is an error, never silently reused (records without a fingerprint, written
+    before it existed, are trusted)."""
+    path = member_path(out_dir, m)
+    if not path.exists():
+        return False
+    stored = json.loads(path.read_text()).get("config_sha1")
+    if stored is not None and stored != m.fingerprint:
+        raise StaleResult(
+            f"{path} was trained with a different configuration of run {m.run.name!r} (seed "
+            f"{m.seed}) than the one asked for now; delete that file to retrain the run, or "
+            "write to another --out")
+    return True

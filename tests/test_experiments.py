@@ -107,6 +107,25 @@ def test_unwritable_out_fails_before_training(tmp_path):
     assert time.perf_counter() - start < 30
 
 
+
+def test_rerun_with_a_changed_config_refuses_the_stale_results(tmp_path):
+    args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--only", "sin_callbacks",
+            "--seeds", "1", "--out", "q"]
+    cli(*args, "--epochs", "2", cwd=tmp_path)
+    record = tmp_path / "q" / "members" / "sin_callbacks__seed0.json"
+    before = record.read_text()
+    assert json.loads(before)["epochs_run"] == 2
+    cli(*args, "--epochs", "2", cwd=tmp_path)  # same config: finished, skipped, untouched
+    assert record.read_text() == before
+    proc = cli(*args, "--epochs", "3", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "different configuration of run 'sin_callbacks'" in proc.stderr
+    assert "sin_callbacks__seed0.json" in proc.stderr
+    assert record.read_text() == before
+    record.unlink()  # as the message says: delete it to retrain
+    cli(*args, "--epochs", "3", cwd=tmp_path)
+    assert json.loads(record.read_text())["epochs_run"] == 3
+
 def _wait_for_checkpoint(runs: Path, at_least: int, proc, timeout=120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

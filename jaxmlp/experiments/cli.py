@@ -188,7 +188,10 @@ def _run(exp: Experiment, args) -> int:
     todo = sweep.members(runs, seeds)
     groups = sweep.groups(todo, args.engine)
     start, trained = time.perf_counter(), 0
-    pending = [g for g in groups if not all(sweep.done(out, m) for m in g)]
+    try:
+        pending = [g for g in groups if not all(sweep.done(out, m) for m in g)]
+    except sweep.StaleResult as e:
+        raise UsageError(str(e)) from None
     # Every pending group compiles in a thread pool while earlier groups train.
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), os.cpu_count() or 1)))
     prepared = {id(g): pool.submit(sweep.prepare, g, data, epochs_per_call=args.epochs_per_call,
