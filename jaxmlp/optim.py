@@ -12,7 +12,7 @@ Where optax's formulation differs from Keras 3 (documented, deliberately kept):
   ones from Keras (measured step for step against Keras 3, and over epochs by
   `python -m jaxmlp.keras_parity`). Both use Keras's value 1e-7. `OptimConfig(keras_epsilon=True)`
   selects `scale_by_keras_adam` below, Keras 3's update exactly; the default stays optax's
-  formulation, with which the committed results were trained.
+  formulation (the experiments replicating Keras pages opt in).
 - SGD momentum: Keras keeps a velocity in parameter units (v = m v - lr g); optax keeps a trace
   in gradient units (t = g + m t, update -lr t). Identical while the learning rate is constant;
   when a hook changes the LR, optax applies the new LR to the whole trace at once.

@@ -34,14 +34,14 @@ P8D_FRAGMENTS = (
     "status", "config", "dataset", "callbacks", "architecture", "fig_accuracy", "fig_loss",
     "fig_lr", "results", "evaluation", "fig_with_without", "fig_each_callback",
     "analysis_early_stopping", "analysis_reduce_lr", "analysis_checkpoint", "analysis_cosine",
-    "conclusions", "seed_vs_ours", "technical",
+    "conclusions", "seed_vs_ours", "technical", "adam_epsilon",
 )
 TA8_FRAGMENTS = (
     "status", "config", "dataset", "identical", "architectures", "params_check",
     "regularization", "combined_model", "fig_part1", "comparisons_part1", "lr", "optimizers",
     "batch", "fig_part2", "comparisons_part2", "callbacks", "fig_part3", "fig_lr_part3",
     "comparisons_part3", "fig_curves", "top5", "winner", "fig_overfitting", "fig_time",
-    "seed_vs_ours", "findings", "technical",
+    "seed_vs_ours", "findings", "technical", "adam_epsilon",
 )
 BENCH_FRAGMENTS = ("results",)
 
@@ -481,6 +481,27 @@ def dataset_name(name: str | None) -> str:
         name, name or "—")
 
 
+def adam_epsilon_fragment(doc: dict) -> str:
+    """Which Adam update the results were trained with, read from their configs."""
+    adam = [r for r in doc.get("runs", []) if r["config"]["optim"]["name"] in ("adam", "adamw")]
+    keras = [r["name"] for r in adam if r["config"]["optim"].get("keras_epsilon", False)]
+    if not adam:
+        return "Ningún run de estos resultados usa Adam ni AdamW.\n"
+    if len(keras) == len(adam):
+        return ("En estos resultados, todos los runs con Adam o AdamW usan la actualización de "
+                "Keras 3 tal cual (`OptimConfig(keras_epsilon=True)`: el épsilon se suma a "
+                "`sqrt(v)` antes de la corrección de sesgo), de modo que el optimizador no es una "
+                "fuente de diferencias con Keras.\n")
+    if not keras:
+        return ("En estos resultados, los runs con Adam o AdamW usan la colocación del épsilon "
+                "de `optax` (después de la corrección de sesgo), no la de Keras 3; "
+                "`OptimConfig(keras_epsilon=True)` reproduce Keras paso a paso, pero no es el "
+                "usado aquí.\n")
+    return ("En estos resultados, usan la actualización de Adam de Keras 3 "
+            f"(`keras_epsilon=True`): {', '.join(f'`{n}`' for n in keras)}; los demás runs con "
+            "Adam o AdamW usan la colocación del épsilon de `optax`.\n")
+
+
 def technical_fragment(doc: dict) -> str:
     env, d = doc.get("environment", {}), doc.get("dataset", {})
     rows = [["Dispositivo", f"{env.get('device', '—')} ({env.get('platform', '—')}, "
@@ -670,7 +691,7 @@ def p8d_fragments(doc: dict, out: Output) -> dict:
     frags = {"config": p8d_config(doc, first), "dataset": dataset_fragment(doc),
              "callbacks": p8d_callbacks(list(runs.values())),
              "architecture": architecture_fragment(first, "Arquitectura del MLP"),
-             "technical": technical_fragment(doc)}
+             "technical": technical_fragment(doc), "adam_epsilon": adam_epsilon_fragment(doc)}
     frags.update(p8d_figures(doc, runs, out))
     frags["results"] = results_table(doc, list(runs.values()), extra=(
         ("Val acc (%)", lambda r: pm(stat(r, "val_accuracy"))),
@@ -980,6 +1001,7 @@ def ta8_fragments(doc: dict, out: Output) -> dict:
         "seed_vs_ours": ta8_seed_vs_ours(doc, runs),
         "findings": bullets(ta8_findings(runs)),
         "technical": technical_fragment(doc),
+        "adam_epsilon": adam_epsilon_fragment(doc),
     }
     for part in (1, 2, 3):
         frags[f"fig_part{part}"] = part_figure(doc, part, out)

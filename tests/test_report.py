@@ -138,6 +138,24 @@ def test_one_seed_gives_no_noise_estimate_and_ties_are_ties():
     assert "empatan" in tie
 
 
+def test_the_adam_update_used_is_read_from_the_configs():
+    def doc(*runs):
+        return {"runs": [{"name": n, "config": {"optim": {"name": o, "keras_epsilon": k}}}
+                         for n, o, k in runs]}
+
+    keras = report.adam_epsilon_fragment(doc(("a", "adam", True), ("w", "adamw", True),
+                                             ("s", "sgd", False)))
+    assert "usan la actualización de Keras 3 tal cual" in keras and "optax" not in keras
+    optax = report.adam_epsilon_fragment(doc(("a", "adam", False), ("s", "sgd", False)))
+    assert "colocación del épsilon de `optax`" in optax and "no es el usado aquí" in optax
+    mixed = report.adam_epsilon_fragment(doc(("a", "adam", True), ("b", "adam", False)))
+    assert "`a`" in mixed and "`b`" not in mixed and "los demás" in mixed
+    # Results written before the option existed have no keras_epsilon key: optax's update.
+    legacy = {"runs": [{"name": "a", "config": {"optim": {"name": "adam"}}}]}
+    assert "no es el usado aquí" in report.adam_epsilon_fragment(legacy)
+    assert "Ningún run" in report.adam_epsilon_fragment(doc(("s", "sgd", False)))
+
+
 def test_generation_is_deterministic(tmp_path):
     a = report.generate(FIXTURE, tmp_path / "a")
     b = report.generate(FIXTURE, tmp_path / "b")
