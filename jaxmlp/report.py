@@ -41,7 +41,7 @@ TA8_FRAGMENTS = (
     "regularization", "combined_model", "fig_part1", "comparisons_part1", "lr", "optimizers",
     "batch", "fig_part2", "comparisons_part2", "callbacks", "fig_part3", "fig_lr_part3",
     "comparisons_part3", "fig_curves", "top5", "winner", "fig_overfitting", "fig_time",
-    "seed_vs_ours", "findings", "technical", "adam_epsilon",
+    "seed_vs_ours", "findings", "technical", "adam_epsilon", "parity",
 )
 BENCH_FRAGMENTS = ("results",)
 
@@ -1390,6 +1390,44 @@ def bench_fragment(bench_dir: Path) -> str:
                      for f in files)
 
 
+PARITY_WHO = {"keras": "Keras 3 `fit`", "jaxmlp": "`jaxmlp` (épsilon de optax)",
+              "jaxmlp keras_epsilon": "`jaxmlp` (Adam de Keras)"}
+
+
+def ta8_parity_fragment(bench_dir: Path, ta8: dict | None) -> str:
+    """For the TA8 page: what Keras 3 itself reaches on the same models and data (from the
+    committed `keras_parity*.json`), next to jaxmlp and, where the parity run trained as many
+    epochs as the TA8 run, the seed's published number."""
+    epochs = {r["name"]: r["config"]["train"]["epochs"] for r in (ta8 or {}).get("runs", [])}
+    files = sorted(bench_dir.glob("keras_parity*.json")) if bench_dir.is_dir() else []
+    docs = [(f.stem, json.loads(f.read_text(encoding="utf-8"))) for f in files]
+    docs = [(n, b) for n, b in docs if b.get("benchmark") == "keras_parity"]
+    if not docs:
+        return ("Todavía no hay una comparación con Keras 3 (`python -m jaxmlp.keras_parity "
+                "--json experiments/bench/keras_parity_cpu.json`).\n")
+    lines = []
+    for name, b in docs:
+        for model, by in b["models"].items():
+            parts = []
+            for who, curves in by.items():
+                last = [100 * c["val_accuracy"][-1] for c in curves]
+                parts.append(f"{PARITY_WHO.get(who, who)} {np.mean(last):.1f} % "
+                             f"({min(last):.1f}–{max(last):.1f})")
+            seed = SEED_TA8["test_accuracy"].get(model)
+            seed_text = ""
+            if seed and epochs.get(model) == b["epochs"]:
+                seed_text = (f" El seed publicó {100 * seed:.1f} % de test para este modelo "
+                             "(una ejecución, y test en lugar de validación).")
+            elif seed and model in epochs:
+                seed_text = (f" Nuestro run `{model}` entrena {epochs[model]} épocas, así que "
+                             "esta línea no se compara con la cifra del seed.")
+            lines.append(f"- `{model}`, {b['epochs']} épocas, {len(by.get('keras', []))} "
+                         f"semillas (`{name}.json`): exactitud de validación en la última época, "
+                         f"media (rango): {'; '.join(parts)}.{seed_text}")
+    return ("Con los mismos datos (la copia JPEG de CIFAR-10), modelo, optimizador y batch:\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def parity_verdicts(models: dict) -> list[str]:
     """Per model and jaxmlp variant: do its last-epoch val accuracies overlap Keras's range?"""
     lines = []
@@ -1480,13 +1518,15 @@ def bench_one(name: str, b: dict) -> str:
 
 # ---------------------------------------------------------------- entry points
 
-def experiment(doc: dict | None, exp: str, out: Output) -> None:
+def experiment(doc: dict | None, exp: str, out: Output, bench_dir: Path) -> None:
     names = {"p8d": P8D_FRAGMENTS, "ta8": TA8_FRAGMENTS}[exp]
     if doc is None:
         frags = {n: placeholder() for n in names}
     else:
         frags = (p8d_fragments if exp == "p8d" else ta8_fragments)(doc, out)
     frags["status"] = status_fragment(doc, exp)
+    if exp == "ta8":  # what Keras 3 itself reaches, from the committed parity benchmarks
+        frags["parity"] = ta8_parity_fragment(bench_dir, doc)
     missing = set(names) - set(frags)
     if missing:
         raise RuntimeError(f"report: fragments not produced for {exp}: {sorted(missing)}")
@@ -1500,7 +1540,7 @@ def generate(experiments_dir, docs_dir) -> list[Path]:
     written = []
     for exp in ("p8d", "ta8"):
         out = Output(docs_dir, exp)
-        experiment(load(experiments_dir / exp), exp, out)
+        experiment(load(experiments_dir / exp), exp, out, experiments_dir / "bench")
         out.prune()
         written += out.written
     out = Output(docs_dir, "bench")

@@ -156,6 +156,27 @@ def test_the_adam_update_used_is_read_from_the_configs():
     assert "Ningún run" in report.adam_epsilon_fragment(doc(("s", "sgd", False)))
 
 
+def test_ta8_parity_fragment_quotes_keras_and_the_seed_only_at_equal_epochs(tmp_path):
+    def curves(*last):
+        return [{"val_accuracy": [0.1, v], "accuracy": [0.1, v]} for v in last]
+
+    parity = {"benchmark": "keras_parity", "epochs": 20, "models": {
+        "combined": {"keras": curves(0.413, 0.417), "jaxmlp": curves(0.401, 0.405)},
+        "baseline": {"keras": curves(0.3, 0.3)}}}
+    (tmp_path / "keras_parity_x.json").write_text(json.dumps(parity))
+    ta8 = {"runs": [{"name": "combined", "config": {"train": {"epochs": 20}}},
+                    {"name": "baseline", "config": {"train": {"epochs": 30}}}]}
+    text = report.ta8_parity_fragment(tmp_path, ta8)
+    combined = next(line for line in text.splitlines() if line.startswith("- `combined`"))
+    assert "Keras 3 `fit` 41.5 % (41.3–41.7)" in combined
+    assert "`jaxmlp` (épsilon de optax) 40.3 % (40.1–40.5)" in combined
+    seed = report.SEED_TA8["test_accuracy"]["combined"]
+    assert f"El seed publicó {100 * seed:.1f} % de test" in combined
+    baseline = next(line for line in text.splitlines() if line.startswith("- `baseline`"))
+    assert "El seed publicó" not in baseline and "entrena 30 épocas" in baseline
+    assert "Todavía no hay" in report.ta8_parity_fragment(tmp_path / "none", ta8)
+
+
 def test_generation_is_deterministic(tmp_path):
     a = report.generate(FIXTURE, tmp_path / "a")
     b = report.generate(FIXTURE, tmp_path / "b")
