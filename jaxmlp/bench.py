@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmlp import atomic, results, train
 from jaxmlp import config as C
-from jaxmlp import results, train
 
 
 def combined_run(batch_size: int, epochs: int = 1000) -> C.RunConfig:
@@ -119,8 +119,6 @@ def main(argv=None) -> int:
     for r in out["rows"]:
         print(f"epoch/floor ratio (batch {r['batch']}): {r['ratio']:.2f}")
     if args.json:
-        from jaxmlp import atomic
-
         atomic.write_json(args.json, out)
     return 0
 

@@ -23,8 +23,8 @@ import statistics
 import sys
 import time
 
+from jaxmlp import atomic, results
 from jaxmlp import config as C
-from jaxmlp import results
 from jaxmlp.bench import combined_run, epoch_times, synthetic_cifar
 
 
@@ -54,19 +54,11 @@ def keras_epoch(data, batch: int, epochs: int) -> float:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
     import numpy as np
-    from keras import layers, regularizers
+
+    from jaxmlp.keras_parity import keras_model
 
     assert keras.backend.backend() == "jax", "set KERAS_BACKEND=jax"
-    model = keras.Sequential([keras.Input((3072,))])
-    for width, rate in ((256, 0.3), (128, 0.3), (64, 0.2)):
-        model.add(layers.Dense(width, kernel_initializer="he_normal",
-                               kernel_regularizer=regularizers.l2(1e-4)))
-        model.add(layers.BatchNormalization())
-        model.add(layers.Activation("relu"))
-        model.add(layers.Dropout(rate))
-    model.add(layers.Dense(10, activation="softmax"))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = keras_model(combined_run(batch).model)
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -122,7 +114,7 @@ def main(argv=None) -> int:
               f"{out['epochs']} epochs, {out['groups']} groups: {out['wall_time_s']:.1f} s on "
               f"{out['environment']['device']}")
         if args.json:
-            _write_json(args.json, out)
+            atomic.write_json(args.json, out)
         return 0
     data = synthetic_cifar(args.n)
     env = results.environment("group")
@@ -149,14 +141,8 @@ def main(argv=None) -> int:
     if args.note:
         out["note"] = args.note
     if args.json:
-        _write_json(args.json, out)
+        atomic.write_json(args.json, out)
     return 0
-
-
-def _write_json(path: str, obj: dict) -> None:
-    from jaxmlp import atomic
-
-    atomic.write_json(path, obj)
 
 
 if __name__ == "__main__":
