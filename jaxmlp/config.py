@@ -17,6 +17,11 @@ SPLITS = ("tail", "shuffled")
 # One vocabulary of metric names, as Keras logs them.
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 MODES = ("auto", "min", "max")
+# How a LearningRateScheduler and ReduceLROnPlateau combine (jaxmlp.hooks):
+#   "keras": as Keras 3 does, the scheduler sets the LR at every epoch start and so overwrites
+#            the plateau's cuts;
+#   "scale": ours, lr = max(schedule(epoch) * plateau scale, plateau min_lr).
+LR_COMPOSITIONS = ("keras", "scale")
 
 
 class ConfigError(ValueError):
@@ -62,12 +67,18 @@ class ModelConfig:
     batch_norm: bool = False
     dropout: tuple[float, ...] | float = 0.0  # one rate per hidden layer, or one for all
     kernel_init: str = "glorot_uniform"
-    l2: float = 0.0  # Keras kernel_regularizer=l2(c): adds c * sum(w**2) to the loss
+    l2: float = 0.0  # Keras kernel_regularizer=l2(c) on hidden kernels: adds c * sum(w**2)
     input_dim: int = 784
     num_classes: int = 10
+    # The output Dense layer: a Keras `Dense(classes, activation="softmax")` has glorot_uniform
+    # and no regularizer whatever the hidden layers use; these say otherwise when wanted.
+    output_init: str = "glorot_uniform"
+    output_l2: float = 0.0
 
     def __post_init__(self):
         o = "ModelConfig"
+        if not isinstance(self.hidden, (tuple, list)):
+            _fail(o, "hidden", self.hidden, "a non-empty tuple of layer widths, e.g. (256, 128)")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if not self.hidden:
             _fail(o, "hidden", self.hidden, "a non-empty tuple of layer widths")
@@ -85,6 +96,8 @@ class ModelConfig:
         _check_choice(o, "activation", self.activation, ACTIVATIONS)
         _check_choice(o, "kernel_init", self.kernel_init, KERNEL_INITS)
         _check_range(o, "l2", self.l2, 0.0, math.inf, hi_open=True)
+        _check_choice(o, "output_init", self.output_init, KERNEL_INITS)
+        _check_range(o, "output_l2", self.output_l2, 0.0, math.inf, hi_open=True)
         _check_int(o, "input_dim", self.input_dim, 1)
         _check_int(o, "num_classes", self.num_classes, 2)
 
@@ -211,6 +224,18 @@ class HooksConfig:
     schedule: CosineSchedule | None = None
     checkpoint: ModelCheckpoint | None = None
     terminate_on_nan: bool = True
+    lr_composition: str = "keras"  # only matters with both a schedule and reduce_lr
+
+    def __post_init__(self):
+        o = "HooksConfig"
+        for name, kind in (("early_stopping", EarlyStopping), ("reduce_lr", ReduceLROnPlateau),
+                           ("schedule", CosineSchedule), ("checkpoint", ModelCheckpoint)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                _fail(o, name, value, f"None or a {kind.__name__}(...)")
+        if not isinstance(self.terminate_on_nan, bool):
+            _fail(o, "terminate_on_nan", self.terminate_on_nan, "True or False")
+        _check_choice(o, "lr_composition", self.lr_composition, LR_COMPOSITIONS)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ Metrics arrive as a vector in the order of `jaxmlp.config.METRICS`
 (loss, accuracy, val_loss, val_accuracy). Comparisons happen in "sign space": a monitored
 value v becomes sign * v with sign +1 for min and -1 for max, so smaller is always better.
 
-Composition rule for the learning rate (Keras forbids a scheduler together with a plateau
-callback; in Keras the scheduler silently overwrites the plateau's reductions):
-    lr(epoch) = max(schedule(epoch, schedule_lr) * plateau_scale, plateau_min_lr)
-where plateau_scale starts at 1 and is multiplied by `factor` at each reduction. Without a
-schedule the plateau acts on the LR itself, exactly as Keras (lr = max(lr * factor, min_lr)).
+Composition of a schedule with ReduceLROnPlateau (`HooksConfig.lr_composition`):
+    "keras" (Keras 3): the scheduler sets lr = schedule(epoch, lr) at every epoch start, so it
+            overwrites the plateau's cuts (which last only until the next epoch begins);
+    "scale" (ours):    lr(epoch) = max(schedule(epoch) * plateau_scale, plateau_min_lr), where
+            plateau_scale starts at 1 and is multiplied by `factor` at each reduction.
+Without a schedule the plateau acts on the LR itself, exactly as Keras (lr = max(lr * factor,
+min_lr)).
 """
 
 from __future__ import annotations
@@ -170,17 +172,18 @@ class ScheduleState(NamedTuple):
     period: Any
     min_lr: Any
     hold: Any
+    keras: Any  # lr_composition == "keras": the schedule overwrites the plateau's cuts
     lr: Any  # the schedule's own last output (before any plateau scaling)
 
 
-def schedule_init(cfg: C.CosineSchedule | None, lr) -> ScheduleState:
+def schedule_init(cfg: C.CosineSchedule | None, lr, composition: str = "keras") -> ScheduleState:
     """State for a per-epoch schedule; `cfg=None` gives a disabled hook (LR left alone)."""
     on = cfg is not None
     cfg = cfg or C.CosineSchedule()
     return ScheduleState(
         enabled=jnp.bool_(on), initial_lr=jnp.float32(cfg.initial_lr),
         period=jnp.float32(cfg.period), min_lr=jnp.float32(cfg.min_lr),
-        hold=jnp.bool_(cfg.hold), lr=jnp.float32(lr))
+        hold=jnp.bool_(cfg.hold), keras=jnp.bool_(composition == "keras"), lr=jnp.float32(lr))
 
 
 def cosine(s: ScheduleState, epoch, lr):
@@ -192,16 +195,18 @@ def cosine(s: ScheduleState, epoch, lr):
 
 
 def schedule_begin(s: ScheduleState, plateau: PlateauState, epoch, lr, fn=None):
-    """Keras LearningRateScheduler.on_epoch_begin, composed with the plateau scale.
+    """Keras LearningRateScheduler.on_epoch_begin, composed with the plateau as configured.
 
-    `fn(epoch, lr)` is any jnp function of the 0-based epoch and the schedule's previous
-    output (Keras's signature); by default the seeds' cosine with this state's parameters.
-    Returns (state, learning rate for this epoch).
+    `fn(epoch, lr)` is any jnp function of the 0-based epoch and the previous LR (Keras's
+    signature): with the "keras" composition the optimizer's current LR, as Keras passes it;
+    with "scale" the schedule's own previous output. By default the seeds' cosine with this
+    state's parameters. Returns (state, learning rate for this epoch).
     """
-    out = fn(epoch, s.lr) if fn is not None else cosine(s, epoch, s.lr)
+    previous = jnp.where(s.keras, lr, s.lr)
+    out = fn(epoch, previous) if fn is not None else cosine(s, epoch, previous)
     out = jnp.asarray(out, jnp.float32)
     floor = jnp.where(plateau.enabled, plateau.min_lr, 0.0)
-    scaled = jnp.maximum(out * plateau.scale, floor)
+    scaled = jnp.where(s.keras, out, jnp.maximum(out * plateau.scale, floor))
     return s._replace(lr=jnp.where(s.enabled, out, s.lr)), jnp.where(s.enabled, scaled, lr)
 
 
@@ -268,7 +273,7 @@ def init(cfg: C.HooksConfig, weights, lr) -> Hooks:
     return Hooks(
         early_stopping=early_stopping_init(cfg.early_stopping, weights),
         plateau=plateau_init(cfg.reduce_lr),
-        schedule=schedule_init(cfg.schedule, lr),
+        schedule=schedule_init(cfg.schedule, lr, cfg.lr_composition),
         best=best_init(cfg.checkpoint, weights),
         nan=nan_init(cfg.terminate_on_nan))
 

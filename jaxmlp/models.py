@@ -55,7 +55,8 @@ class MLP(nnx.Module):
             if cfg.batch_norm:
                 setattr(self, f"norm_{i}", nnx.BatchNorm(
                     b, momentum=0.99, epsilon=1e-3, use_fast_variance=False, rngs=rngs))
-        self.out = nnx.Linear(widths[-1], cfg.num_classes, kernel_init=init, rngs=rngs)
+        self.out = nnx.Linear(widths[-1], cfg.num_classes,
+                              kernel_init=_KERNEL_INITS[cfg.output_init], rngs=rngs)
         self.depth = len(cfg.hidden)
         self.batch_norm = cfg.batch_norm
         self.activation = cfg.activation
@@ -100,11 +101,20 @@ def build(cfg: ModelConfig) -> ModelFns:
     return ModelFns(init, apply)
 
 
-def l2_penalty(params, coef):
-    """Keras kernel_regularizer=l2(coef) on every Dense kernel: coef * sum(w ** 2)."""
-    kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-               if getattr(path[-1], "key", None) == "kernel"]
-    return coef * sum(jnp.sum(jnp.square(k)) for k in kernels)
+def l2_coefs(cfg: ModelConfig):
+    """The (hidden, output) L2 coefficients that `l2_penalty` takes, as one float32 array."""
+    return jnp.asarray([cfg.l2, cfg.output_l2], jnp.float32)
+
+
+def l2_penalty(params, coefs):
+    """Keras kernel_regularizer=l2(c) per Dense kernel: c * sum(w ** 2), with c = coefs[0] for
+    the hidden layers and coefs[1] for the output layer (`l2_coefs`)."""
+    total = 0.0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if getattr(path[-1], "key", None) == "kernel":
+            coef = coefs[1] if getattr(path[0], "key", None) == "out" else coefs[0]
+            total = total + coef * jnp.sum(jnp.square(leaf))
+    return total
 
 
 def count_params(cfg: ModelConfig) -> dict:

@@ -38,8 +38,18 @@ class Member:
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever this member's configuration (seed included) changes."""
-        return hashlib.sha1(repr((self.id, C.to_dict(self.run))).encode()).hexdigest()[:12]
+        """Changes whenever what this member trains changes (seed included); presentation
+        (label, description, part) is not part of it."""
+        return config_fingerprint(self.run, self.id)
+
+
+PRESENTATION = ("label", "description", "part")
+
+
+def config_fingerprint(run: RunConfig, member_id: str) -> str:
+    """A short hash of what a member trains: its id and every config field but presentation."""
+    cfg = {k: v for k, v in C.to_dict(run).items() if k not in PRESENTATION}
+    return hashlib.sha1(repr((member_id, cfg)).encode()).hexdigest()[:12]
 
 
 class StaleResult(ValueError):
@@ -64,7 +74,7 @@ def groups(items: list[Member], engine: str) -> list[list[Member]]:
 
 def group_id(group: list[Member]) -> str:
     """Stable name of a group: changes whenever any member's configuration changes."""
-    text = repr([(m.id, C.to_dict(m.run)) for m in group])
+    text = repr([m.fingerprint for m in group])
     digest = hashlib.sha1(text.encode()).hexdigest()[:10]
     return f"{group[0].run.name}-{len(group)}-{digest}"
 

@@ -52,7 +52,7 @@ class TrainState(NamedTuple):
     epoch: Any  # epochs completed
     hooks: H.Hooks
     dropout: Any  # per-layer rates (arrays, so members may differ)
-    l2: Any
+    l2: Any  # (hidden, output) L2 coefficients
     max_epochs: Any
     active: Any  # False once stopped (hooks, NaN or max_epochs): later epochs change nothing
 
@@ -77,7 +77,7 @@ def init_state(run: RunConfig, fns: models.ModelFns | None = None, tx=None) -> T
 
 def _param_init(model):
     """The jitted initializer; only the shapes and the kernel initializer matter to it."""
-    return _param_init_cached(dataclasses.replace(model, dropout=0.0, l2=0.0))
+    return _param_init_cached(dataclasses.replace(model, dropout=0.0, l2=0.0, output_l2=0.0))
 
 
 @functools.lru_cache(maxsize=32)
@@ -116,7 +116,7 @@ def init_states(runs) -> TrainState:
         params=params, batch_stats=batch_stats, opt_state=opt_state, key=keys,
         step=np.zeros(n, np.int32), epoch=np.zeros(n, np.int32), hooks=hooks,
         dropout=np.stack([np.asarray(r.model.dropout, np.float32) for r in runs]),
-        l2=np.asarray([r.model.l2 for r in runs], np.float32),
+        l2=np.stack([np.asarray(models.l2_coefs(r.model)) for r in runs]),
         max_epochs=np.asarray([r.train.epochs for r in runs], np.int32),
         active=np.ones(n, bool))
     return jax.tree.map(jnp.asarray, state)

@@ -256,14 +256,44 @@ def test_cosine_schedule_alone_follows_the_seeds_formula_and_repeats_after_its_p
                                atol=1e-10)
 
 
+def test_keras_composition_lets_the_scheduler_overwrite_the_plateau_cuts():
+    # Keras 3 with LearningRateScheduler(cosine, period 10) and ReduceLROnPlateau(factor 0.5,
+    # patience 3, min_lr 1e-4) on a flat val_loss, by hand over 12 epochs:
+    #   begin e: lr = cosine(e) (on_epoch_begin sets it, whatever the plateau did).
+    #   end e0: best = 0.5. e1, e2, e3: wait 1, 2, 3 -> at e3 old_lr = cos(3) = 7.94e-4 > 1e-4:
+    #   cut to 3.97e-4, wait 0 -- and e4 begins with lr = cos(4) again.
+    #   e4, e5, e6: wait 1, 2, 3 -> cut at e6 (cos(6) = 3.45e-4 > 1e-4), overwritten at e7.
+    #   e7, e8, e9: wait 1, 2, 3; at e9 old_lr = cos(9) = 2.45e-5 is not > 1e-4: no cut, wait
+    #   stays 3; e10 (lr 0) and e11 (2.45e-5): wait 4, 5, still not > min_lr. Two cuts in all.
+    cfg = C.HooksConfig(schedule=C.CosineSchedule(initial_lr=1e-3, period=10),
+                        reduce_lr=C.ReduceLROnPlateau(factor=0.5, patience=3, min_lr=1e-4))
+    assert cfg.lr_composition == "keras"
+    hooks, used = run_hooks(cfg, [0.5] * 12, lr=1e-3)
+    np.testing.assert_allclose(used, [seed_cosine(e) for e in range(12)], rtol=1e-5, atol=1e-10)
+    assert int(hooks.plateau.reductions) == 2
+    assert int(hooks.plateau.wait) == 5
+
+
+def test_keras_composition_passes_the_current_lr_to_a_custom_schedule():
+    # Keras calls schedule(epoch, optimizer.learning_rate): a plateau cut is what a schedule
+    # that keeps its input sees. schedule = identity; patience 1, factor 0.5, flat loss:
+    # e0 best; e1 wait 1 -> cut 1e-2 -> 5e-3; e2 begins with 5e-3, wait 1 -> cut 2.5e-3; ...
+    cfg = C.HooksConfig(schedule=C.CosineSchedule(),
+                        reduce_lr=C.ReduceLROnPlateau(factor=0.5, patience=1))
+    _, used = run_hooks(cfg, [0.5] * 5, lr=1e-2, schedule_fn=lambda epoch, lr: lr)
+    np.testing.assert_allclose(used, [1e-2, 1e-2, 5e-3, 2.5e-3, 1.25e-3], rtol=1e-6)
+
+
 def test_schedule_and_plateau_compose_as_max_of_scaled_schedule_and_min_lr():
-    # lr(e) = max(cosine(e) * scale, min_lr). Plateau: patience 3, factor 0.5, min_lr 1e-4, flat
-    # val_loss. e0 improves; wait 1, 2, 3 at e1, e2, e3 -> reduce at the end of e3 (scale 0.5);
+    # lr_composition="scale" (ours): lr(e) = max(cosine(e) * scale, min_lr). Plateau:
+    # patience 3, factor 0.5, min_lr 1e-4, flat val_loss. e0 improves; wait 1, 2, 3 at e1, e2,
+    # e3 -> reduce at the end of e3 (scale 0.5);
     # wait 1, 2, 3 at e4, e5, e6 -> reduce at the end of e6 (scale 0.25); e7, e8, e9 count again,
     # but at e9 the composed lr is already the floor: max(cos(9)/4, 1e-4) = 1e-4, which is not
     # > min_lr, so there is no third reduction.
     cfg = C.HooksConfig(schedule=C.CosineSchedule(initial_lr=1e-3, period=10),
-                        reduce_lr=C.ReduceLROnPlateau(factor=0.5, patience=3, min_lr=1e-4))
+                        reduce_lr=C.ReduceLROnPlateau(factor=0.5, patience=3, min_lr=1e-4),
+                        lr_composition="scale")
     hooks, used = run_hooks(cfg, [0.5] * 10, lr=1e-3)
     scale = [1, 1, 1, 1, .5, .5, .5, .25, .25, .25]
     expected = [max(seed_cosine(e) * s, 1e-4) for e, s in enumerate(scale)]

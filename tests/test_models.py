@@ -1,5 +1,8 @@
 """The Flax MLP: Keras parameter counts, initializers, BatchNorm defaults, L2, dropout."""
 
+import dataclasses
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,10 +70,34 @@ def test_batchnorm_uses_keras_momentum_and_epsilon():
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_l2_penalty_is_coef_times_sum_of_squared_kernels_only():
+def test_l2_penalty_is_coef_times_sum_of_squared_kernels_per_layer_kind():
     params = {"dense_0": {"kernel": jnp.full((2, 3), 2.0), "bias": jnp.full((3,), 100.0)},
               "out": {"kernel": jnp.ones((3, 1)), "bias": jnp.ones((1,))}}
-    assert float(models.l2_penalty(params, 1e-4)) == pytest.approx(1e-4 * (6 * 4.0 + 3 * 1.0))
+    # Hidden kernels 6 * 2**2 = 24 at 1e-4; the output kernel 3 * 1**2 = 3 at its own coef.
+    both = jnp.asarray([1e-4, 1e-4])
+    assert float(models.l2_penalty(params, both)) == pytest.approx(1e-4 * (24 + 3))
+    hidden_only = models.l2_coefs(C.ModelConfig(hidden=(3,), l2=1e-4))
+    assert float(models.l2_penalty(params, hidden_only)) == pytest.approx(1e-4 * 24)
+    out_only = models.l2_coefs(C.ModelConfig(hidden=(3,), output_l2=0.5))
+    assert float(models.l2_penalty(params, out_only)) == pytest.approx(0.5 * 3)
+
+
+def test_output_layer_has_keras_dense_defaults_unless_told():
+    # Keras Dense(10, activation="softmax"): glorot_uniform, whatever the hidden layers use.
+    # glorot_uniform on (256, 10): limit sqrt(6 / 266) = 0.150; he_normal: std sqrt(2/256)
+    # = 0.088, truncated at 2 std, so |w| <= 0.177 and values beyond 0.150 occur.
+    cfg = C.ModelConfig(hidden=(256,), input_dim=64, kernel_init="he_normal")
+    params, _ = models.build(cfg).init(jax.random.key(0))
+    out = np.asarray(params["out"]["kernel"])
+    limit = math.sqrt(6 / (256 + 10))
+    assert np.abs(out).max() <= limit
+    assert np.std(out) == pytest.approx(limit / math.sqrt(3), rel=0.1)  # uniform's std
+    told = dataclasses.replace(cfg, output_init="he_normal")
+    out = np.asarray(models.build(told).init(jax.random.key(0))[0]["out"]["kernel"])
+    assert np.abs(out).max() > limit
+    assert np.std(out) == pytest.approx(math.sqrt(2 / 256), rel=0.1)
+    with pytest.raises(C.ConfigError, match="output_init"):
+        C.ModelConfig(output_init="zeros")
 
 
 def test_dropout_zeroes_about_the_rate_and_keeps_the_mean():

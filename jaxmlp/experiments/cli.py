@@ -29,6 +29,7 @@ class Experiment:
     dataset: str
     runs: tuple[C.RunConfig, ...]
     notes: tuple[str, ...] = ()
+    seeds: int = 3  # seeds per run in the committed results
 
 
 class UsageError(Exception):
@@ -45,7 +46,8 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
     p.add_argument("--runs-dir", help="checkpoints and TensorBoard logs "
                    f"(default runs/{exp.name}, git-ignored)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per run (default 3)")
+    p.add_argument("--seeds", type=int, default=exp.seeds,
+                   help=f"seeds per run (default {exp.seeds})")
     p.add_argument("--epochs", type=int, help="override every run's (maximum) epochs")
     p.add_argument("--list", action="store_true",
                    help="list runs and parameter counts; no training")
@@ -131,21 +133,24 @@ def check_writable(path: Path) -> None:
 
 def listing(runs: list[C.RunConfig]) -> str:
     """A table of the runs, their settings and parameter counts (Keras count_params)."""
-    head = f"{'name':<20} {'part':>4} {'hidden':<16} {'act':<5} {'bn':<3} {'dropout':<15} " \
+    head = f"{'name':<24} {'part':>4} {'hidden':<16} {'act':<5} {'bn':<3} {'dropout':<15} " \
            f"{'l2':<7} {'init':<15} {'optim':<8} {'lr':<7} {'batch':>5} {'ep':>3} " \
-           f"{'hooks':<22} {'params':>9} {'trainable':>9}"
+           f"{'hooks':<22} {'lr-mix':<6} {'output':<18} {'params':>9} {'trainable':>9}"
     lines = [head, "-" * len(head)]
     for r in runs:
         m, o, t, h = r.model, r.optim, r.train, r.hooks
         hooks = "+".join(k for k, v in (("es", h.early_stopping), ("plateau", h.reduce_lr),
                                         ("cosine", h.schedule), ("ckpt", h.checkpoint)) if v)
         opt = o.name + ("-nesterov" if o.nesterov else "")
+        mix = h.lr_composition if h.schedule and h.reduce_lr else "-"
+        output = m.output_init + (f"+l2 {m.output_l2:g}" if m.output_l2 else "")
         p = count_params(m)
         lines.append(
-            f"{r.name:<20} {r.part:>4} {'-'.join(map(str, m.hidden)):<16} {m.activation:<5} "
+            f"{r.name:<24} {r.part:>4} {'-'.join(map(str, m.hidden)):<16} {m.activation:<5} "
             f"{'y' if m.batch_norm else 'n':<3} {'/'.join(f'{d:g}' for d in m.dropout):<15} "
             f"{m.l2:<7g} {m.kernel_init:<15} {opt:<8} {o.learning_rate:<7g} {t.batch_size:>5} "
-            f"{t.epochs:>3} {hooks or '-':<22} {p['total']:>9,} {p['trainable']:>9,}")
+            f"{t.epochs:>3} {hooks or '-':<22} {mix:<6} {output:<18} {p['total']:>9,} "
+            f"{p['trainable']:>9,}")
     return "\n".join(lines)
 
 
