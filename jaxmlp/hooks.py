@@ -297,3 +297,44 @@ def end_epoch(h: Hooks, epoch, metrics, weights, lr):
 def finalize(h: Hooks, weights):
     """What Keras does at on_train_end: restore the best weights if EarlyStopping asks."""
     return early_stopping_finalize(h.early_stopping, weights)
+
+
+# --- The one read-only view of hook state for code outside this module -------------------------
+
+class Summary(NamedTuple):
+    """What the rest of jaxmlp may read of a run's hooks (arrays; a member axis leads in groups).
+
+    `checkpoint_best` is the best monitored value in the metric's own units (not sign space);
+    `checkpoint_weights` are the weights of that epoch (kept only while a checkpoint hook is on).
+    """
+
+    early_stopping: Any  # bool: EarlyStopping is on
+    stopped_early: Any  # bool: EarlyStopping fired
+    es_best_epoch: Any  # the epoch EarlyStopping considers best (0 before any eligible epoch)
+    checkpoint: Any  # bool: ModelCheckpoint(save_best_only) is on
+    checkpoint_best_epoch: Any  # -1 before any save
+    checkpoint_best: Any
+    checkpoint_weights: Any
+    lr_reductions: Any  # ReduceLROnPlateau cuts so far
+    diverged: Any  # TerminateOnNaN fired
+
+
+def summary(h: Hooks) -> Summary:
+    """The read-only view of `h` that observers, runner and records use."""
+    return Summary(
+        early_stopping=h.early_stopping.enabled, stopped_early=h.early_stopping.stop,
+        es_best_epoch=h.early_stopping.best_epoch, checkpoint=h.best.enabled,
+        checkpoint_best_epoch=h.best.best_epoch, checkpoint_best=h.best.best * h.best.sign,
+        checkpoint_weights=h.best.best_weights, lr_reductions=h.plateau.reductions,
+        diverged=h.nan.diverged)
+
+
+def with_weights(h: Hooks, weights) -> Hooks:
+    """`h` with every stored copy of the weights (best so far) set to `weights`."""
+    return h._replace(early_stopping=h.early_stopping._replace(best_weights=weights),
+                      best=h.best._replace(best_weights=weights))
+
+
+def where(cond, new, old):
+    """Tree-wise `jnp.where(cond, new, old)` for a scalar `cond` (any pytrees, e.g. states)."""
+    return _pick(cond, new, old)

@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxmlp import atomic, observers, train
 from jaxmlp import config as C
+from jaxmlp import hooks as H
 from jaxmlp.config import RunConfig
 
 
@@ -110,13 +111,13 @@ class Observer:
         self._progress(state, histories, chunk)
 
     def _save_best(self, state):
-        best = jax.device_get((state.hooks.best.best_epoch, state.hooks.best.best))
+        s = H.summary(state.hooks)
+        best = jax.device_get((s.checkpoint_best_epoch, s.checkpoint_best))
         for i, store in self.best.items():
             epoch = int(best[0][i])
             if epoch > self.saved_best[i]:
-                weights = jax.tree.map(lambda a, i=i: a[i], state.hooks.best.best_weights)
-                sign = float(jax.device_get(state.hooks.best.sign[i]))
-                store.save_best(epoch, weights, float(best[1][i]) * sign)
+                weights = jax.tree.map(lambda a, i=i: a[i], s.checkpoint_weights)
+                store.save_best(epoch, weights, float(best[1][i]))
                 self.saved_best[i] = epoch
 
     def _progress(self, state, histories, chunk):
@@ -190,12 +191,12 @@ def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: P
 def member_result(m: Member, i: int, state, history: dict, scores, n_train: int,
                   group_size: int, wall: float) -> dict:
     """The result record of one member (JSON-ready)."""
-    h = state.hooks
-    es_on, ckpt_on = bool(h.early_stopping.enabled[i]), bool(h.best.enabled[i])
+    h = H.summary(state.hooks)
+    es_on, ckpt_on = bool(h.early_stopping[i]), bool(h.checkpoint[i])
     if es_on:
-        best_epoch = int(h.early_stopping.best_epoch[i])
+        best_epoch = int(h.es_best_epoch[i])
     elif ckpt_on:
-        best_epoch = int(h.best.best_epoch[i])
+        best_epoch = int(h.checkpoint_best_epoch[i])
     else:
         best_epoch = int(np.argmin(history["val_loss"]))
     epochs_run = len(history["epoch"])
@@ -203,8 +204,8 @@ def member_result(m: Member, i: int, state, history: dict, scores, n_train: int,
     split = {k: {"loss": float(v[0][i]), "accuracy": float(v[1][i])} for k, v in scores.items()}
     return {
         "seed": m.seed, "epochs_run": epochs_run, "best_epoch": best_epoch,
-        "stopped_early": bool(h.early_stopping.stop[i]), "diverged": bool(h.nan.diverged[i]),
-        "final_lr": history["learning_rate"][-1], "lr_reductions": int(h.plateau.reductions[i]),
+        "stopped_early": bool(h.stopped_early[i]), "diverged": bool(h.diverged[i]),
+        "final_lr": history["learning_rate"][-1], "lr_reductions": int(h.lr_reductions[i]),
         **split,
         "wall_time_s": seconds, "examples_per_s": epochs_run * n_train / max(seconds, 1e-9),
         "group_size": group_size, "group_wall_time_s": wall,

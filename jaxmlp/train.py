@@ -108,9 +108,7 @@ def init_states(runs) -> TrainState:
              for r in runs]
     hooks = jax.tree.map(lambda *xs: np.stack(xs), *hooks)
     weights = (params, batch_stats)
-    hooks = hooks._replace(
-        early_stopping=hooks.early_stopping._replace(best_weights=weights),
-        best=hooks.best._replace(best_weights=weights))
+    hooks = H.with_weights(hooks, weights)
     n = len(runs)
     state = TrainState(
         params=params, batch_stats=batch_stats, opt_state=opt_state, key=keys,
@@ -188,7 +186,7 @@ def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=
                            opt_state=optim.with_learning_rate(new.opt_state, next_lr),
                            active=~stop & (epoch < state.max_epochs))
         record = {"metrics": metrics, "lr": lr, "ran": state.active}
-        return H._pick(state.active, new, state), record
+        return H.where(state.active, new, state), record
 
     return run_epoch
 
