@@ -1,0 +1,174 @@
+"""Training across processes: joining a jax.distributed job, global data, the member split, merge.
+
+Two ways to use several processes (one per host, or several on one host), one engine:
+
+- **One run, data parallel.** Every process loads the same dataset; `global_mesh()` spans every
+  process's devices and `global_data` places the arrays on it, replicated. The epoch then splits
+  each batch over all devices and all-reduces the gradients (gloo over TCP on the CPU, NCCL on
+  GPUs): `train.fit(run, global_data(ds, mesh), mesh=mesh)`, the same call as on one host.
+- **A sweep, split by members.** Each process trains `members_for_process(...)` (its share of
+  the runs x seeds) as an ordinary one-process JAX program on its own devices, with no
+  communication while training (and so per-process Orbax checkpoints, which refuse host-local
+  arrays inside a multi-process JAX job). `join_sweep` connects the processes through JAX's
+  coordination service only; at the end `merge_files` copies every process's member records and
+  history CSVs into process 0's results folder through it, so no shared filesystem is needed,
+  and only process 0 writes results.json.
+
+A process joins a job from three environment variables (see docs/guide/multihost.md):
+JAXMLP_COORDINATOR (host:port of process 0), JAXMLP_NUM_PROCESSES and JAXMLP_PROCESS_ID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmlp import atomic
+from jaxmlp.train import Data
+
+ENV_COORDINATOR = "JAXMLP_COORDINATOR"
+ENV_NUM_PROCESSES = "JAXMLP_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAXMLP_PROCESS_ID"
+# A process that finishes its share early waits this long for the others: in the merge
+# (process 0) and in the session's shutdown barrier (every process).
+WAIT_S = 7 * 24 * 3600
+
+
+class Processes(NamedTuple):
+    """This process's place in the job: `index` in range(`count`)."""
+
+    index: int
+    count: int
+
+
+def from_env(env=None) -> tuple[str, Processes] | None:
+    """(coordinator address, Processes) from JAXMLP_* variables; None when not set or count 1."""
+    env = os.environ if env is None else env
+    if env.get(ENV_NUM_PROCESSES, "1").strip() in ("", "1"):
+        return None
+    try:
+        count, index = int(env[ENV_NUM_PROCESSES]), int(env.get(ENV_PROCESS_ID, ""))
+    except ValueError:
+        raise ValueError(f"{ENV_NUM_PROCESSES}={env.get(ENV_NUM_PROCESSES)!r} and {ENV_PROCESS_ID}="
+                         f"{env.get(ENV_PROCESS_ID)!r}: both must be integers") from None
+    if not 0 <= index < count:
+        raise ValueError(f"{ENV_PROCESS_ID}={index}: must be in 0..{count - 1} "
+                         f"({ENV_NUM_PROCESSES}={count})")
+    address = env.get(ENV_COORDINATOR, "")
+    if ":" not in address:
+        raise ValueError(f"{ENV_COORDINATOR}={address!r}: must be host:port of process 0")
+    return address, Processes(index, count)
+
+
+def start(env=None) -> Processes:
+    """Join the one JAX job the environment describes, for data-parallel training across its
+    processes (call before any device use); Processes(0, 1) when there is no job.
+
+    CPU collectives go over gloo (TCP), set explicitly although it is JAX's current default.
+    """
+    job = from_env(env)
+    if job is None:
+        return Processes(0, 1)
+    address, procs = job
+    if not jax.distributed.is_initialized():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(address, procs.count, procs.index)
+    return procs
+
+
+@dataclasses.dataclass
+class SweepJob:
+    """A sweep split over processes: this process's place and, across several, the session of
+    JAX's coordination service that `merge_files` talks through (JAX itself stays one process)."""
+
+    index: int = 0
+    count: int = 1
+    session: Any = None
+
+
+def join_sweep(env=None) -> SweepJob:
+    """Connect to the sweep's other processes (process 0 hosts the coordination service; each
+    waits up to 5 minutes for the others to start); SweepJob(0, 1) when there is no job.
+
+    A session separate from `jax.distributed`'s global one, so JAX keeps seeing one process with
+    its local devices. JAX has no public name for that class; it is the one behind
+    `jax.distributed.initialize`.
+    """
+    job = from_env(env)
+    if job is None:
+        return SweepJob()
+    address, procs = job
+    from jax._src.distributed import State
+
+    session = State()
+    session.initialize(address, procs.count, procs.index, cluster_detection_method="deactivate",
+                       shutdown_timeout_seconds=WAIT_S)
+    return SweepJob(procs.index, procs.count, session)
+
+
+def global_mesh() -> Mesh | None:
+    """A one-axis ('data') mesh over every device of every process; None for a single device."""
+    if jax.device_count() == 1:
+        return None
+    return Mesh(np.array(jax.devices()), ("data",))
+
+
+def global_data(ds, mesh: Mesh | None) -> Data:
+    """The dataset replicated on every device of `mesh` (every process passes the same arrays)."""
+    arrays = (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
+    if mesh is None:
+        return Data(*(jax.device_put(np.asarray(a)) for a in arrays))
+    replicated = NamedSharding(mesh, P())
+    return Data(*(jax.make_array_from_process_local_data(replicated, np.asarray(a), np.shape(a))
+                  for a in arrays))
+
+
+def members_for_process(members: list, index: int, count: int) -> list:
+    """This process's share of `members`: every `count`-th one from `index` (round robin).
+
+    Deterministic and disjoint: the shares of processes 0..count-1 cover `members` exactly once.
+    Round robin rather than blocks, because a sweep lists a run's seeds together and runs grow
+    in cost along the list; every process gets a similar mix.
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"index={index}: must be in 0..{count - 1}")
+    return list(members)[index::count]
+
+
+def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:
+    """Copy each process's member `records` (and the history CSVs they name) into process 0's
+    `out`, then end the session; True in the process that writes results.json (process 0).
+
+    The files travel through the coordination service's key-value store, so processes on hosts
+    without a shared filesystem merge as well; a file process 0 already has with the same text
+    (a shared filesystem) is left alone. A process that finishes early waits here for the rest.
+    """
+    if job.session is None:
+        return True
+    out, client = Path(out), job.session.client
+    mine = {}
+    for path in map(Path, records):
+        text = path.read_text()
+        mine[str(path.relative_to(out))] = text
+        history = json.loads(text).get("history_csv")
+        if history and (out / history).exists():
+            mine[history] = (out / history).read_text()
+    client.key_value_set(f"jaxmlp/merge/{job.index}", json.dumps(mine))
+    if job.index == 0:
+        for peer in range(1, job.count):
+            files = json.loads(client.blocking_key_value_get(f"jaxmlp/merge/{peer}",
+                                                             WAIT_S * 1000))
+            for rel, text in files.items():
+                path = out / rel
+                if not path.exists() or path.read_text() != text:
+                    atomic.write_text(path, text)
+    job.session.shutdown()  # a barrier: every process gets here before any leaves
+    return job.index == 0

@@ -1,0 +1,180 @@
+"""Training across processes: two jax.distributed processes on localhost (CPU, gloo) train one run
+data parallel, and split a sweep's members, with the same numbers as a single process."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxmlp import distributed
+
+ROOT = Path(__file__).resolve().parents[1]
+HANG_S = 600  # generous: only a hung collective should ever reach it (2 shared CI cores)
+
+# One data-parallel run; prints its history, final parameters and test scores as JSON.
+DATA_PARALLEL = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, "tests")
+    from jaxmlp import distributed
+    procs = distributed.start()  # from JAXMLP_*; a no-op in a single process
+    import jax
+    from conftest import tiny_data, tiny_run
+    from jaxmlp import train
+    mesh = distributed.global_mesh()
+    data = distributed.global_data(tiny_data(n_train=256), mesh)
+    run = tiny_run(epochs=3, batch_size=64, dropout=0.2)
+    group = train.build_group([run], data, mesh=mesh)
+    hlo = group.step.lower(train.init_group(group), data).compile().as_text()
+    state, hist, scores = train.fit(run, data, mesh=mesh)
+    params = [jax.device_get(p).ravel().tolist() for p in jax.tree.leaves(state.params)]
+    print(json.dumps({"processes": list(procs), "devices": jax.device_count(),
+                      "local_devices": jax.local_device_count(),
+                      "hist": {k: v for k, v in hist.items() if k != "epoch_time_s"},
+                      "params": params, "test": scores["test"],
+                      "all_reduce": "all-reduce" in hlo}))
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(index=None, count=None, port=None, devices=1) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMLP_")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    if count is not None:
+        env.update({distributed.ENV_COORDINATOR: f"127.0.0.1:{port}",
+                    distributed.ENV_NUM_PROCESSES: str(count),
+                    distributed.ENV_PROCESS_ID: str(index)})
+    return env
+
+
+def run_together(commands_envs) -> list[str]:
+    """Start every (argv, env) at once, wait for all; their stdouts, or fail with stderr."""
+    procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for argv, env in commands_envs]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=HANG_S)
+            assert p.returncode == 0, err[-3000:]
+            outs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return outs
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_two_processes_train_one_run_like_a_single_process():
+    port = free_port()
+    script = [sys.executable, "-c", DATA_PARALLEL]
+    two = [last_json(o) for o in run_together(
+        [(script, env_for(i, 2, port)) for i in range(2)])]
+    one_proc_two_devices, one_device = (last_json(o) for o in run_together(
+        [(script, env_for(devices=2)), (script, env_for(devices=1))]))
+
+    assert [t["processes"] for t in two] == [[0, 2], [1, 2]]
+    assert all(t["devices"] == 2 and t["local_devices"] == 1 for t in two)
+    assert all(t["all_reduce"] for t in two)  # the batch really is split across the processes
+    assert two[0]["hist"] == two[1]["hist"] and two[0]["params"] == two[1]["params"]
+
+    def close(a, b, atol):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            np.testing.assert_allclose(a["hist"][key], b["hist"][key], rtol=0, atol=atol,
+                                       err_msg=key)
+        for pa, pb in zip(a["params"], b["params"], strict=True):
+            np.testing.assert_allclose(pa, pb, rtol=0, atol=atol)
+        np.testing.assert_allclose(a["test"], b["test"], rtol=0, atol=atol)
+
+    # Against one process with two devices the program and its partition are the same; only the
+    # all-reduce changes hands (gloo instead of in-process), and a sum of two partial sums is the
+    # same float either way round, so only rounding-level noise (1e-6) is allowed.
+    close(two[0], one_proc_two_devices, atol=1e-6)
+    # Against one device the gradient's float sums are ordered differently (per-device partial
+    # sums + all-reduce), so 3 epochs agree to float32 rounding, as in test_train's 4 devices.
+    close(two[0], one_device, atol=1e-5)
+
+
+TIMING = {"wall_time_s", "examples_per_s", "group_size", "group_wall_time_s", "resumed"}
+SWEEP = ["-m", "jaxmlp.experiments.p8d", "--quick", "--quiet", "--seeds", "2",
+         "--only", "sin_callbacks", "solo_early_stopping", "solo_reduce_lr"]
+
+
+def sweep(out: Path, env) -> tuple[list[str], dict]:
+    return [sys.executable, *SWEEP, "--out", str(out)], env
+
+
+def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path):
+    port = free_port()
+    # Separate results folders, as on hosts without a shared filesystem: process 0's folder
+    # can only get process 1's records through the merge.
+    run_together([sweep(tmp_path / "single", env_for()),
+                  sweep(tmp_path / "p0", env_for(0, 2, port)),
+                  sweep(tmp_path / "p1", env_for(1, 2, port))])
+    single = json.loads((tmp_path / "single" / "results.json").read_text())
+    merged = json.loads((tmp_path / "p0" / "results.json").read_text())
+    assert not (tmp_path / "p1" / "results.json").exists()  # process 0 alone writes it
+
+    # 3 runs x 2 seeds listed run by run; round robin gives process 1 every second member.
+    trained_by_1 = sorted(p.name for p in (tmp_path / "p1" / "members").iterdir())
+    assert trained_by_1 == ["sin_callbacks__seed1.json", "solo_early_stopping__seed1.json",
+                            "solo_reduce_lr__seed1.json"]
+    assert [r["name"] for r in merged["runs"]] == [r["name"] for r in single["runs"]]
+    assert len(merged["runs"]) == 3
+    for a, b in zip(merged["runs"], single["runs"]):
+        assert a["config"] == b["config"]
+        for sa, sb in zip(a["seeds"], b["seeds"], strict=True):
+            assert {k for k in sa if k not in TIMING} == {k for k in sb if k not in TIMING}
+            for key in sa.keys() - TIMING:
+                # Each member trains the same float program alone or in any group (members
+                # are looped with lax.map on the CPU), so its numbers agree to rounding.
+                if isinstance(sa[key], dict):
+                    for k in sa[key]:
+                        np.testing.assert_allclose(sa[key][k], sb[key][k], atol=1e-6,
+                                                   err_msg=f"{a['name']} {key}.{k}")
+                elif isinstance(sa[key], float):
+                    np.testing.assert_allclose(sa[key], sb[key], atol=1e-6, err_msg=key)
+                else:
+                    assert sa[key] == sb[key], (a["name"], key)
+        for member in a["seeds"]:  # the history CSVs travelled with the records
+            path = tmp_path / "p0" / member["history_csv"]
+            assert path.read_text().splitlines()[0].startswith("epoch,")
+
+
+def test_members_for_process_is_a_deterministic_disjoint_cover():
+    members = [f"m{i}" for i in range(7)]
+    shares = [distributed.members_for_process(members, i, 3) for i in range(3)]
+    assert shares == [["m0", "m3", "m6"], ["m1", "m4"], ["m2", "m5"]]
+    assert distributed.members_for_process(members, 0, 1) == members
+    with pytest.raises(ValueError, match="index=3"):
+        distributed.members_for_process(members, 3, 3)
+
+
+def test_the_environment_names_the_job_or_says_what_is_wrong():
+    env = {distributed.ENV_COORDINATOR: "10.0.0.1:1234", distributed.ENV_NUM_PROCESSES: "4",
+           distributed.ENV_PROCESS_ID: "3"}
+    assert distributed.from_env(env) == ("10.0.0.1:1234", distributed.Processes(3, 4))
+    assert distributed.from_env({}) is None
+    assert distributed.from_env({distributed.ENV_NUM_PROCESSES: "1"}) is None
+    assert distributed.start({}) == distributed.Processes(0, 1)
+    assert distributed.join_sweep({}) == distributed.SweepJob(0, 1)
+    with pytest.raises(ValueError, match="JAXMLP_PROCESS_ID=4"):
+        distributed.from_env({**env, distributed.ENV_PROCESS_ID: "4"})
+    with pytest.raises(ValueError, match="JAXMLP_COORDINATOR"):
+        distributed.from_env({**env, distributed.ENV_COORDINATOR: "10.0.0.1"})
+    with pytest.raises(ValueError, match="integers"):
+        distributed.from_env({**env, distributed.ENV_PROCESS_ID: "one"})
