@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmlp import atomic, results, sweep, train
+from jaxmlp import atomic, distributed, results, sweep, train
 from jaxmlp import config as C
 from jaxmlp.models import count_params
 
@@ -185,12 +185,14 @@ def _run(exp: Experiment, args) -> int:
     check_writable(out)
     check_writable(runs_dir)
     _compile_settings(runs_dir, quick=args.quick)
+    job = distributed.join_sweep()  # JAXMLP_* env: several processes split the members
     ds = load_data(exp, args)
     runs = [_fit_to(r, ds) for r in runs]
     seeds = list(range(args.seeds))
     mesh = _mesh()
     data = train.device_data(ds, mesh)
-    todo = sweep.members(runs, seeds)
+    todo = distributed.members_for_process(sweep.members(runs, seeds), job.index,
+                                           job.count)
     groups = sweep.groups(todo, args.engine)
     start, trained = time.perf_counter(), 0
     try:
@@ -221,6 +223,8 @@ def _run(exp: Experiment, args) -> int:
             sweep.write_member(out, m, rec)
     pool.shutdown()
     wall = time.perf_counter() - start
+    if not distributed.merge_files(out, [sweep.member_path(out, m) for m in todo], job):
+        return 0  # process 0 has this process's records and writes results.json
     every_args = argparse.Namespace(**{**vars(args), "only": None})
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
     doc = _document(exp, args, every, seeds, ds.identity, out)
