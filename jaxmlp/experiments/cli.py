@@ -222,15 +222,16 @@ def _run(exp: Experiment, args) -> int:
         for m, rec in zip(group, records):
             sweep.write_member(out, m, rec)
     pool.shutdown()
-    wall = time.perf_counter() - start
     if not distributed.merge_files(out, [sweep.member_path(out, m) for m in todo], job):
         return 0  # process 0 has this process's records and writes results.json
+    wall = time.perf_counter() - start  # across processes: until the last one's records came
     every_args = argparse.Namespace(**{**vars(args), "only": None})
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
     doc = _document(exp, args, every, seeds, ds.identity, out)
     doc["settings"]["this_invocation"] = {
         "groups_trained": trained, "groups_total": len(groups), "wall_time_s": wall,
-        "complete": trained == len(groups) and not any(_resumed(out, groups))}
+        "complete": trained == len(groups) and not any(_resumed(out, groups)),
+        "processes": job.count}  # >1: the groups counted are process 0's share
     atomic.write_json(out / "results.json", doc)
     if not args.quiet:
         print(f"[{exp.name}] wrote {out / 'results.json'}", file=sys.stderr)
