@@ -1,4 +1,5 @@
-"""Datasets as NumPy arrays: Fashion-MNIST, CIFAR-10 and MNIST from local files or tfds."""
+"""Dataset files as NumPy arrays: the IDX, CIFAR-10 pickle and npz formats, Keras's validation
+split, and the Dataset the trainer takes (finding and downloading files: `jaxmlp.datasets`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ DATASETS = ("fashion_mnist", "cifar10", "mnist")
 SOURCES = ("auto", "local", "tfds")
 SPLITS = ("tail", "shuffled")
 NUM_CLASSES = 10
-ENV_VAR = "JAXMLP_DATA_DIR"
 
 FILES = {
     "fashion_mnist": tuple(f"fashion-mnist/{part}-ubyte.gz" for part in (
@@ -29,14 +29,11 @@ FILES = {
     + ("cifar-10-batches-py/test_batch",),
     "mnist": ("mnist.npz",),
 }
-LAYOUT = """Expected layout (as in the Keras cache ~/.keras/datasets; the prepare script writes the
-first two):
-  DIR/fashion-mnist/train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
-                    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz
-  DIR/cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch
-  DIR/mnist.npz  (arrays x_train, y_train, x_test, y_test)"""
 JPEG_NOTE = ("CIFAR-10 pixels decoded from a JPEG copy (quality ~75, 4:2:0; PSNR ~30 dB against "
              "the lossless originals); labels exact. See shared/datasets/PROVENANCE.md.")
+# sha256 of data_batch_1 of that JPEG-decoded copy (as recorded in experiments/ta8/results.json):
+# the note is attached only to results trained on it, not to the official batches.
+JPEG_COPY_BATCH_1 = "753e1f734cb5eace504e47bbbde8da34f88f6192781db2db7f7fd3b690c79289"
 
 IDX_IMAGES, IDX_LABELS = 2051, 2049  # magic numbers: 0x08 (uint8) then the number of dims
 MNIST_IMAGE = (28, 28)
@@ -207,31 +204,13 @@ def _read_mnist(read) -> tuple[np.ndarray, ...]:
 READERS = {"fashion_mnist": _read_fashion_mnist, "cifar10": _read_cifar10, "mnist": _read_mnist}
 
 
-def default_dirs() -> list[Path]:
-    """Where local copies are looked for when no data_dir is given: $JAXMLP_DATA_DIR (if set),
-    then ~/.keras/datasets (where Keras's load_data caches them)."""
-    env = os.environ.get(ENV_VAR)
-    return ([Path(env).expanduser()] if env else []) + [Path.home() / ".keras" / "datasets"]
-
-
-def missing_files(name: str, root: Path) -> list[Path]:
-    """The files of `name` that are not in `root`."""
-    return [root / rel for rel in FILES[name] if not (root / rel).is_file()]
-
-
-def _absent(name: str, roots: list[Path]) -> str:
-    """Says which file is missing in each of `roots`."""
-    return "; ".join(f"missing {m[0]}" + (f" (and {len(m) - 1} more)" if len(m) > 1 else "")
-                     for m in (missing_files(name, r) for r in roots))
-
-
-def load_local(name: str, root: Path) -> tuple[tuple[np.ndarray, ...], dict]:
-    """Arrays from the files under `root`, and the sha256 of every file read (hashed from the
-    same bytes that were parsed)."""
+def load_local(name: str, root: Path, prefix: str = "") -> tuple[tuple[np.ndarray, ...], dict]:
+    """Arrays from the files under `root` (each FILES path after `prefix`, a Keras layout), and
+    the sha256 of every file read (hashed from the same bytes that were parsed)."""
     hashes = {}
 
     def read(rel: str) -> tuple[Path, bytes]:
-        path = root / rel
+        path = root / (prefix + rel)
         try:
             raw = path.read_bytes()
         except OSError as e:
@@ -240,35 +219,7 @@ def load_local(name: str, root: Path) -> tuple[tuple[np.ndarray, ...], dict]:
         return path, raw
 
     arrays = READERS[name](read)
-    return arrays, {"source": "local", "path": str(root), "files": hashes}
-
-
-# --- tfds --------------------------------------------------------------------------------------
-
-def load_tfds(name: str, data_dir=None) -> tuple[tuple[np.ndarray, ...], dict]:
-    """Arrays from tensorflow_datasets (it needs TensorFlow, imported only here)."""
-    try:
-        import tensorflow  # noqa: F401  (tfds.load needs it; say so before tfds fails obscurely)
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise DataError(f"tensorflow_datasets needs TensorFlow, which is not usable here "
-                        f"({type(e).__name__}: {e})") from None
-    try:
-        train, test = tfds.as_numpy(tfds.load(
-            name, split=["train", "test"], batch_size=-1, as_supervised=True,
-            data_dir=None if data_dir is None else str(data_dir)))
-    except Exception as e:  # no network, no cache, a bad download: tfds raises many kinds
-        raise DataError(f"tfds.load({name!r}) failed ({type(e).__name__}: {e})") from None
-    (x_tr, y_tr), (x_te, y_te) = train, test
-    path = None if data_dir is None else str(data_dir)
-    return (x_tr, y_tr, x_te, y_te), {"source": "tfds", "path": path, "files": {}}
-
-
-def _no_data(name: str, reason: str) -> DataError:
-    return DataError(
-        f"no {name} data: {reason}.\nGive a local copy with --data-dir DIR (data_dir=DIR in "
-        f"Python) or the {ENV_VAR} environment variable; make one with "
-        f"`python ../shared/datasets/prepare DIR`.\n{LAYOUT}")
+    return arrays, {"source": "local", "path": str(root / prefix), "files": hashes}
 
 
 # --- splits and the entry point ----------------------------------------------------------------
@@ -306,45 +257,14 @@ def split_indices(n: int, validation_split: float, split: str = "tail", seed: in
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
-def load(name: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
-         validation_split: float = 0.1, split: str = "tail", split_seed: int = 0) -> Dataset:
-    """Load `name` as flattened float32 features in [0, 1] and int32 labels, split as Keras does.
+def load(name: str, **kwargs) -> Dataset:
+    """The built-in dataset `name`: `jaxmlp.datasets.load` (kept here for callers of this name)."""
+    from jaxmlp import datasets  # the layer that finds and downloads files sits above this one
 
-    source='local' reads the Keras cache layout (see LAYOUT) from `data_dir`, else the first
-    complete copy in $JAXMLP_DATA_DIR or ~/.keras/datasets; 'tfds' uses tensorflow_datasets
-    (with `data_dir` as its cache); 'auto' reads local files when `data_dir` is given or a
-    default directory has them, and tries tfds otherwise. The identity records the source, the
-    sha256 of each local file, the sizes and the split (split_seed is None for the tail split).
-    """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}: allowed {', '.join(DATASETS)}")
-    if source not in SOURCES:
-        raise DataError(f"source={source!r}: allowed {', '.join(map(repr, SOURCES))}")
-    check_split(validation_split, split, split_seed)
-    arrays, identity = _fetch(name, data_dir, source)
-    return _assemble(name, arrays, identity, validation_split, split, split_seed)
+    return datasets.load(name, **kwargs)
 
 
-def _fetch(name: str, data_dir, source: str) -> tuple[tuple[np.ndarray, ...], dict]:
-    """Raw uint8 arrays (x_train, y_train, x_test, y_test) and where they came from."""
-    if source == "tfds":
-        try:
-            return load_tfds(name, data_dir)
-        except DataError as e:
-            raise _no_data(name, str(e)) from None
-    roots = [Path(data_dir).expanduser()] if data_dir is not None else default_dirs()
-    root = next((r for r in roots if not missing_files(name, r)), None)
-    if root is not None:
-        return load_local(name, root)
-    if source == "local" or data_dir is not None:
-        raise _no_data(name, _absent(name, roots))
-    try:
-        return load_tfds(name)
-    except DataError as e:
-        raise _no_data(name, f"{_absent(name, roots)}; and {e}") from None
-
-
-def _assemble(name, arrays, identity, validation_split, split, split_seed) -> Dataset:
+def assemble(name, arrays, identity, validation_split, split, split_seed) -> Dataset:
     """Checks counts and labels, splits off validation, flattens and scales to float32 [0, 1]."""
     x_tr, y_tr, x_te, y_te = arrays
     x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
@@ -359,7 +279,8 @@ def _assemble(name, arrays, identity, validation_split, split, split_seed) -> Da
         "name": name, **identity, "n_train": len(tr), "n_val": len(va), "n_test": len(x_te),
         "validation_split": float(validation_split), "split": split,
         "split_seed": int(split_seed) if split == "shuffled" else None,
-        "note": JPEG_NOTE if name == "cifar10" and identity["source"] == "local" else "",
+        "note": JPEG_NOTE if identity["files"].get(FILES["cifar10"][0]) == JPEG_COPY_BATCH_1
+        else "",
     }
     return Dataset(_features(x_tr[tr]), y_tr[tr].astype(np.int32), _features(x_tr[va]),
                    y_tr[va].astype(np.int32), _features(x_te), y_te.astype(np.int32),

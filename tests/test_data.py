@@ -193,10 +193,15 @@ def test_identity_records_files_sizes_and_split(tmp_path, name):
         "n_train": int(n_train * 0.9), "n_val": n_train - int(n_train * 0.9), "n_test": n_test,
         "validation_split": 0.1, "split": "tail", "split_seed": None,
         "note": ident["note"]}
-    if name == "cifar10":
-        assert "JPEG" in ident["note"] and "PROVENANCE.md" in ident["note"]
-    else:
-        assert ident["note"] == ""
+    assert ident["note"] == ""  # these are not the JPEG-decoded CIFAR-10 copy
+
+
+def test_the_jpeg_note_marks_only_the_jpeg_decoded_cifar_copy(tmp_path, monkeypatch):
+    write_cifar10(tmp_path)
+    batch_1 = data.sha256_file(tmp_path / data.FILES["cifar10"][0])
+    monkeypatch.setattr(data, "JPEG_COPY_BATCH_1", batch_1)  # pretend this is that copy
+    note = data.load("cifar10", data_dir=tmp_path).identity["note"]
+    assert "JPEG" in note and "PROVENANCE.md" in note
 
 
 # --- where the files are looked for ------------------------------------------------------------
@@ -215,7 +220,7 @@ def test_auto_with_nothing_local_and_no_tensorflow_names_every_way_out(tmp_path,
     with pytest.raises(data.DataError) as e:
         data.load("fashion_mnist")
     msg = str(e.value)
-    for needle in ("--data-dir", "data_dir=", "JAXMLP_DATA_DIR", "prepare", "TensorFlow",
+    for needle in ("--data-dir", "data_dir=", "JAXMLP_DATA_DIR", "--download", "TensorFlow",
                    "train-images-idx3-ubyte.gz", "cifar-10-batches-py", "mnist.npz",
                    str(tmp_path / "home" / ".keras" / "datasets")):
         assert needle in msg
@@ -276,7 +281,7 @@ def test_missing_file_is_named_with_the_layout(tmp_path, name):
     for source in ("local", "auto"):
         with pytest.raises(data.DataError) as e:
             data.load(name, data_dir=tmp_path, source=source)
-        assert f"missing {gone}" in str(e.value) and "Expected layout" in str(e.value)
+        assert f"missing {gone}" in str(e.value) and "Accepted layout" in str(e.value)
 
 
 @pytest.mark.parametrize("cut", [1, 500])
