@@ -1,8 +1,9 @@
 """Benchmark: epoch time of the TA8 combined model against this machine's matmul floor.
 
-    python -m jaxmlp.bench [--batch 128 64] [--repeats 5] [--n 45000] [--json PATH]
+    python -m jaxmlp.bench.epoch_floor [--batch 128 64] [--repeats 5] [--n 45000] [--json PATH]
 
-Prints, per batch size, the median epoch time after a warm-up epoch, examples/s, achieved
+The model is TA8's combined run as jaxmlp/experiments/ta8.py defines it. Prints, per batch
+size, the median epoch time after a warm-up epoch, examples/s, achieved
 GFLOP/s (6 x dense weights x examples: forward 2, backward 4), the machine's measured f32
 matmul GFLOP/s (the best of timed blocks before and after the epochs), and
 `epoch/floor ratio (batch B): R` where floor = FLOPs / matmul rate.
@@ -14,6 +15,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -21,13 +23,14 @@ import numpy as np
 
 from jaxmlp import atomic, results, train
 from jaxmlp import config as C
+from jaxmlp.experiments import ta8
 
 
 def combined_run(batch_size: int, epochs: int = 1000) -> C.RunConfig:
-    model = C.ModelConfig(hidden=(256, 128, 64), batch_norm=True, dropout=(0.3, 0.3, 0.2),
-                          l2=1e-4, kernel_init="he_normal", input_dim=3072)
-    return C.RunConfig("bench", model=model, optim=C.OptimConfig("adam", 1e-3),
-                       train=C.TrainConfig("cifar10", epochs=epochs, batch_size=batch_size))
+    """TA8's combined run (its one definition, jaxmlp/experiments/ta8.py) at `batch_size`."""
+    run = next(r for r in ta8.PART1 if r.name == "combined")
+    return replace(run, name="bench", model=replace(run.model, input_dim=C.INPUT_DIMS["cifar10"]),
+                   train=replace(run.train, epochs=epochs, batch_size=batch_size))
 
 
 def dense_weights(cfg: C.ModelConfig) -> int:
@@ -100,7 +103,8 @@ def bench(batches, repeats: int, n: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jaxmlp.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.epoch_floor",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, nargs="+", default=[128, 64])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--n", type=int, default=45000, help="training examples per epoch")

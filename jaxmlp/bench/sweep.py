@@ -1,10 +1,10 @@
 """Sweep benchmarks: group scaling, vmapped group vs one-by-one, and jaxmlp vs Keras 3 `fit`.
 
-    python -m jaxmlp.bench_sweep [--n 45000] [--members 1 2 4 8 16 32] [--keras] [--json PATH]
-    python -m jaxmlp.bench_sweep --whole-sweep runs/ta8-cpu/results.json --json PATH
+    python -m jaxmlp.bench.sweep [--n 45000] [--members 1 2 4 8 16 32] [--keras] [--json PATH]
+    python -m jaxmlp.bench.sweep --whole-sweep runs/ta8-cpu/results.json --json PATH
 
 Every comparison is measured side by side in one process on synthetic CIFAR-shaped data
-(3072 features, 10 classes) with the TA8 combined model, Adam, batch 64:
+(3072 features, 10 classes) with TA8's combined run (jaxmlp/experiments/ta8.py) at batch 64:
 - scaling: epoch time of a group of M members (different learning rates) -> cost per member;
 - group vs solo: M members as one vmapped program vs the same M trained one after another;
 - Keras: `keras.Sequential` of the same model on the JAX backend, `model.fit` for the same
@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import sys
 import time
 
 from jaxmlp import atomic, results
 from jaxmlp import config as C
-from jaxmlp.bench import combined_run, epoch_times, synthetic_cifar
+from jaxmlp.bench import keras_replica
+from jaxmlp.bench.epoch_floor import combined_run, epoch_times, synthetic_cifar
 
 
 def members(m: int, batch: int) -> list[C.RunConfig]:
@@ -51,14 +51,10 @@ def scaling(data, sizes, batch, repeats) -> list[dict]:
 
 def keras_epoch(data, batch: int, epochs: int) -> float:
     """Median epoch time of Keras 3 `fit` (JAX backend) on the same model and data."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    import keras
     import numpy as np
 
-    from jaxmlp.keras_parity import keras_model
-
-    assert keras.backend.backend() == "jax", "set KERAS_BACKEND=jax"
-    model = keras_model(combined_run(batch).model)
+    keras = keras_replica.import_keras()
+    model = keras_replica.compiled(combined_run(batch))
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -93,7 +89,7 @@ def whole_sweep(results_path: str) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jaxmlp.bench_sweep",
+    p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.sweep",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=45000, help="training examples per epoch")
     p.add_argument("--batch", type=int, default=64)

@@ -1,0 +1,248 @@
+"""jaxmlp.bench: the Keras twin of a run, the parity plan and records, and the JAX-free table.
+
+Keras tests run on tiny synthetic data and skip when Keras (the `bench` extra) is absent.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import tiny_data, tiny_run
+
+from jaxmlp import config as C
+from jaxmlp import data as D
+from jaxmlp.bench import epoch_floor, keras_parity, keras_replica, parity_table
+from jaxmlp.experiments import p8d, ta8
+from jaxmlp.models import count_params
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before any Keras import
+needs_keras = pytest.mark.skipif(importlib.util.find_spec("keras") is None,
+                                 reason="Keras is the optional `bench` extra")
+
+
+def tiny_dataset(n_train=180, n_val=20):
+    """A Dataset whose train + val rejoined (200) split at floor(200 * 0.9) = 180: the tail."""
+    d = tiny_data(n_train=n_train, n_val=n_val)
+    return D.Dataset(*(np.asarray(a) for a in d), num_classes=4, identity={"name": "tiny"})
+
+
+# --- the plan: every run of both experiments -------------------------------------------------
+
+def test_plan_covers_every_run_with_enough_seeds():
+    todo = {(e.name, r.name): (r, seeds, skip) for e, r, seeds, skip in keras_parity.plan(
+        ["p8d", "ta8"])}
+    assert set(todo) == {("p8d", r.name) for r in p8d.RUNS} | {("ta8", r.name)
+                                                                for r in ta8.EXPERIMENT.runs}
+    for (_, name), (run, seeds, skip) in todo.items():
+        noisy = run.hooks.early_stopping is not None or run.hooks.reduce_lr is not None
+        assert seeds == (5 if noisy else 3), name
+        assert run.model.input_dim == C.INPUT_DIMS[run.train.dataset]
+        # Only our scaled composition lacks a Keras equivalent.
+        assert (skip is not None) == (name == "con_callbacks_escalado"), name
+
+
+def test_plan_order_is_p8d_then_ta8_callback_runs_first():
+    names = [f"{e.name}/{r.name}" for e, r, _, _ in keras_parity.plan(["p8d", "ta8"])]
+    assert names[:7] == [f"p8d/{r.name}" for r in p8d.RUNS]
+    assert names[7:12] == [f"ta8/{n}" for n in keras_parity.PRIORITY]
+
+
+def test_same_config_reuses_an_earlier_identical_run(tmp_path):
+    runs = {r.name: keras_parity.as_trained(r) for r in ta8.EXPERIMENT.runs}
+    path = keras_parity.record_path(tmp_path, "ta8", "combined", 1)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"run": "combined", "seed": 1}))
+    twin = keras_parity.same_config(ta8.EXPERIMENT, runs["opt_adam"], 1, tmp_path)
+    assert twin == {"run": "opt_adam", "seed": 1, "label": runs["opt_adam"].label,
+                    "same_config_as": "combined"}
+    assert keras_parity.same_config(ta8.EXPERIMENT, runs["batch_32"], 1, tmp_path) is None
+    assert keras_parity.same_config(ta8.EXPERIMENT, runs["opt_adam"], 0, tmp_path) is None
+
+
+def test_epoch_floor_benchmarks_ta8s_own_combined_run():
+    run = epoch_floor.combined_run(64, epochs=3)
+    (combined,) = [r for r in ta8.PART1 if r.name == "combined"]
+    assert run.model == C.ModelConfig(**{**C.to_dict(combined.model), "input_dim": 3072})
+    assert (run.optim, run.train.batch_size, run.train.epochs) == (combined.optim, 64, 3)
+
+
+def test_keras_arrays_rejoin_so_the_tail_split_matches():
+    x, y = keras_parity.keras_arrays(tiny_dataset(), 0.1)
+    assert x.shape == (200, 12) and y.shape == (200,)
+    with pytest.raises(ValueError, match="cut"):
+        keras_parity.keras_arrays(tiny_dataset(n_train=179, n_val=21), 0.1)
+
+
+def test_cosine_is_the_seeds_formula():
+    f = keras_replica.cosine(C.CosineSchedule(initial_lr=1e-3, period=10, min_lr=0.0))
+    # 1e-3/2 (1 + cos(pi e/10)): e=0 -> 1e-3, e=5 -> 5e-4, e=10 -> 0, e=20 -> 1e-3 (periodic).
+    np.testing.assert_allclose([f(0, 9.0), f(5, 9.0), f(10, 9.0), f(20, 9.0)],
+                               [1e-3, 5e-4, 0.0, 1e-3], atol=1e-12)
+    held = keras_replica.cosine(C.CosineSchedule(1e-3, period=10, min_lr=1e-6, hold=True))
+    assert held(20, 0.0) == pytest.approx(1e-6)
+
+
+def test_plateau_cuts_are_epochs_whose_lr_went_down():
+    assert keras_parity.plateau_cuts([1e-3, 1e-3, 5e-4, 0.0], [1e-3, 5e-4, 5e-4, 0.0]) == [1]
+
+
+# --- the Keras twin ---------------------------------------------------------------------------
+
+@needs_keras
+@pytest.mark.parametrize("model", [p8d.MODEL, ta8.COMBINED], ids=["p8d", "ta8_combined"])
+def test_keras_model_has_jaxmlp_parameter_counts(model):
+    net = keras_replica.model(model)
+    ours = count_params(model)
+    assert net.count_params() == ours["total"]
+    assert sum(int(np.prod(w.shape)) for w in net.trainable_weights) == ours["trainable"]
+
+
+@needs_keras
+def test_keras_layers_follow_the_spec():
+    import keras
+
+    net = keras_replica.model(dataclasses.replace(ta8.COMBINED, input_dim=3072))
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+    norms = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    drops = [layer.rate for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
+    for layer in dense[:-1]:
+        assert type(layer.kernel_initializer).__name__ == "HeNormal"
+        assert layer.kernel_regularizer.l2 == pytest.approx(1e-4)
+    out = dense[-1]  # Keras's Dense(10, softmax) defaults, as the seed wrote it
+    assert type(out.kernel_initializer).__name__ == "GlorotUniform"
+    assert out.kernel_regularizer is None
+    assert [(n.momentum, n.epsilon) for n in norms] == [(0.99, 1e-3)] * 3
+    assert drops == pytest.approx([0.3, 0.3, 0.2])
+
+
+@needs_keras
+@pytest.mark.parametrize("optim,kind", [
+    (C.OptimConfig("adam", 2e-3), "Adam"), (C.OptimConfig("adamw", weight_decay=1e-4), "AdamW"),
+    (C.OptimConfig("sgd", momentum=0.9, nesterov=True), "SGD"),
+    (C.OptimConfig("rmsprop", rho=0.8), "RMSprop")])
+def test_keras_optimizer_takes_the_configs_arguments(optim, kind):
+    opt = keras_replica.optimizer(optim)
+    assert type(opt).__name__ == kind
+    assert float(opt.learning_rate) == pytest.approx(optim.learning_rate)
+    if kind == "SGD":
+        assert (opt.momentum, opt.nesterov) == (0.9, True)
+    if kind == "RMSprop":
+        assert opt.rho == pytest.approx(0.8)
+    if kind == "AdamW":
+        assert opt.weight_decay == pytest.approx(1e-4)
+
+
+@needs_keras
+def test_keras_trace_scheduler_overwrites_plateau_cuts():
+    """Keras 3 with LearningRateScheduler + ReduceLROnPlateau over 12 epochs, hand-traced.
+
+    min_delta=10 makes every epoch after the first a non-improvement (epoch 0 beats best=inf),
+    so with patience=1 the plateau halves the LR at the end of every epoch e >= 1, unless the
+    LR is already at min_lr=0 (e = 8, where the cosine of period 8 is 0). The scheduler then
+    sets cosine(e) at the next epoch's start: every epoch trains with the bare cosine.
+    """
+    cos = C.CosineSchedule(initial_lr=1e-2, period=8)
+    hooks = C.HooksConfig(schedule=cos, reduce_lr=C.ReduceLROnPlateau(
+        factor=0.5, patience=1, min_delta=10.0))
+    rec = keras_parity.train(tiny_run(epochs=12, hooks=hooks), 0, tiny_dataset())
+    lr = [1e-2 / 2 * (1 + math.cos(math.pi * e / 8)) for e in range(12)]
+    h = rec["history"]
+    np.testing.assert_allclose(h["learning_rate"], lr, rtol=1e-6, atol=1e-12)
+    after = [lr[0]] + [v * 0.5 for v in lr[1:]]
+    np.testing.assert_allclose(h["lr_after_epoch"], after, rtol=1e-6, atol=1e-12)
+    assert rec["plateau_cuts"] == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11]
+    assert rec["keras_callbacks"] == ["ReduceLROnPlateau", "LearningRateScheduler"]
+    assert rec["epochs_run"] == 12 and rec["stopped_epoch"] is None
+
+
+@needs_keras
+def test_keras_record_early_stopping_epoch_and_restore():
+    # min_delta=10: epoch 0 improves on best=None, epoch 1 does not; patience=1 and epoch > 0,
+    # so Keras stops at the end of epoch 1 (stopped_epoch=1, 2 epochs run), best epoch 0.
+    hooks = C.HooksConfig(early_stopping=C.EarlyStopping(
+        patience=1, min_delta=10.0, restore_best_weights=True),
+        checkpoint=C.ModelCheckpoint("val_accuracy"))
+    rec = keras_parity.train(tiny_run(epochs=6, hooks=hooks, batch_norm=True, dropout=0.2,
+                                      l2=1e-3), 0, tiny_dataset())
+    assert (rec["stopped_early"], rec["stopped_epoch"], rec["epochs_run"]) == (True, 1, 2)
+    assert rec["es_best_epoch"] == 0 and rec["restored_best"] is True
+    assert rec["plateau_cuts"] == [] and len(rec["history"]["val_loss"]) == 2
+    assert 0.0 <= rec["test"]["accuracy"] <= 1.0
+
+
+# --- the comparison, JAX-free -----------------------------------------------------------------
+
+def _config(**hooks):
+    return {"model": {"hidden": [8]}, "optim": {"name": "adam"},
+            "train": {"epochs": 4, "seed": 0},
+            "hooks": {"early_stopping": None, "reduce_lr": None, "schedule": None,
+                      "lr_composition": "keras", **hooks}}
+
+
+def _write(tmp_path, runs, keras):
+    exp = tmp_path / "toy"
+    (exp / "histories").mkdir(parents=True)
+    doc = {"runs": []}
+    for name, cfg, accs in runs:
+        seeds = []
+        for k, a in enumerate(accs):
+            csv_path = f"histories/{name}{k}.csv"
+            (exp / csv_path).write_text(
+                "epoch,learning_rate\n0,0.001\n1,0.001\n2,0.0005\n3,0.0005\n")
+            seeds.append({"seed": k, "test": {"accuracy": a}, "epochs_run": 4,
+                          "stopped_early": False, "lr_reductions": 2, "final_lr": 0.00025,
+                          "history_csv": csv_path})
+        doc["runs"].append({"name": name, "config": cfg, "seeds": seeds})
+    (exp / "results.json").write_text(json.dumps(doc))
+    for name, cfg, accs in keras:
+        for k, a in enumerate(accs):
+            rec = {"run": name, "seed": k, "config": {**cfg, "train": {"epochs": 4, "seed": k}},
+                   "test": {"accuracy": a}, "epochs_run": 3, "stopped_early": True,
+                   "plateau_cuts": [0], "lr_reductions": 1}
+            path = keras_parity.record_path(tmp_path / "bench" / "parity", "toy", name, k)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rec))
+
+
+def test_parity_rows_tolerance_verdict_stops_and_cuts(tmp_path):
+    plateau = _config(reduce_lr={"factor": 0.5})
+    scaled = _config(reduce_lr={}, schedule={}, lr_composition="scale")
+    _write(tmp_path, [("near", plateau, [0.80, 0.82, 0.84]), ("far", _config(), [0.80, 0.82, 0.84]),
+                      ("ours_only", scaled, [0.8]), ("missing", _config(), [0.8]),
+                      ("other_def", _config(), [0.8, 0.8])],
+           [("near", plateau, [0.79, 0.80, 0.81]), ("far", _config(), [0.70, 0.71, 0.72]),
+            ("other_def", _config(early_stopping={}), [0.8, 0.8])])
+    rows = {r["run"]: r for r in parity_table.rows(tmp_path, experiments=("toy",))}
+    near, far = rows["near"], rows["far"]
+    # ours: mean .82, std .02; Keras: mean .80, std .01. pooled = sqrt((2*.02^2 + 2*.01^2)/4)
+    # = sqrt(.00025) = .015811; tolerance = max(.01, 2 * .015811) = .031623; |diff| .02: within.
+    assert near["diff"] == pytest.approx(0.02)
+    assert near["pooled_std"] == pytest.approx(math.sqrt(0.00025))
+    assert near["tolerance"] == pytest.approx(2 * math.sqrt(0.00025))
+    assert near["within"] is True and near["status"] == "compared"
+    # Keras mean .71, std .01: pooled .015811 again, tolerance .031623 < |diff| .11: beyond.
+    assert far["diff"] == pytest.approx(0.11) and far["within"] is False
+    # Our LR column 1e-3, 1e-3, 5e-4, 5e-4 then final 2.5e-4: cuts at the end of epochs 1 and 3.
+    assert near["ours"]["cuts"] == [[1, 3]] * 3 and near["keras"]["cuts"] == [[0]] * 3
+    assert near["ours"]["epochs"] == [4] * 3 and near["keras"]["epochs"] == [3] * 3
+    assert rows["ours_only"]["status"] == "ours, no Keras equivalent"
+    assert rows["missing"]["status"] == "no Keras records yet"
+    assert rows["other_def"]["status"].startswith("configs differ")
+    table = parity_table.markdown(list(rows.values()))
+    assert table.count("\n") == 2 + len(rows)
+    assert "| toy | far |" in table and "**fuera**" in table
+    assert "2,4 · 2,4 · 2,4" in table  # our cuts, 1-based as Keras prints epochs
+
+
+def test_parity_table_imports_no_jax():
+    code = ("import sys, jaxmlp.bench.parity_table; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'jax', 'jaxlib', 'flax', 'optax', 'keras'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
