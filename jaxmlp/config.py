@@ -240,9 +240,10 @@ class HooksConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Data and loop settings."""
+    """Data and loop settings. `dataset`, `validation_split` and `split` are what the loader
+    reads (`jaxmlp.data.load` via the runner); None is the user's own arrays (`jaxmlp.fit`)."""
 
-    dataset: str = "fashion_mnist"
+    dataset: str | None = "fashion_mnist"
     epochs: int = 10
     batch_size: int = 128
     validation_split: float = 0.1
@@ -251,7 +252,8 @@ class TrainConfig:
 
     def __post_init__(self):
         o = "TrainConfig"
-        _check_choice(o, "dataset", self.dataset, DATASETS)
+        if self.dataset is not None:
+            _check_choice(o, "dataset", self.dataset, DATASETS)
         _check_int(o, "epochs", self.epochs, 1)
         _check_int(o, "batch_size", self.batch_size, 1)
         _check_range(o, "validation_split", self.validation_split, 0.0, 1.0, hi_open=True)
@@ -280,3 +282,28 @@ class RunConfig:
 def to_dict(cfg) -> dict:
     """A JSON-ready dict of any config dataclass (tuples become lists)."""
     return dataclasses.asdict(cfg)
+
+
+_HOOK_KINDS = {"early_stopping": EarlyStopping, "reduce_lr": ReduceLROnPlateau,
+               "schedule": CosineSchedule, "checkpoint": ModelCheckpoint}
+
+
+def from_dict(d: dict) -> RunConfig:
+    """The RunConfig that `to_dict` wrote (validated again on the way in)."""
+    hooks = {k: (None if d["hooks"].get(k) is None else kind(**d["hooks"][k]))
+             for k, kind in _HOOK_KINDS.items()}
+    rest = {k: v for k, v in d["hooks"].items() if k not in _HOOK_KINDS}
+    return RunConfig(
+        name=d["name"], model=ModelConfig(**d["model"]), optim=OptimConfig(**d["optim"]),
+        train=TrainConfig(**d["train"]), hooks=HooksConfig(**hooks, **rest),
+        **{k: d[k] for k in ("part", "label", "description") if k in d})
+
+
+def MLP(hidden=(256, 128), *, activation: str = "relu", dropout=0.0, batch_norm: bool = False,
+        kernel_init: str = "glorot_uniform", l2: float = 0.0) -> ModelConfig:
+    """The public model constructor (`jaxmlp.MLP`): a ModelConfig whose input and output sizes
+    `jaxmlp.fit` takes from the data. Dense [-> BatchNorm] -> activation [-> Dropout] per hidden
+    layer, then a Keras-default `Dense(classes, activation="softmax")`; `dropout` is one rate
+    for every hidden layer or one per layer, `l2` is Keras's kernel_regularizer=l2(c) on them."""
+    return ModelConfig(hidden=hidden, activation=activation, dropout=dropout,
+                       batch_norm=batch_norm, kernel_init=kernel_init, l2=l2)

@@ -10,6 +10,27 @@ Metrics arrive as a vector in the order of `jaxmlp.config.METRICS`
 (loss, accuracy, val_loss, val_accuracy). Comparisons happen in "sign space": a monitored
 value v becomes sign * v with sign +1 for min and -1 for max, so smaller is always better.
 
+Keras 3's comparison, shared by EarlyStopping, ReduceLROnPlateau and ModelCheckpoint
+(keras/src/callbacks/monitor_callback.py):
+
+    def _is_improvement(self, monitor_value, reference_value):
+        if reference_value is None:
+            return True
+        return self.monitor_op(monitor_value - self.min_delta, reference_value)
+
+with `min_delta *= -1` in min mode, so in sign space it is `current + min_delta < best`, and a
+`best` of None (nothing seen yet) accepts ANY first value, NaN and +-inf included. Here that is
+the explicit flag `has_best`, not a +inf sentinel (a sentinel would refuse NaN and +inf). Keras
+evaluates `current - min_delta` on Python floats (float64) and `ops.less` rounds it to float32;
+we add float32(min_delta) in float32. The two agree whenever min_delta is exactly representable
+in float32 (0, 0.5, 2**-k, ...); for others (1e-4) they can differ only when current + min_delta
+lands within one float32 rounding of best.
+
+Monitors that are not available: with no validation data Keras's EarlyStopping and
+ReduceLROnPlateau warn ("... conditioned on metric `val_loss` which is not available") and do
+nothing that epoch. `init(..., has_val=False)` leaves every hook that monitors a `val_*` metric
+idle (disabled) for the whole run, and `unavailable` gives the warnings to print once.
+
 Composition of a schedule with ReduceLROnPlateau (`HooksConfig.lr_composition`):
     "keras" (Keras 3): the scheduler sets lr = schedule(epoch, lr) at every epoch start, so it
             overwrites the plateau's cuts (which last only until the next epoch begins);
@@ -21,6 +42,7 @@ min_lr)).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -52,10 +74,12 @@ class EarlyStoppingState(NamedTuple):
     sign: Any
     min_delta: Any
     patience: Any
-    baseline: Any  # sign * baseline; +inf when there is none (any value beats it)
+    baseline: Any  # sign * baseline (ignored when has_baseline is False)
+    has_baseline: Any
     start_from_epoch: Any
     restore: Any
-    best: Any  # sign * best value; +inf before the first eligible epoch (Keras's best=None)
+    best: Any  # sign * best value (+inf, unused, while has_best is False)
+    has_best: Any  # False until the first eligible epoch (Keras's best=None)
     best_epoch: Any
     wait: Any
     stopped_epoch: Any
@@ -72,27 +96,39 @@ def early_stopping_init(cfg: C.EarlyStopping | None, weights) -> EarlyStoppingSt
     return EarlyStoppingState(
         enabled=jnp.bool_(on), monitor=_monitor(cfg.monitor), sign=jnp.float32(sign),
         min_delta=jnp.float32(abs(cfg.min_delta)), patience=jnp.int32(cfg.patience),
-        baseline=jnp.float32(baseline), start_from_epoch=jnp.int32(cfg.start_from_epoch),
+        baseline=jnp.float32(baseline), has_baseline=jnp.bool_(cfg.baseline is not None),
+        start_from_epoch=jnp.int32(cfg.start_from_epoch),
         restore=jnp.bool_(cfg.restore_best_weights), best=jnp.float32(INF),
-        best_epoch=jnp.int32(0), wait=jnp.int32(0), stopped_epoch=jnp.int32(0),
-        stop=jnp.bool_(False), best_weights=weights)
+        has_best=jnp.bool_(False), best_epoch=jnp.int32(0), wait=jnp.int32(0),
+        stopped_epoch=jnp.int32(0), stop=jnp.bool_(False), best_weights=weights)
 
 
 def early_stopping_update(s: EarlyStoppingState, epoch, metrics, weights) -> EarlyStoppingState:
-    """Keras 3 EarlyStopping.on_epoch_end, step for step.
+    """Keras 3 EarlyStopping.on_epoch_end (keras/src/callbacks/early_stopping.py), step for step:
 
-    Epochs before start_from_epoch are ignored. Then wait += 1; on improvement
-    (current - min_delta better than best) record best and reset wait only if current also
-    beats the baseline; otherwise stop once wait >= patience and epoch > 0.
+        if current is None or epoch < self.start_from_epoch: return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights(); self.best_epoch = epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current; self.best_epoch = epoch
+            if self.restore_best_weights: self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0: stop
+
+    The first eligible epoch always improves (best is None), so "weights stored" and has_best
+    coincide. (`current is None` is the disabled hook, see `init(has_val=...)`.)
     """
     current = _signed(metrics, s.monitor, s.sign)
     eligible = s.enabled & (epoch >= s.start_from_epoch)
     wait = s.wait + 1
-    improved = current + s.min_delta < s.best  # Keras: monitor_op(current - min_delta, best)
-    beats_baseline = current + s.min_delta < s.baseline
+    improved = ~s.has_best | (current + s.min_delta < s.best)
+    beats_baseline = ~s.has_baseline | (current + s.min_delta < s.baseline)
     stop_now = ~improved & (wait >= s.patience) & (epoch > 0)
     new = s._replace(
-        best=jnp.where(improved, current, s.best),
+        best=jnp.where(improved, current, s.best), has_best=s.has_best | improved,
         best_epoch=jnp.where(improved, epoch, s.best_epoch),
         wait=jnp.where(improved & beats_baseline, 0, wait),
         stopped_epoch=jnp.where(stop_now, epoch, s.stopped_epoch),
@@ -103,8 +139,10 @@ def early_stopping_update(s: EarlyStoppingState, epoch, metrics, weights) -> Ear
 
 
 def early_stopping_finalize(s: EarlyStoppingState, weights):
-    """Keras on_train_end: restore the best weights (if asked and any epoch was eligible)."""
-    restore = s.enabled & s.restore & jnp.isfinite(s.best)
+    """Keras on_train_end: `if self.restore_best_weights and self.best_weights is not None:
+    self.model.set_weights(self.best_weights)`, i.e. whenever an eligible epoch stored weights,
+    whatever the best value (NaN and inf included)."""
+    restore = s.enabled & s.restore & s.has_best
     return _pick(restore, s.best_weights, weights)
 
 
@@ -119,7 +157,8 @@ class PlateauState(NamedTuple):
     min_delta: Any
     cooldown: Any
     min_lr: Any
-    best: Any
+    best: Any  # sign * best value (+inf, unused, while has_best is False)
+    has_best: Any  # Keras's best is not None
     wait: Any
     cooldown_counter: Any
     scale: Any  # product of the factors applied so far (used when a schedule is on)
@@ -135,27 +174,35 @@ def plateau_init(cfg: C.ReduceLROnPlateau | None) -> PlateauState:
         sign=jnp.float32(C.monitor_sign(cfg.monitor, cfg.mode)),
         factor=jnp.float32(cfg.factor), patience=jnp.int32(cfg.patience),
         min_delta=jnp.float32(cfg.min_delta), cooldown=jnp.int32(cfg.cooldown),
-        min_lr=jnp.float32(cfg.min_lr), best=jnp.float32(INF), wait=jnp.int32(0),
+        min_lr=jnp.float32(cfg.min_lr), best=jnp.float32(INF), has_best=jnp.bool_(False),
+        wait=jnp.int32(0),
         cooldown_counter=jnp.int32(0), scale=jnp.float32(1.0), reductions=jnp.int32(0))
 
 
 def plateau_update(s: PlateauState, metrics, lr):
-    """Keras 3 ReduceLROnPlateau.on_epoch_end. Returns (state, new learning rate).
+    """Keras 3 ReduceLROnPlateau.on_epoch_end (keras/src/callbacks/reduce_lr_on_plateau.py).
+    Returns (state, new learning rate). Keras:
 
-    In cooldown: decrement the counter and reset wait. On improvement (by more than the
-    absolute min_delta): reset wait. Otherwise, out of cooldown: wait += 1 and, once
-    wait >= patience and lr > min_lr, lr = max(lr * factor, min_lr), cooldown, wait = 0.
+        if self.in_cooldown(): self.cooldown_counter -= 1; self.wait = 0
+        if self._is_improvement(current, self.best): self.best = current; self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience and old_lr > np.float32(self.min_lr):
+                lr = max(old_lr * factor, min_lr); self.cooldown_counter = cooldown; wait = 0
+
+    The improvement test is EarlyStopping's (`current + min_delta < best` in sign space,
+    min_delta absolute); a first value (best is None) always improves.
     """
     current = _signed(metrics, s.monitor, s.sign)
     counter = jnp.where(s.cooldown_counter > 0, s.cooldown_counter - 1, s.cooldown_counter)
     wait = jnp.where(s.cooldown_counter > 0, 0, s.wait)
-    improved = current < s.best - s.min_delta
+    improved = ~s.has_best | (current + s.min_delta < s.best)
     counting = ~improved & (counter <= 0)
     wait = jnp.where(improved, 0, jnp.where(counting, wait + 1, wait))
     reduce = counting & (wait >= s.patience) & (lr > s.min_lr)
     new_lr = jnp.where(reduce, jnp.maximum(lr * s.factor, s.min_lr), lr)
     new = s._replace(
-        best=jnp.where(improved, current, s.best),
+        best=jnp.where(improved, current, s.best), has_best=s.has_best | improved,
         wait=jnp.where(reduce, 0, wait),
         cooldown_counter=jnp.where(reduce, s.cooldown, counter),
         scale=jnp.where(reduce, s.scale * s.factor, s.scale),
@@ -216,7 +263,8 @@ class BestState(NamedTuple):
     enabled: Any
     monitor: Any
     sign: Any
-    best: Any
+    best: Any  # sign * best value (+inf, unused, while has_best is False)
+    has_best: Any  # Keras's best is not None
     best_epoch: Any  # -1 before any save
     improved: Any  # True on the epochs where Keras would have saved
     best_weights: Any
@@ -229,15 +277,17 @@ def best_init(cfg: C.ModelCheckpoint | None, weights) -> BestState:
     return BestState(
         enabled=jnp.bool_(on), monitor=_monitor(cfg.monitor),
         sign=jnp.float32(C.monitor_sign(cfg.monitor, cfg.mode)), best=jnp.float32(INF),
-        best_epoch=jnp.int32(-1), improved=jnp.bool_(False), best_weights=weights)
+        has_best=jnp.bool_(False), best_epoch=jnp.int32(-1), improved=jnp.bool_(False),
+        best_weights=weights)
 
 
 def best_update(s: BestState, epoch, metrics, weights) -> BestState:
-    """Keras ModelCheckpoint: save when the monitored value beats the best (no min_delta)."""
+    """Keras ModelCheckpoint(save_best_only=True): `if self._is_improvement(current, self.best)`
+    save (min_delta 0; a first value, NaN or inf included, always saves)."""
     current = _signed(metrics, s.monitor, s.sign)
-    improved = s.enabled & (current < s.best)
+    improved = s.enabled & (~s.has_best | (current < s.best))
     return s._replace(
-        best=jnp.where(improved, current, s.best),
+        best=jnp.where(improved, current, s.best), has_best=s.has_best | improved,
         best_epoch=jnp.where(improved, epoch, s.best_epoch), improved=improved,
         best_weights=_pick(improved, weights, s.best_weights))
 
@@ -268,14 +318,48 @@ class Hooks(NamedTuple):
     nan: NanState
 
 
-def init(cfg: C.HooksConfig, weights, lr) -> Hooks:
-    """Every hook of a run, disabled ones included, so that any runs can share one program."""
+def init(cfg: C.HooksConfig, weights, lr, has_val: bool = True) -> Hooks:
+    """Every hook of a run, disabled ones included, so that any runs can share one program.
+
+    `has_val=False` (no validation data): hooks monitoring a `val_*` metric stay idle, as Keras
+    leaves them when the metric is not in the logs (see `unavailable` for the warnings).
+    """
+    cfg = available(cfg, has_val)
     return Hooks(
         early_stopping=early_stopping_init(cfg.early_stopping, weights),
         plateau=plateau_init(cfg.reduce_lr),
         schedule=schedule_init(cfg.schedule, lr, cfg.lr_composition),
         best=best_init(cfg.checkpoint, weights),
         nan=nan_init(cfg.terminate_on_nan))
+
+
+_MONITORED = {"early_stopping": "Early stopping", "reduce_lr": "Learning rate reduction",
+              "checkpoint": "Saving the best model"}
+
+
+def unavailable(cfg: C.HooksConfig, has_val: bool) -> list[str]:
+    """Keras's warnings for the hooks `init(cfg, ..., has_val)` leaves idle (one per hook)."""
+    if has_val:
+        return []
+    out = []
+    for name, what in _MONITORED.items():
+        hook = getattr(cfg, name)
+        if hook is not None and hook.monitor.startswith("val_"):
+            out.append(f"{what} is conditioned on metric `{hook.monitor}` which is not "
+                       "available (no validation data): the callback stays idle. Available "
+                       "metrics are: loss,accuracy"
+                       + (" (Keras's ModelCheckpoint would save every epoch instead)"
+                          if name == "checkpoint" else ""))
+    return out
+
+
+def available(cfg: C.HooksConfig, has_val: bool) -> C.HooksConfig:
+    """`cfg` with the hooks whose monitored metric does not exist switched off."""
+    if has_val:
+        return cfg
+    off = {name: None for name in _MONITORED
+           if getattr(cfg, name) is not None and getattr(cfg, name).monitor.startswith("val_")}
+    return dataclasses.replace(cfg, **off)
 
 
 def begin_epoch(h: Hooks, epoch, lr, schedule_fn=None):

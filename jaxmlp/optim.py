@@ -115,3 +115,33 @@ def with_learning_rate(opt_state, lr):
     old = opt_state.hyperparams["learning_rate"]
     hyperparams = {**opt_state.hyperparams, "learning_rate": lr.astype(old.dtype)}
     return opt_state._replace(hyperparams=hyperparams)
+
+
+# --- The public constructors (jaxmlp.Adam, ...): Keras's names, arguments and defaults --------
+
+def Adam(learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
+         epsilon: float = 1e-7, *, keras_epsilon: bool = True) -> OptimConfig:
+    """Keras's Adam. Keras 3's exact update by default (epsilon added to sqrt(v) before the bias
+    correction, see this module's docstring), because users who pass these arguments compare
+    with Keras; `keras_epsilon=False` is optax's placement."""
+    return OptimConfig("adam", learning_rate, beta_1, beta_2, epsilon,
+                       keras_epsilon=keras_epsilon)
+
+
+def AdamW(learning_rate: float = 1e-3, weight_decay: float = 0.004, beta_1: float = 0.9,
+          beta_2: float = 0.999, epsilon: float = 1e-7, *,
+          keras_epsilon: bool = True) -> OptimConfig:
+    """Keras's AdamW (decoupled decay lr * weight_decay * w); Keras's epsilon as in `Adam`."""
+    return OptimConfig("adamw", learning_rate, beta_1, beta_2, epsilon,
+                       weight_decay=weight_decay, keras_epsilon=keras_epsilon)
+
+
+def SGD(learning_rate: float = 0.01, momentum: float = 0.0,
+        nesterov: bool = False) -> OptimConfig:
+    """Keras's SGD (momentum in optax's trace form: identical while the LR is constant)."""
+    return OptimConfig("sgd", learning_rate, momentum=momentum, nesterov=nesterov)
+
+
+def RMSprop(learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7) -> OptimConfig:
+    """Keras's RMSprop (no momentum, not centered)."""
+    return OptimConfig("rmsprop", learning_rate, rho=rho, epsilon=epsilon)

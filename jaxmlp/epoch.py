@@ -1,0 +1,226 @@
+"""The pure epoch: train state, initial states, one train step, one epoch, evaluation.
+
+Owns everything that changes the numbers of ONE run: `TrainState` (params, batch stats,
+optimizer state, key, hooks, per-run hyperparameters as arrays), `init_states`, and
+`make_epoch(...) -> run_epoch(state, data) -> (state, record)`, a pure function of arrays.
+It knows nothing of groups, devices beyond an optional data-parallel constraint, or the host:
+`jaxmlp.group` vmaps / lax.maps it over members and compiles it; `jaxmlp.fit` loops it.
+
+Batches: each epoch draws a permutation from the state's key, scans over the full batches and
+then, as Keras does, trains one more step on the partial last batch (its own shape, traced once).
+The reported training loss/accuracy are example-weighted means of the per-batch values in train
+mode (dropout on, BatchNorm batch statistics), as Keras logs them; the loss includes the L2 term.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmlp import hooks as H
+from jaxmlp import models, optim
+from jaxmlp.config import RunConfig
+
+EVAL_CHUNK = 2048  # examples per evaluation step (bounds memory for big groups)
+
+
+class Data(NamedTuple):
+    """The dataset on device: float32 features, int32 labels."""
+
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+    x_test: Any
+    y_test: Any
+
+
+class TrainState(NamedTuple):
+    """Everything a run is: one pytree, checkpointed and vmapped whole."""
+
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    key: Any  # raw uint32 key data (jax.random.key_data), checkpoint-friendly
+    step: Any
+    epoch: Any  # epochs completed
+    hooks: H.Hooks
+    dropout: Any  # per-layer rates (arrays, so members may differ)
+    l2: Any  # (hidden, output) L2 coefficients
+    max_epochs: Any
+    active: Any  # False once stopped (hooks, NaN or max_epochs): later epochs change nothing
+
+
+def device_data(ds, mesh: Mesh | None = None) -> Data:
+    """Put a `jaxmlp.data.Dataset` on device (replicated over the mesh, if any)."""
+    arrays = (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
+    if mesh is None:
+        return Data(*(jnp.asarray(a) for a in arrays))
+    replicated = NamedSharding(mesh, P())
+    return Data(*(jax.device_put(np.asarray(a), replicated) for a in arrays))
+
+
+def init_state(run: RunConfig, fns: models.ModelFns | None = None, tx=None) -> TrainState:
+    """The initial state of `run`: parameters from its seed, hooks, hyperparameters as arrays.
+
+    `fns` and `tx` are accepted for symmetry with `make_epoch`; the state depends only on `run`.
+    """
+    del fns, tx
+    return jax.tree.map(lambda a: a[0], init_states([run]))
+
+
+def _param_init(model):
+    """The jitted initializer; only the shapes and the kernel initializer matter to it."""
+    return _param_init_cached(dataclasses.replace(model, dropout=0.0, l2=0.0, output_l2=0.0))
+
+
+@functools.lru_cache(maxsize=32)
+def _param_init_cached(model):
+    return jax.jit(models.build(model).init)
+
+
+def init_states(runs, has_val: bool = True) -> TrainState:
+    """Initial states of `runs` (one group), stacked on a leading member axis.
+
+    Each member is initialised with its own seed and kernel initializer; optimizer state is
+    built once (vmapped) and then given each member's own hyperparameters. Host-side stacking
+    keeps this to a couple of compilations per group, whatever its size. `has_val=False` (no
+    validation data) leaves hooks on `val_*` metrics idle, with Keras's warning, once.
+    """
+    for message in dict.fromkeys(m for r in runs for m in H.unavailable(r.hooks, has_val)):
+        warnings.warn(message, stacklevel=2)
+    members = []
+    for run in runs:
+        init_key, train_key = jax.random.split(jax.random.key(run.train.seed))
+        params, batch_stats = jax.device_get(_param_init(run.model)(init_key))
+        members.append((params, batch_stats, np.asarray(jax.random.key_data(train_key))))
+    params, batch_stats, keys = jax.tree.map(lambda *xs: np.stack(xs), *members)
+    tx = optim.make(runs[0].optim)
+    opt_state = jax.device_get(jax.jit(jax.vmap(tx.init))(params))
+    given = [optim.hyperparams(r.optim) for r in runs]
+    hyper = {k: np.stack([np.asarray(g[k], v.dtype) for g in given]) if k in given[0] else v
+             for k, v in opt_state.hyperparams.items()}
+    opt_state = opt_state._replace(hyperparams=hyper)
+    hooks = [jax.device_get(H.init(r.hooks, None, np.float32(r.optim.learning_rate), has_val))
+             for r in runs]
+    hooks = jax.tree.map(lambda *xs: np.stack(xs), *hooks)
+    weights = (params, batch_stats)
+    hooks = H.with_weights(hooks, weights)
+    n = len(runs)
+    state = TrainState(
+        params=params, batch_stats=batch_stats, opt_state=opt_state, key=keys,
+        step=np.zeros(n, np.int32), epoch=np.zeros(n, np.int32), hooks=hooks,
+        dropout=np.stack([np.asarray(r.model.dropout, np.float32) for r in runs]),
+        l2=np.stack([np.asarray(models.l2_coefs(r.model)) for r in runs]),
+        max_epochs=np.asarray([r.train.epochs for r in runs], np.int32),
+        active=np.ones(n, bool))
+    return jax.tree.map(jnp.asarray, state)
+
+
+def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=None,
+               schedule_fn=None):
+    """Build `run_epoch(state, data) -> (state, record)` for one run (vmap it for a group).
+
+    `record` holds this epoch's metrics vector (config.METRICS order), the LR it trained with
+    and whether the run was active (an inactive run's state passes through unchanged).
+    """
+    n_full, remainder = divmod(n_train, batch_size)
+    data_sharding = None
+    if mesh is not None and mesh.size > 1:
+        data_sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
+
+    def shard(x):
+        if data_sharding is None or x.shape[0] % mesh.size:
+            return x
+        return jax.lax.with_sharding_constraint(x, data_sharding)
+
+    def loss_fn(params, batch_stats, x, y, dropout, l2, key):
+        logits, batch_stats = fns.apply(params, batch_stats, x, train=True,
+                                        dropout_rates=dropout, key=key)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return ce + models.l2_penalty(params, l2), (batch_stats, logits)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state: TrainState, idx, x_all, y_all):
+        x, y = shard(x_all[idx]), shard(y_all[idx])
+        key = jax.random.fold_in(jax.random.fold_in(_key(state), 1), state.step)
+        (loss, (batch_stats, logits)), grads = grad_fn(
+            state.params, state.batch_stats, x, y, state.dropout, state.l2, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        correct = jnp.sum(jnp.argmax(logits, -1) == y)
+        state = state._replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
+                               step=state.step + 1)
+        return state, (loss * y.shape[0], correct)
+
+    def train_epoch(state: TrainState, data: Data):
+        perm_key = jax.random.fold_in(jax.random.fold_in(_key(state), 0), state.epoch)
+        perm = jax.random.permutation(perm_key, n_train)
+        batches = perm[: n_full * batch_size].reshape(n_full, batch_size)
+        state, (losses, correct) = jax.lax.scan(
+            lambda s, idx: train_step(s, idx, data.x_train, data.y_train), state, batches)
+        loss_sum, correct_sum = losses.sum(), correct.sum()
+        if remainder:
+            state, (loss_r, correct_r) = train_step(
+                state, perm[n_full * batch_size:], data.x_train, data.y_train)
+            loss_sum, correct_sum = loss_sum + loss_r, correct_sum + correct_r
+        return state, loss_sum / n_train, correct_sum / n_train
+
+    def run_epoch(state: TrainState, data: Data):
+        hooks, lr = H.begin_epoch(state.hooks, state.epoch,
+                                  optim.learning_rate(state.opt_state), schedule_fn)
+        start = state._replace(hooks=hooks,
+                               opt_state=optim.with_learning_rate(state.opt_state, lr))
+        new, loss, acc = train_epoch(start, data)
+        val_loss, val_acc = evaluate(fns, new.params, new.batch_stats, new.l2,
+                                     data.x_val, data.y_val)
+        metrics = jnp.stack([loss, acc, val_loss, val_acc]).astype(jnp.float32)
+        hooks, next_lr, stop = H.end_epoch(new.hooks, state.epoch, metrics,
+                                           (new.params, new.batch_stats), lr)
+        epoch = state.epoch + 1
+        new = new._replace(hooks=hooks, epoch=epoch,
+                           opt_state=optim.with_learning_rate(new.opt_state, next_lr),
+                           active=~stop & (epoch < state.max_epochs))
+        record = {"metrics": metrics, "lr": lr, "ran": state.active}
+        return H.where(state.active, new, state), record
+
+    return run_epoch
+
+
+def _key(state: TrainState):
+    return jax.random.wrap_key_data(state.key)
+
+
+def evaluate(fns: models.ModelFns, params, batch_stats, l2, x, y):
+    """Loss (cross-entropy + L2 term, as Keras's evaluate) and accuracy in inference mode."""
+    n = x.shape[0]
+    if n == 0:
+        return jnp.float32(jnp.nan), jnp.float32(jnp.nan)
+
+    def chunk(xc, yc):
+        logits, _ = fns.apply(params, batch_stats, xc, train=False)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, yc).sum()
+        return ce, jnp.sum(jnp.argmax(logits, -1) == yc)
+
+    n_full = n // EVAL_CHUNK * EVAL_CHUNK
+    ce, correct = jnp.float32(0), jnp.int32(0)
+    if n_full:
+        xs = x[:n_full].reshape(-1, EVAL_CHUNK, x.shape[1])
+        ys = y[:n_full].reshape(-1, EVAL_CHUNK)
+        ces, cs = jax.lax.map(lambda a: chunk(*a), (xs, ys))
+        ce, correct = ces.sum(), cs.sum()
+    if n > n_full:
+        ce_r, c_r = chunk(x[n_full:], y[n_full:])
+        ce, correct = ce + ce_r, correct + c_r
+    return ce / n + models.l2_penalty(params, l2), correct / n
+

@@ -1,0 +1,294 @@
+"""The host loop and the public `fit`: train, then a `Result` that evaluates, predicts and saves.
+
+Owns the only loop over epochs (`fit_group`: call a compiled group step until every member has
+stopped, append the histories, hand each chunk to an observer), `fit_run` (one RunConfig on
+device data, returning the weights training ends with) and the Keras-shaped front door,
+`fit(x, y, ...)`, with its `Result` and `load`. The numbers come from `jaxmlp.epoch` and
+`jaxmlp.group`; files are written only by observers (`jaxmlp.callbacks`) and `Result.save`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxmlp import atomic, models, observers
+from jaxmlp import callbacks as CB
+from jaxmlp import config as C
+from jaxmlp.config import ConfigError, RunConfig
+from jaxmlp.data import DataError, split_indices
+from jaxmlp.epoch import EVAL_CHUNK, Data, device_data, evaluate
+from jaxmlp.group import Group, build_group, init_group, local_mesh
+
+METRIC_KEYS = C.METRICS
+
+
+def empty_history() -> dict:
+    return {"epoch": [], **{k: [] for k in METRIC_KEYS}, "learning_rate": [], "epoch_time_s": []}
+
+
+def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=None):
+    """Train every member until all have stopped; returns (state, histories).
+
+    `state`/`histories` resume a group (from a checkpoint). `observe(state, histories, chunk)`
+    is called on the host after every `epochs_per_call` epochs; it must not change anything.
+    Per-epoch times are the chunk's wall time divided by its epochs (one sync per chunk).
+    """
+    state = init_group(group) if state is None else state
+    histories = histories or [empty_history() for _ in group.runs]
+    while bool(jnp.any(state.active)):
+        start = time.perf_counter()
+        state, rec = group.step(state, data)
+        rec = jax.device_get(rec)
+        seconds = (time.perf_counter() - start) / group.epochs_per_call
+        chunk = _append(histories, rec, seconds)
+        if observe is not None:
+            observe(state, histories, chunk)
+    return state, histories
+
+
+def _append(histories, rec, seconds):
+    """Add the epochs each member actually ran to its history; returns [(member, epoch), ...]."""
+    chunk = []
+    ran, metrics, lr = rec["ran"], rec["metrics"], rec["lr"]
+    for t in range(ran.shape[0]):
+        for m, hist in enumerate(histories):
+            if not ran[t, m]:
+                continue
+            hist["epoch"].append(len(hist["epoch"]))
+            for i, k in enumerate(METRIC_KEYS):
+                hist[k].append(float(metrics[t, m, i]))
+            hist["learning_rate"].append(float(lr[t, m]))
+            hist["epoch_time_s"].append(seconds)
+            chunk.append((m, hist["epoch"][-1]))
+    return chunk
+
+
+def fit_run(run: RunConfig, data: Data, *, epochs_per_call: int = 1, mesh=None,
+            schedule_fn=None, observe=None):
+    """Train one run (a group of one). Returns (final state, history dict, final scores).
+
+    The state's params and batch_stats are the weights training ends with, the ones the scores
+    were computed with: the best epoch's when EarlyStopping(restore_best_weights=True) brought
+    them back (Keras's on_train_end), the last epoch's otherwise.
+    """
+    group = build_group([run], data, epochs_per_call=epochs_per_call, mesh=mesh,
+                        schedule_fn=schedule_fn)
+    state, histories = fit_group(group, data, observe=observe)
+    (params, batch_stats), scores = group.final(state, data)
+    state = jax.tree.map(lambda a: a[0], state)
+    state = state._replace(params=jax.tree.map(lambda a: a[0], params),
+                           batch_stats=jax.tree.map(lambda a: a[0], batch_stats))
+    scores = {k: (float(v[0][0]), float(v[1][0])) for k, v in jax.device_get(scores).items()}
+    return state, histories[0], scores
+
+
+# --- The public front door: fit(x, y, ...) -> Result ------------------------------------------
+
+def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | None = None,
+        epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
+        validation_data=None, callbacks=None, seed: int = 0, verbose: int = 1,
+        classes: int | None = None) -> Result:
+    """Train an MLP on arrays, as Keras's `model.fit` does; returns a `Result`.
+
+    x: (n, features...) numbers (trailing axes are flattened); y: (n,) integer class ids in
+    [0, classes) (`classes` defaults to the largest label + 1). `validation_split` takes the
+    LAST fraction of x, y before any shuffling (Keras); `validation_data=(x_val, y_val)` wins
+    over it, as in Keras. Defaults are Keras's (epochs 1, batch 32, no validation); the model
+    defaults to `MLP()` and the optimizer to `Adam()`. Runs data-parallel over every local
+    device. Bad shapes or labels raise DataError, bad settings ConfigError, before training.
+    """
+    model = C.ModelConfig() if model is None else model
+    optimizer = C.OptimConfig(keras_epsilon=True) if optimizer is None else optimizer
+    _check_type("model", model, C.ModelConfig, "jaxmlp.MLP(...)")
+    _check_type("optimizer", optimizer, C.OptimConfig, "jaxmlp.Adam(...), SGD(...), ...")
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"fit: verbose={verbose!r} is invalid: allowed 0, 1 or 2")
+    x, y, xv, yv, split = _split(x, y, validation_split, validation_data)
+    classes = _classes(classes, y, yv)
+    hooks, schedule_fn, files = CB.plan(callbacks, optimizer.learning_rate)
+    run = RunConfig(
+        name="fit", model=dataclasses.replace(model, input_dim=x.shape[1], num_classes=classes),
+        optim=optimizer, hooks=hooks,
+        train=C.TrainConfig(dataset=None, epochs=epochs, batch_size=batch_size,
+                            validation_split=split, seed=seed))
+    mesh = local_mesh()
+    data = device_data(Data(x, y, xv, yv, x[:0], y[:0]), mesh)
+    has_val = len(yv) > 0
+    effects = CB.Effects(files, has_val=has_val)
+    progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
+    keys = _keras_keys(has_val)
+
+    def observe(state, histories, chunk):
+        hist = histories[0]
+        for _, e in chunk:
+            row = {k: hist[k][e] for k in keys}
+            progress.update(e, {**row, "epoch_time_s": hist["epoch_time_s"][e]})
+            effects.epoch(e, row, state)
+
+    try:
+        state, history, _ = fit_run(run, data, mesh=mesh, schedule_fn=schedule_fn,
+                                    observe=observe)
+    finally:
+        effects.close()
+    params, batch_stats = jax.device_get((state.params, state.batch_stats))
+    return Result(run, params, batch_stats, {k: history[k] for k in keys})
+
+
+def _keras_keys(has_val: bool) -> tuple[str, ...]:
+    """Keras's history keys (val_* only with validation data), then the learning rate."""
+    metrics = C.METRICS if has_val else tuple(k for k in C.METRICS if not k.startswith("val_"))
+    return (*metrics, "learning_rate")
+
+
+def _check_type(name, value, kind, example):
+    if not isinstance(value, kind):
+        raise ConfigError(f"fit: {name}={value!r} is invalid: allowed {example}")
+
+
+def _features(x, what: str = "x") -> np.ndarray:
+    """(n, features) float32; trailing axes flattened (an MLP takes flat inputs)."""
+    x = np.asarray(x)
+    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complex64):
+        raise DataError(f"{what}: expected numbers of shape (examples, features...); got "
+                        f"{x.dtype} of shape {x.shape}")
+    return x.reshape(len(x), -1).astype(np.float32, copy=False)
+
+
+def _labels(y, n: int, what: str = "y") -> np.ndarray:
+    """(n,) int32 class ids; (n, 1) is accepted, one-hot is not (Keras's sparse labels)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{what}: expected {n} integer class ids of shape ({n},); got shape "
+                        f"{y.shape}" + (" (one-hot? pass y.argmax(1))" if y.ndim == 2 else ""))
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+    if not integral or (y.size and y.min() < 0):
+        raise DataError(f"{what}: labels must be integer class ids >= 0; got {y.dtype} values "
+                        f"in [{y.min() if y.size else ''}, {y.max() if y.size else ''}]")
+    return y.astype(np.int32)
+
+
+def _split(x, y, validation_split, validation_data):
+    """(x, y, x_val, y_val, validation_split recorded) as checked float32 / int32 arrays."""
+    x = _features(x)
+    y = _labels(y, len(x))
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise DataError("validation_data: expected a pair (x_val, y_val)")
+        xv = _features(validation_data[0], "validation_data x")
+        yv = _labels(validation_data[1], len(xv), "validation_data y")
+        if xv.shape[1] != x.shape[1]:
+            raise DataError(f"validation_data x has {xv.shape[1]} features per example, x has "
+                            f"{x.shape[1]}")
+        return x, y, xv, yv, 0.0
+    train, val = split_indices(len(x), validation_split, "tail")
+    return x[train], y[train], x[val], y[val], float(validation_split)
+
+
+def _classes(classes, y, yv) -> int:
+    top = int(max(y.max(initial=0), yv.max(initial=0)))
+    if classes is None:
+        return max(2, top + 1)
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ConfigError(f"fit: classes={classes!r} is invalid: allowed an integer >= 2")
+    if top >= classes:
+        raise DataError(f"labels go up to {top} but classes={classes}: allowed 0..{classes - 1}")
+    return classes
+
+
+# --- The trained model: evaluate, predict, save, load -----------------------------------------
+
+FORMAT = "jaxmlp.fit/1"
+
+
+@dataclasses.dataclass
+class Result:
+    """What `fit` returns (and `load` reads back): the run, its final weights and its history.
+
+    `params`/`batch_stats` are the weights training ended with (the best epoch's when
+    EarlyStopping restored them); `history` maps Keras's keys (loss, accuracy, and val_loss,
+    val_accuracy with validation data) plus learning_rate to one value per epoch run.
+    """
+
+    config: RunConfig
+    params: Any
+    batch_stats: Any
+    history: dict
+
+    @functools.cached_property
+    def _fns(self):
+        fns = models.build(self.config.model)
+        score = jax.jit(functools.partial(evaluate, fns))
+        probs = jax.jit(lambda p, s, x: jax.nn.softmax(fns.apply(p, s, x, train=False)[0]))
+        return score, probs
+
+    def evaluate(self, x, y) -> dict:
+        """{"loss", "accuracy"} in inference mode; the loss includes the L2 term, as Keras's."""
+        x = self._inputs(x)
+        y = _labels(y, len(x))
+        if y.size and y.max() >= self.config.model.num_classes:
+            raise DataError(f"y: labels go up to {y.max()}, this model has "
+                            f"{self.config.model.num_classes} classes")
+        loss, acc = self._fns[0](self.params, self.batch_stats,
+                                 models.l2_coefs(self.config.model), x, y)
+        return {"loss": float(loss), "accuracy": float(acc)}
+
+    def predict(self, x) -> np.ndarray:
+        """Class probabilities (softmax of the logits), shape (n, classes), float32."""
+        x = self._inputs(x)
+        out = [np.asarray(self._fns[1](self.params, self.batch_stats, x[i:i + EVAL_CHUNK]))
+               for i in range(0, len(x), EVAL_CHUNK)]
+        return np.concatenate(out) if out else np.zeros((0, self.config.model.num_classes),
+                                                        np.float32)
+
+    def _inputs(self, x) -> np.ndarray:
+        x = _features(x)
+        if x.shape[1] != self.config.model.input_dim:
+            raise DataError(f"x has {x.shape[1]} features per example; this model takes "
+                            f"{self.config.model.input_dim}")
+        return x
+
+    def save(self, directory) -> None:
+        """Weights as an Orbax checkpoint (`weights/`) and the config and history as JSON
+        (`model.json`, written last and atomically: a folder without it is not a model)."""
+        path = Path(directory).absolute()
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "model.json").unlink(missing_ok=True)
+        with ocp.StandardCheckpointer() as ckpt:
+            ckpt.save(path / "weights", self._weights(), force=True)
+        atomic.write_json(path / "model.json", {
+            "format": FORMAT, "config": C.to_dict(self.config), "history": self.history})
+
+    def _weights(self) -> dict:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def load(directory) -> Result:
+    """A `Result` saved by `Result.save`: predict and evaluate give the same numbers."""
+    path = Path(directory).absolute()
+    try:
+        doc = json.loads((path / "model.json").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} holds no saved jaxmlp model (no model.json)") from None
+    if doc.get("format") != FORMAT:
+        raise DataError(f"{path / 'model.json'}: format {doc.get('format')!r}, expected {FORMAT}")
+    run = C.from_dict(doc["config"])
+    params, stats = jax.eval_shape(models.build(run.model).init, jax.random.key(0))
+    template = {"params": params, "batch_stats": stats}
+    with ocp.StandardCheckpointer() as ckpt:
+        weights = ckpt.restore(path / "weights", template)
+    history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
+    return Result(run, weights["params"], weights["batch_stats"], history)
