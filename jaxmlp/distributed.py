@@ -1,11 +1,13 @@
-"""Training across processes: joining a jax.distributed job, global data, the member split, merge.
+"""Training across processes: the jax.distributed job, the global mesh, the member split, merge.
 
 Two ways to use several processes (one per host, or several on one host), one engine:
 
 - **One run, data parallel.** Every process loads the same dataset; `global_mesh()` spans every
-  process's devices and `global_data` places the arrays on it, replicated. The epoch then splits
-  each batch over all devices and all-reduces the gradients (gloo over TCP on the CPU, NCCL on
-  GPUs): `train.fit(run, global_data(ds, mesh), mesh=mesh)`, the same call as on one host.
+  process's devices and the epoch's own `device_data(ds, mesh)` replicates the arrays on it
+  (`jax.device_put` of identical host arrays, which JAX accepts for a sharding that spans
+  processes). The epoch then splits each batch over all devices and all-reduces the gradients
+  (gloo over TCP on the CPU, NCCL on GPUs): `fit_run(run, device_data(ds, mesh), mesh=mesh)`,
+  the same calls as on one host.
 - **A sweep, split by members.** Each process trains `members_for_process(...)` (its share of
   the runs x seeds) as an ordinary one-process JAX program on its own devices, with no
   communication while training (and so per-process Orbax checkpoints, which refuse host-local
@@ -28,11 +30,9 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from jaxmlp import atomic
-from jaxmlp.train import Data
 
 ENV_COORDINATOR = "JAXMLP_COORDINATOR"
 ENV_NUM_PROCESSES = "JAXMLP_NUM_PROCESSES"
@@ -119,16 +119,6 @@ def global_mesh() -> Mesh | None:
     if jax.device_count() == 1:
         return None
     return Mesh(np.array(jax.devices()), ("data",))
-
-
-def global_data(ds, mesh: Mesh | None) -> Data:
-    """The dataset replicated on every device of `mesh` (every process passes the same arrays)."""
-    arrays = (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
-    if mesh is None:
-        return Data(*(jax.device_put(np.asarray(a)) for a in arrays))
-    replicated = NamedSharding(mesh, P())
-    return Data(*(jax.make_array_from_process_local_data(replicated, np.asarray(a), np.shape(a))
-                  for a in arrays))
 
 
 def members_for_process(members: list, index: int, count: int) -> list:

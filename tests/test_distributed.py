@@ -27,7 +27,7 @@ DATA_PARALLEL = textwrap.dedent("""
     from conftest import tiny_data, tiny_run
     from jaxmlp import train
     mesh = distributed.global_mesh()
-    data = distributed.global_data(tiny_data(n_train=256), mesh)
+    data = train.device_data(tiny_data(n_train=256), mesh)
     run = tiny_run(epochs=3, batch_size=64, dropout=0.2)
     group = train.build_group([run], data, mesh=mesh)
     hlo = group.step.lower(train.init_group(group), data).compile().as_text()
@@ -128,6 +128,8 @@ def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path)
     single = json.loads((tmp_path / "single" / "results.json").read_text())
     merged = json.loads((tmp_path / "p0" / "results.json").read_text())
     assert not (tmp_path / "p1" / "results.json").exists()  # process 0 alone writes it
+    assert merged["settings"]["this_invocation"]["processes"] == 2
+    assert single["settings"]["this_invocation"]["processes"] == 1
 
     # 3 runs x 2 seeds listed run by run; round robin gives process 1 every second member.
     trained_by_1 = sorted(p.name for p in (tmp_path / "p1" / "members").iterdir())
