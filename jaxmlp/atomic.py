@@ -50,19 +50,19 @@ def write_text(path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def _plain(obj):
+def plain(obj):
     """JSON-ready copy: NaN/inf become null (strict JSON cannot spell them); arrays become lists."""
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
         obj = obj.tolist()  # numpy / JAX scalars and arrays
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     return obj
 
 
 def write_json(path, obj) -> None:
     """Strict JSON, indent 2, keys in insertion order, NaN and infinities as null."""
-    write_text(path, json.dumps(_plain(obj), indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(plain(obj), indent=2, allow_nan=False) + "\n")

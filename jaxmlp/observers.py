@@ -16,9 +16,12 @@ import warnings
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxmlp import atomic
+from jaxmlp import config as C
+from jaxmlp import hooks as H
 
 
 class CheckpointError(RuntimeError):
@@ -271,6 +274,19 @@ class TensorBoardLog:
             self._writers[split] = SummaryWriter(str(self.logdir / split))
         return self._writers[split]
 
+    def rewrite(self, history: dict | None) -> None:
+        """Replace every event file with the epochs of `history` (`{"epoch": [...], ...}`).
+
+        A resume calls this with the history restored from the checkpoint: epochs logged after
+        that checkpoint by a killed process are dropped, and epochs the checkpoint holds but the
+        killed process never logged are written, so each epoch is in the logs exactly once.
+        """
+        self.close()
+        shutil.rmtree(self.logdir, ignore_errors=True)
+        for i, epoch in enumerate((history or {}).get("epoch", [])):
+            self.scalars(epoch, {k: v[i] for k, v in history.items()
+                                 if k != "epoch"})
+
     def scalars(self, epoch: int, metrics: dict) -> None:
         for name, value in metrics.items():
             split, base = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
@@ -278,8 +294,6 @@ class TensorBoardLog:
         self.flush()
 
     def histograms(self, epoch: int, params) -> None:
-        import numpy as np
-
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
             tag = jax.tree_util.keystr(path, simple=True, separator="/")
             values = np.asarray(leaf).astype(np.float64)  # bfloat16 and friends histogram too
@@ -327,3 +341,96 @@ def format_epoch(epoch: int, total: int, metrics: dict) -> str:
     if "epoch_time_s" in metrics:
         parts.append(f"{float(metrics['epoch_time_s']):.1f}s")
     return "  ".join(parts)
+
+
+class GroupObserver:
+    """A sweep group's effects after each chunk of epochs: the group's latest checkpoint (state
+    and histories, for exact resume), each member's history CSV, TensorBoard scalars and best
+    checkpoint, and one progress line. `members` have `.run`, `.seed` and `.id`."""
+
+    def __init__(self, members, ckpt: CheckpointStore, histories, calls: int, *, runs_dir: Path,
+                 out_dir: Path, label: str, quiet: bool):
+        self.members, self.ckpt = members, ckpt
+        self.logs = [HistoryLog(out_dir / "histories" / m.run.name / f"seed{m.seed}.csv",
+                                initial=histories[i] if histories else None)
+                     for i, m in enumerate(members)]
+        self.tb = [TensorBoardLog(runs_dir / "tb" / m.run.name / f"seed{m.seed}")
+                   for m in members]
+        for i, tb in enumerate(self.tb):  # exactly once: the logs hold what the checkpoint holds
+            tb.rewrite(histories[i] if histories else None)
+        self.best = {i: CheckpointStore(runs_dir / "best" / m.id,
+                                        monitor=m.run.hooks.checkpoint.monitor,
+                                        mode=_mode(m.run.hooks.checkpoint))
+                     for i, m in enumerate(members) if m.run.hooks.checkpoint is not None}
+        self.saved_best = {i: -1 for i in self.best}
+        self.label, self.quiet, self.calls = label, quiet, calls
+        self.reported: set[int] = set()  # members whose divergence was announced
+
+    def __call__(self, state, histories, chunk):
+        self.calls += 1
+        self.ckpt.save_latest(self.calls, state, extra={"histories": histories,
+                                                        "calls": self.calls})
+        for m, epoch in chunk:
+            row = {k: histories[m][k][epoch] for k in histories[m] if k != "epoch"}
+            self.logs[m].append(epoch, row)
+            self.tb[m].scalars(epoch, row)
+        self._save_best(state)
+        self._progress(state, histories, chunk)
+
+    def _save_best(self, state):
+        s = H.summary(state.hooks)
+        best = jax.device_get((s.checkpoint_best_epoch, s.checkpoint_best))
+        for i, store in self.best.items():
+            epoch = int(best[0][i])
+            if epoch > self.saved_best[i]:
+                weights = jax.tree.map(lambda a, i=i: a[i], s.checkpoint_weights)
+                store.save_best(epoch, weights, float(best[1][i]))
+                self.saved_best[i] = epoch
+
+    def _progress(self, state, histories, chunk):
+        if self.quiet or not chunk:
+            return
+        diverged = np.asarray(jax.device_get(H.summary(state.hooks).diverged))
+        for i in np.flatnonzero(diverged):
+            if int(i) not in self.reported:
+                self.reported.add(int(i))
+                m = self.members[i]
+                print(f"{self.label} DIVERGED: {m.run.name} seed {m.seed} (non-finite loss at "
+                      f"epoch {len(histories[i]['epoch'])}); it stops here", file=sys.stderr,
+                      flush=True)
+        active = np.asarray(jax.device_get(state.active))
+        text = progress_text(histories, chunk, active, [m.run.train.epochs for m in self.members])
+        print(f"{self.label} {text}", file=sys.stderr, flush=True)
+
+    def close(self):
+        for tb in self.tb:
+            tb.close()
+        for store in self.best.values():
+            store.close()
+
+
+def progress_text(histories, chunk, active, max_epochs) -> str:
+    """`epoch 3/50: 4/5 active, val_accuracy mean 0.8512, 2.10 s/epoch, at most 1m41s left`;
+    `epoch 12/50: done` once every member has stopped (never `0/n active`)."""
+    last = max(e for _, e in chunk)
+    val_acc = [h["val_accuracy"][-1] for h in histories if h.get("val_accuracy")]
+    secs = histories[chunk[-1][0]]["epoch_time_s"][-1]
+    head = f"epoch {last + 1}/{max(max_epochs)}:"
+    acc = f"val_accuracy mean {np.mean(val_acc):.4f}, " if val_acc else ""
+    if not active.any():
+        return f"{head} done, {acc}{secs:.2f} s/epoch"
+    left = max(n - len(h["epoch"]) for n, h, a in zip(max_epochs, histories, active) if a)
+    return (f"{head} {int(active.sum())}/{len(active)} active, {acc}{secs:.2f} s/epoch, "
+            f"at most {duration(left * secs)} left")
+
+
+def duration(seconds: float) -> str:
+    """`45s`, `3m05s`, `2h01m`."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    return f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _mode(cfg) -> str:
+    return "min" if C.monitor_sign(cfg.monitor, cfg.mode) > 0 else "max"

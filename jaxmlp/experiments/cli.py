@@ -1,9 +1,17 @@
-"""The command line shared by every experiment: flags, checks, the sweep, results.json."""
+"""The command line shared by every experiment: flags, checks, output roots, results.json.
+
+One root per invocation: the experiment's own definition (its runs, seeds and epochs) writes the
+committed `experiments/<name>/` with checkpoints and TensorBoard logs in git-ignored
+`runs/<name>/`; anything else (--seeds, --epochs, --only, --quick) writes `--out DIR`, or a
+folder derived from the flags under `runs/`, with its checkpoints and logs in `DIR/runs/`.
+An invocation that trains nothing leaves results.json and the site as they are.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shlex
@@ -15,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmlp import atomic, distributed, results, sweep, train
+from jaxmlp import atomic, distributed, observers, results, runner, train
 from jaxmlp import config as C
 from jaxmlp.models import count_params
 
@@ -30,10 +38,17 @@ class Experiment:
     runs: tuple[C.RunConfig, ...]
     notes: tuple[str, ...] = ()
     seeds: int = 3  # seeds per run in the committed results
+    # For its site page (`python -m jaxmlp run` records them in results.json["page"]):
+    objective: str = ""     # one or two sentences: what the experiment wants to find out
+    description: str = ""   # Markdown: how, and anything a reader needs first
+    template: str = ""      # a Jinja2 page template, relative to the experiment's file
 
 
 class UsageError(Exception):
     """Bad command-line input: printed as one message, exit status 2."""
+
+
+MAX_EPOCHS, MAX_SEEDS, MAX_EPOCHS_PER_CALL = 100_000, 1_000, 1_000
 
 
 def parse(exp: Experiment, argv) -> argparse.Namespace:
@@ -41,14 +56,25 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
         prog=f"python -m jaxmlp.experiments.{exp.name}", description=exp.title)
     p.add_argument("--data-dir", help="directory in the Keras cache layout "
                    "(default: $JAXMLP_DATA_DIR, then ~/.keras/datasets, then tfds)")
-    p.add_argument("--out", help=f"results folder (default experiments/{exp.name}; "
-                   f"with --quick runs/quick/{exp.name})")
-    p.add_argument("--runs-dir", help="checkpoints and TensorBoard logs "
-                   f"(default runs/{exp.name}, git-ignored)")
+    p.add_argument("--download", action="store_true",
+                   help="when the dataset is not found, download the official files "
+                   "(sha256-checked, resumable) into --data-dir or the first default folder; "
+                   "without it nothing is downloaded")
+    p.add_argument("--mirror", metavar="URL", help="download from URL/<file name> instead of "
+                   "the official hosts (default $JAXMLP_DATA_MIRROR)")
+    p.add_argument("--out", help=f"the invocation's root: results, and checkpoints and "
+                   f"TensorBoard logs in OUT/runs (default: experiments/{exp.name} with runs/"
+                   f"{exp.name}, written only by the experiment's own runs, seeds and epochs; "
+                   f"with --seeds/--epochs/--only a folder derived from them under runs/; with "
+                   f"--quick runs/quick/{exp.name})")
+    p.add_argument("--retrain", action="store_true",
+                   help="train the selected runs again from scratch: discard their checkpoints, "
+                   "member records, histories and TensorBoard logs first")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs")
     p.add_argument("--seeds", type=int, default=exp.seeds,
-                   help=f"seeds per run (default {exp.seeds})")
-    p.add_argument("--epochs", type=int, help="override every run's (maximum) epochs")
+                   help=f"seeds per run (default {exp.seeds}), 1 to {MAX_SEEDS}")
+    p.add_argument("--epochs", type=int,
+                   help=f"override every run's (maximum) epochs, 1 to {MAX_EPOCHS}")
     p.add_argument("--list", action="store_true",
                    help="list runs and parameter counts; no training")
     p.add_argument("--quick", action="store_true",
@@ -74,10 +100,18 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
     if unknown:
         raise UsageError(f"unknown run name(s) {', '.join(unknown)}; valid names: "
                          + ", ".join(names))
-    if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
-        raise UsageError("--seeds and --epochs must be integers >= 1")
-    if args.epochs_per_call < 1:
-        raise UsageError("--epochs-per-call must be an integer >= 1")
+    for flag, value, top in (("--seeds", args.seeds, MAX_SEEDS),
+                             ("--epochs", args.epochs, MAX_EPOCHS),
+                             ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL)):
+        if value is not None and not 1 <= value <= top:
+            raise UsageError(f"{flag} {value}: allowed an integer from 1 to {top:,}")
+    for flag, value in (("--out", args.out), ("--data-dir", args.data_dir),
+                        ("--mirror", args.mirror)):
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{flag} {ascii(value)}: not valid UTF-8; allowed: a UTF-8 path or "
+                             "URL") from None
     runs = [r for r in exp.runs if not args.only or r.name in args.only]
     runs = [dataclasses.replace(r, model=dataclasses.replace(
         r.model, input_dim=C.INPUT_DIMS[r.train.dataset])) for r in runs]
@@ -155,24 +189,81 @@ def listing(runs: list[C.RunConfig]) -> str:
 
 
 def load_data(exp: Experiment, args):
-    from jaxmlp import data
+    from jaxmlp import datasets
 
     if args.quick:
         return synthetic()
+    _say(args, f"[{exp.name}] loading {exp.dataset}")
     try:
-        return data.load(exp.dataset, data_dir=args.data_dir)
-    except data.DataError as e:
+        ds = datasets.load(exp.dataset, data_dir=args.data_dir, download=args.download,
+                           mirror=args.mirror)
+    except datasets.DataError as e:
         raise UsageError(str(e)) from None
+    i = ds.identity
+    _say(args, f"[{exp.name}] {exp.dataset}: {i['n_train']} train, {i['n_val']} validation, "
+         f"{i['n_test']} test examples ({i['source']}: {i['path']})")
+    return ds
+
+
+def _say(args, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
 
 
 def run(exp: Experiment, argv=None) -> int:
-    """Entry point of `python -m jaxmlp.experiments.<name>`; returns the exit status."""
+    """Entry point of `python -m jaxmlp.experiments.<name>`; returns the exit status:
+    0 done, 2 bad input (one line on stderr), 3 the output root is in use by another process."""
     args = parse(exp, argv)
     try:
         return _run(exp, args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except runner.Locked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+
+
+def variant(exp: Experiment, args) -> list[str]:
+    """The flags by which this invocation differs from the experiment's own definition."""
+    out = [f"--seeds {args.seeds}"] if args.seeds != exp.seeds else []
+    out += [f"--epochs {args.epochs}"] if args.epochs is not None else []
+    out += ["--only " + " ".join(args.only)] if args.only else []
+    return out + (["--quick"] if args.quick else [])
+
+
+def roots(exp: Experiment, args) -> tuple[Path, Path]:
+    """(results folder, checkpoints and TensorBoard folder) of this invocation; a variant of the
+    definition never writes the committed results."""
+    default = Path("experiments") / exp.name
+    flags = variant(exp, args)
+    if args.out is not None:
+        out = Path(args.out)
+        if flags and out.absolute().resolve() == default.absolute().resolve():
+            raise UsageError(f"{' '.join(flags)} would overwrite {default}, which only the "
+                             f"experiment's own definition writes; allowed: another --out")
+    elif args.quick:
+        out = Path("runs/quick") / exp.name
+        _say(args, f"[{exp.name}] --quick: tiny synthetic data, results go to {out}/")
+    elif flags:
+        out = Path("runs") / f"{exp.name}-{_suffix(args)}"
+        _say(args, f"[{exp.name}] {' '.join(flags)} differs from the experiment's definition: "
+             f"results go to {out}/ ({default}/ is written only by the definition)")
+    else:
+        out = default
+    if out.absolute().resolve() == default.absolute().resolve():
+        return out, Path("runs") / exp.name
+    return out, out / "runs"
+
+
+def _suffix(args) -> str:
+    parts = ([f"seeds{args.seeds}"] + ([f"epochs{args.epochs}"] if args.epochs else []))
+    if args.only:
+        names = "+".join(args.only)
+        parts.append("only-" + (names if len(names) <= 40 else
+                                f"{len(args.only)}runs-" + hashlib.sha1(
+                                    names.encode()).hexdigest()[:6]))
+    return "-".join(parts)
 
 
 def _run(exp: Experiment, args) -> int:
@@ -180,74 +271,129 @@ def _run(exp: Experiment, args) -> int:
     if args.list:
         print(listing(runs))
         return 0
-    out = Path(args.out or (f"runs/quick/{exp.name}" if args.quick else f"experiments/{exp.name}"))
-    runs_dir = Path(args.runs_dir or (f"{out}/runs" if args.quick else f"runs/{exp.name}"))
+    out, runs_dir = roots(exp, args)
     check_writable(out)
     check_writable(runs_dir)
+    with runner.Lock(runs_dir):
+        return _train(exp, args, runs, out, runs_dir)
+
+
+def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     _compile_settings(runs_dir, quick=args.quick)
     job = distributed.join_sweep()  # JAXMLP_* env: several processes split the members
     ds = load_data(exp, args)
     runs = [_fit_to(r, ds) for r in runs]
+    try:
+        runner.check_data(runs, ds.x_train, {"train": ds.y_train, "validation": ds.y_val,
+                                             "test": ds.y_test}, ds.num_classes)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     seeds = list(range(args.seeds))
     mesh = _mesh()
     data = train.device_data(ds, mesh)
-    todo = distributed.members_for_process(sweep.members(runs, seeds), job.index,
+    todo = distributed.members_for_process(runner.members(runs, seeds), job.index,
                                            job.count)
-    groups = sweep.groups(todo, args.engine)
+    groups = runner.groups(todo, args.engine)
+    if args.retrain:
+        for g in groups:
+            runner.discard(g, out, runs_dir)
+        _say(args, f"[{exp.name}] --retrain: discarded the checkpoints and records of "
+             f"{len(groups)} group(s)")
     start, trained = time.perf_counter(), 0
     try:
-        pending = [g for g in groups if not all(sweep.done(out, m) for m in g)]
-    except sweep.StaleResult as e:
+        warn = lambda text: _say(args, f"[{exp.name}] warning: {text}")  # noqa: E731
+        pending = [g for g in groups if not all([runner.done(out, m, warn=warn) for m in g])]
+    except runner.StaleResult as e:
         raise UsageError(str(e)) from None
+    _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(todo)} member(s); "
+         f"{len(pending)} to train, compiling them")
     # Every pending group compiles in a thread pool while earlier groups train.
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), os.cpu_count() or 1)))
-    prepared = {id(g): pool.submit(sweep.prepare, g, data, epochs_per_call=args.epochs_per_call,
+    prepared = {id(g): pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
                                    mesh=mesh, shard=args.shard) for g in pending}
     if mesh is not None and not args.quiet:
         for g in pending:
             print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
-                  f"{sweep.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
+                  f"{runner.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
                   file=sys.stderr)
     for g, group in enumerate(groups, 1):
         label = f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, {len(group)} members)"
         if id(group) not in prepared:
-            if not args.quiet:
-                print(f"{label}: done, skipped", file=sys.stderr)
+            _say(args, f"{label}: done, skipped")
             continue
-        records = sweep.run_group(group, data, ds.x_train.shape[0], out_dir=out,
-                                  runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
-                                  mesh=mesh, label=label, quiet=args.quiet,
-                                  prepared=prepared.pop(id(group)).result())
+        compiled = _compiled(prepared.pop(id(group)), label, args)
+        try:
+            records = runner.run_group(group, data, ds.x_train.shape[0], out_dir=out,
+                                       runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
+                                       mesh=mesh, label=label, quiet=args.quiet,
+                                       prepared=compiled)
+        except observers.CheckpointError as e:
+            pool.shutdown(cancel_futures=True)
+            raise UsageError(f"{str(e).splitlines()[0]} Add --retrain to train group "
+                             f"{group[0].run.name} from scratch.") from None
         trained += 1
         for m, rec in zip(group, records):
-            sweep.write_member(out, m, rec)
+            runner.write_member(out, m, rec)
+            if rec["diverged"] and not args.quiet:
+                print(f"{label} DIVERGED: {m.run.name} seed {m.seed}: {rec['diverged_reason']}",
+                      file=sys.stderr)
     pool.shutdown()
-    if not distributed.merge_files(out, [sweep.member_path(out, m) for m in todo], job):
+    if not distributed.merge_files(out, [runner.member_path(out, m) for m in todo], job):
         return 0  # process 0 has this process's records and writes results.json
     wall = time.perf_counter() - start  # across processes: until the last one's records came
     every_args = argparse.Namespace(**{**vars(args), "only": None})
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
     doc = _document(exp, args, every, seeds, ds.identity, out)
+    if trained == 0 and _unchanged(out / "results.json", doc, ds.identity, args, exp):
+        return 0
     doc["settings"]["this_invocation"] = {
         "groups_trained": trained, "groups_total": len(groups), "wall_time_s": wall,
         "complete": trained == len(groups) and not any(_resumed(out, groups)),
         "processes": job.count}  # >1: the groups counted are process 0's share
     atomic.write_json(out / "results.json", doc)
-    if not args.quiet:
-        print(f"[{exp.name}] wrote {out / 'results.json'}", file=sys.stderr)
-    if not args.quick and not args.no_report and args.out is None:
+    _say(args, f"[{exp.name}] wrote {out / 'results.json'}")
+    if not args.quick and not args.no_report and out == Path("experiments") / exp.name:
         _report()
     return 0
 
 
+def _compiled(future, label: str, args):
+    """The group's compiled program, saying so every 5 s while it is still compiling."""
+    waited = 0
+    while True:
+        try:
+            return future.result(timeout=5)
+        except TimeoutError:
+            waited += 5
+            _say(args, f"{label}: compiling ({waited} s)")
+
+
+def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
+    """Nothing trained: whether results.json already holds these runs (then it stays as it is,
+    provenance included, and so does the site)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if old.get("runs") != json.loads(json.dumps(atomic.plain(doc["runs"]))):
+        return False
+    _say(args, f"[{exp.name}] nothing to train: every run has finished; {path} and the site "
+         "are left as they are")
+    if old.get("dataset", {}).get("files") != identity.get("files"):
+        _say(args, f"[{exp.name}] note: those results were trained on other data files than "
+             "the ones found now; add --retrain to train on these")
+    return True
+
+
 def _resumed(out: Path, groups) -> list[bool]:
     """Which groups resumed from a checkpoint in this invocation (their wall time is partial)."""
-    return [any(json.loads(sweep.member_path(out, m).read_text()).get("resumed", False)
+    return [any(json.loads(runner.member_path(out, m).read_text()).get("resumed", False)
                 for m in g) for g in groups]
 
 
 def _compile_settings(runs_dir: Path, *, quick: bool) -> None:
-    """A persistent compilation cache (reruns and resumes skip XLA compiles); for --quick, a
+    """A persistent compilation cache (reruns and resumes skip XLA compiles; in
+    $JAXMLP_COMPILE_CACHE when set, else in the runs folder); for --quick, a
     cheaper XLA CPU pipeline, since compile time dominates a smoke run. Must run before JAX
     initialises its backend (the first device use)."""
     import jax
@@ -255,7 +401,8 @@ def _compile_settings(runs_dir: Path, *, quick: bool) -> None:
     if quick:
         flags = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
-    jax.config.update("jax_compilation_cache_dir", str((runs_dir / "jax-cache").absolute()))
+    cache = os.environ.get("JAXMLP_COMPILE_CACHE") or runs_dir / "jax-cache"
+    jax.config.update("jax_compilation_cache_dir", str(Path(cache).absolute()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_data, tiny_run
 
 from jaxmlp import config as C
-from jaxmlp import observers, sweep, train
+from jaxmlp import observers, runner, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run again on 4 forced CPU devices by test_equivalence_on_four_devices (data parallel mesh).
@@ -134,23 +134,23 @@ RESUMABLE = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
     sys.path.insert(0, "tests")
-    import test_sweep as T
-    from jaxmlp import sweep, train
+    import test_runner as T
+    from jaxmlp import observers, runner, train
     out, kill_after = Path(sys.argv[1]), int(sys.argv[2])
     if kill_after:  # a real SIGKILL right after the checkpoint of chunk `kill_after`
-        call = sweep.Observer.__call__
+        call = observers.GroupObserver.__call__
         def observe(self, *a):
             call(self, *a)
             if self.calls == kill_after:
                 self.ckpt.wait()
                 os.kill(os.getpid(), signal.SIGKILL)
-        sweep.Observer.__call__ = observe
+        observers.GroupObserver.__call__ = observe
     group = T.resumable_group()
     data = train.device_data(train.Data(*T.tiny_data()))
-    records = sweep.run_group(group, data, 200, out_dir=out, runs_dir=out / "runs",
+    records = runner.run_group(group, data, 200, out_dir=out, runs_dir=out / "runs",
                               epochs_per_call=1, mesh=None, label="t", quiet=True)
     for m, r in zip(group, records):
-        sweep.write_member(out, m, r)
+        runner.write_member(out, m, r)
 """)
 
 
@@ -159,7 +159,7 @@ def resumable_group():
                           reduce_lr=C.ReduceLROnPlateau(factor=0.5, patience=1),
                           checkpoint=C.ModelCheckpoint())
     runs = [tiny_run("r", epochs=6, hooks=hooks, dropout=0.2, batch_norm=True)]
-    return sweep.members(runs, [0, 1])
+    return runner.members(runs, [0, 1])
 
 
 def run_script(out: Path, kill_after: int) -> int:
@@ -171,7 +171,7 @@ def run_script(out: Path, kill_after: int) -> int:
 def final_state(out: Path):
     group = resumable_group()
     template = train.init_states([m.run for m in group])
-    with observers.CheckpointStore(out / "runs" / "checkpoints" / sweep.group_id(group)) as store:
+    with observers.CheckpointStore(out / "runs" / "checkpoints" / runner.group_id(group)) as store:
         epoch, state, extra = store.restore_latest(template)
     return epoch, state, extra
 

@@ -1,0 +1,319 @@
+"""Experiments' runner: members (run x seed), groups, resume, the lock, the member records.
+
+Each group of members that share shapes (`train.group_key`) trains as one compiled program;
+`observers.GroupObserver` runs on the host after every chunk of `epochs_per_call` epochs. A
+finished member writes `members/<run>__seed<k>.json`; a rerun skips finished groups and resumes
+a partial one from its latest checkpoint. `Lock` keeps two invocations off one output root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxmlp import atomic, observers, train
+from jaxmlp import config as C
+from jaxmlp import hooks as H
+from jaxmlp.config import RunConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One run with one seed."""
+
+    run: RunConfig
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.run.name}__seed{self.seed}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever what this member trains changes (seed included); presentation
+        (label, description, part) is not part of it."""
+        return config_fingerprint(self.run, self.id)
+
+
+PRESENTATION = ("label", "description", "part")
+
+
+def config_fingerprint(run: RunConfig, member_id: str) -> str:
+    """A short hash of what a member trains: its id and every config field but presentation."""
+    cfg = {k: v for k, v in C.to_dict(run).items() if k not in PRESENTATION}
+    return hashlib.sha1(repr((member_id, cfg)).encode()).hexdigest()[:12]
+
+
+class StaleResult(ValueError):
+    """A finished member's record was trained with a different configuration."""
+
+
+def members(runs, seeds) -> list[Member]:
+    """Every run with every seed (the seed replaces run.train.seed)."""
+    return [Member(dataclasses.replace(r, train=dataclasses.replace(r.train, seed=s)), s)
+            for r in runs for s in seeds]
+
+
+def groups(items: list[Member], engine: str) -> list[list[Member]]:
+    """Members grouped by shapes (engine 'group') or one by one (engine 'solo'), stable order."""
+    if engine == "solo":
+        return [[m] for m in items]
+    out: dict[tuple, list[Member]] = {}
+    for m in items:
+        out.setdefault(train.group_key(m.run) + (m.run.train.epochs,), []).append(m)
+    return list(out.values())
+
+
+def group_id(group: list[Member]) -> str:
+    """Stable name of a group: changes whenever any member's configuration changes."""
+    text = repr([m.fingerprint for m in group])
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    return f"{group[0].run.name}-{len(group)}-{digest}"
+
+
+def shard_for(group: list[Member], mesh, shard: str) -> str:
+    """What a group splits over the devices: its members when asked and they divide evenly,
+    else the batch (data parallel)."""
+    if shard == "members" and mesh is not None and len(group) % mesh.size == 0:
+        return "members"
+    return "batch"
+
+
+def prepare(group: list[Member], data: train.Data, *, epochs_per_call: int, mesh,
+            shard: str = "batch"):
+    """Build, initialise and compile one group (thread-safe: groups compile in parallel)."""
+    built = train.build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
+                              mesh=mesh, shard=shard_for(group, mesh, shard))
+    state = train.init_group(built)
+    return train.compile_group(built, state, data), state
+
+
+def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: Path,
+              runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
+              prepared=None) -> list[dict]:
+    """Train (or resume) one group; write and return each member's result record."""
+    compiled, state = prepared or prepare(group, data, epochs_per_call=epochs_per_call,
+                                          mesh=mesh)
+    ckpt_dir = runs_dir / "checkpoints" / group_id(group)
+    histories = None
+    with observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min") as ckpt:
+        restored = ckpt.restore_latest(state)
+        calls, resumed = 0, restored is not None
+        if restored is not None:
+            _, state, extra = restored
+            histories, calls = extra["histories"], extra["calls"]
+            if not quiet:
+                print(f"{label} resumed after {calls} chunks", file=sys.stderr)
+        observer = observers.GroupObserver(group, ckpt, histories, calls, runs_dir=runs_dir,
+                                           out_dir=out_dir, label=label, quiet=quiet)
+        start = time.perf_counter()
+        state, histories = train.fit_group(compiled, data, state=state, histories=histories,
+                                           observe=observer)
+        wall = time.perf_counter() - start
+        _, scores = jax.device_get(compiled.final(state, data))
+        observer.close()
+    state = jax.device_get(state)
+    return [{**member_result(m, i, state, histories[i], scores, n_train, len(group), wall),
+             "resumed": resumed} for i, m in enumerate(group)]
+
+
+def member_result(m: Member, i: int, state, history: dict, scores, n_train: int,
+                  group_size: int, wall: float) -> dict:
+    """The result record of one member (JSON-ready)."""
+    h = H.summary(state.hooks)
+    es_on, ckpt_on = bool(h.early_stopping[i]), bool(h.checkpoint[i])
+    if es_on:
+        best_epoch = int(h.es_best_epoch[i])
+    elif ckpt_on:
+        best_epoch = int(h.checkpoint_best_epoch[i])
+    else:
+        best_epoch = int(np.argmin(history["val_loss"]))
+    epochs_run = len(history["epoch"])
+    seconds = float(sum(history["epoch_time_s"]))
+    split = {k: {"loss": float(v[0][i]), "accuracy": float(v[1][i])} for k, v in scores.items()}
+    reason = divergence(bool(h.diverged[i]), history["loss"], m.run.model.num_classes)
+    return {
+        "seed": m.seed, "epochs_run": epochs_run, "best_epoch": best_epoch,
+        "stopped_early": bool(h.stopped_early[i]), "diverged": reason is not None,
+        "diverged_reason": reason,
+        "final_lr": history["learning_rate"][-1], "lr_reductions": int(h.lr_reductions[i]),
+        **split,
+        "wall_time_s": seconds, "examples_per_s": epochs_run * n_train / max(seconds, 1e-9),
+        "group_size": group_size, "group_wall_time_s": wall,
+        "history_csv": f"histories/{m.run.name}/seed{m.seed}.csv",
+    }
+
+
+EXPLOSION = 10.0  # a final training loss above 10 x ln(classes) (uniform guessing) has diverged
+
+
+def divergence(non_finite: bool, losses, num_classes: int) -> str | None:
+    """Why a run counts as diverged, or None: the NaN guard stopped it (a non-finite loss), or
+    its last training loss is finite but above EXPLOSION x ln(num_classes), ten times the loss
+    of guessing uniformly (23.0 for 10 classes): a model that ends there has learnt nothing,
+    however finite its numbers (Adam at lr 1e3 ends near 330)."""
+    if non_finite:
+        return "non-finite loss (NaN guard)"
+    limit = EXPLOSION * math.log(num_classes)
+    if losses and losses[-1] > limit:
+        return f"training loss exploded to {losses[-1]:.4g} (> {limit:.3g} = {EXPLOSION:g} x " \
+               f"ln {num_classes})"
+    return None
+
+
+def member_path(out_dir: Path, m: Member) -> Path:
+    return out_dir / "members" / f"{m.id}.json"
+
+
+def write_member(out_dir: Path, m: Member, record: dict) -> None:
+    atomic.write_json(member_path(out_dir, m), {**record, "config_sha1": m.fingerprint})
+
+
+def done(out_dir: Path, m: Member, *, warn=print) -> bool:
+    """Whether `m` has a finished record in `out_dir`. An unreadable record is moved to
+    `members/unreadable/` with one line said about it, and the member trains again; a record of
+    a different configuration of the same run is an error (StaleResult), never silently reused
+    (records without a fingerprint, written before it existed, are trusted)."""
+    path = member_path(out_dir, m)
+    if not path.exists():
+        return False
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        dest = set_aside(path)
+        warn(f"{path}: unreadable member record ({type(e).__name__}: {_first_line(e)}); moved to "
+             f"{dest}, the run trains again")
+        return False
+    stored = record.get("config_sha1")
+    if stored is not None and stored != m.fingerprint:
+        raise StaleResult(
+            f"{path} was trained with a different configuration of run {m.run.name!r} (seed "
+            f"{m.seed}) than the one asked for now; add --retrain to train it again, or write to "
+            "another --out")
+    return True
+
+
+def set_aside(path: Path) -> Path:
+    """Move `path` into `unreadable/` beside it, under a name not taken yet."""
+    folder = path.parent / "unreadable"
+    folder.mkdir(exist_ok=True)
+    dest, n = folder / path.name, 0
+    while dest.exists():
+        n += 1
+        dest = folder / f"{path.name}.{n}"
+    os.replace(path, dest)
+    return dest
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def discard(group: list[Member], out_dir: Path, runs_dir: Path) -> None:
+    """Forget everything trained for `group` (--retrain): its checkpoints, its members' records,
+    history CSVs, TensorBoard logs and best checkpoints."""
+    shutil.rmtree(runs_dir / "checkpoints" / group_id(group), ignore_errors=True)
+    for m in group:
+        member_path(out_dir, m).unlink(missing_ok=True)
+        (out_dir / "histories" / m.run.name / f"seed{m.seed}.csv").unlink(missing_ok=True)
+        shutil.rmtree(runs_dir / "tb" / m.run.name / f"seed{m.seed}", ignore_errors=True)
+        shutil.rmtree(runs_dir / "best" / m.id, ignore_errors=True)
+
+
+def check_data(runs, x_train, labels, num_classes: int) -> None:
+    """Before any training: every run's input_dim matches the features, and every label is an
+    integer in [0, num_classes) of every run (out-of-range labels train to NaN silently)."""
+    for run in runs:
+        if run.model.input_dim != x_train.shape[1]:
+            raise ValueError(f"run {run.name!r}: ModelConfig.input_dim={run.model.input_dim} but "
+                             f"the data has {x_train.shape[1]} features per example; allowed: "
+                             "input_dim equal to the data's")
+        if run.model.num_classes < num_classes:
+            raise ValueError(f"run {run.name!r}: ModelConfig.num_classes="
+                             f"{run.model.num_classes} but the data has {num_classes} classes")
+    for part, y in labels.items():
+        y = np.asarray(y)
+        if y.size and (y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= num_classes):
+            bad = y[(y < 0) | (y >= num_classes)] if y.dtype.kind in "iuf" else y
+            raise ValueError(f"{part} labels: found {bad.flat[0].item()!r} ({y.dtype}); allowed "
+                             f"integers in [0, {num_classes})")
+
+
+class Locked(RuntimeError):
+    """Another live process holds the output root."""
+
+
+class Lock:
+    """`<folder>/lock`, created with O_EXCL and holding the holder's pid, for the life of an
+    invocation. A lock whose pid no longer runs (a killed process) is taken over."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "lock"
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and _alive(holder):
+                    raise Locked(f"{self.path.parent} is in use by process {holder} (lock file "
+                                 f"{self.path}); wait for it to finish, or use another --out"
+                                 ) from None
+                self._take_over()
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            return self
+        raise Locked(f"could not take the lock {self.path}; another process keeps taking it")
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None  # empty (its writer was killed between create and write) or gone
+
+    def _take_over(self) -> None:
+        """Remove a stale lock by renaming it first, so two takers cannot both remove a fresh
+        one: only the rename of the stale file succeeds."""
+        stale = self.path.with_name(f"lock.stale.{os.getpid()}")
+        try:
+            os.replace(self.path, stale)
+        except FileNotFoundError:
+            return
+        try:  # another taker's fresh lock was renamed in between: give it back
+            pid = int(stale.read_text().split()[0])
+            if _alive(pid):
+                os.link(stale, self.path)
+        except (OSError, ValueError, IndexError):
+            pass
+        stale.unlink(missing_ok=True)
+
+    def __exit__(self, *exc):
+        if self._holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own stale lock (a reused pid); nobody else can hold it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

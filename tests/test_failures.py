@@ -1,0 +1,225 @@
+"""Failure modes of the experiment command (docs/guide/failures.md), each with its guarantee.
+
+A tiny experiment (two 4-unit runs, 2 epochs) on tiny Fashion-MNIST-format files runs
+in-process through `cli.run`, so its programs compile once for the whole module.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_run
+from test_data import write_fashion_mnist
+
+from jaxmlp import runner
+from jaxmlp.experiments import cli
+
+EPOCHS = 2
+EXP = cli.Experiment(
+    name="tiny", title="tiny", dataset="fashion_mnist", seeds=2,
+    runs=tuple(tiny_run(n, hidden=(4,), epochs=EPOCHS, dim=784, classes=10, batch_size=8)
+               for n in ("a", "b")))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    """One persistent XLA cache for the module: equal programs compile once."""
+    old = os.environ.get("JAXMLP_COMPILE_CACHE")
+    os.environ["JAXMLP_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("jax-cache"))
+    yield
+    os.environ.pop("JAXMLP_COMPILE_CACHE") if old is None else \
+        os.environ.__setitem__("JAXMLP_COMPILE_CACHE", old)
+
+
+@pytest.fixture
+def clone(tmp_path, monkeypatch):
+    """A working folder with tiny data in `data/`, as the current directory."""
+    write_fashion_mnist(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def run(*argv, exp=EXP, capsys=None) -> tuple[int, str]:
+    code = cli.run(exp, ["--data-dir", "data", *argv])
+    return code, capsys.readouterr().err if capsys else ""
+
+
+def git(*args, cwd) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_the_main_job_twice_in_a_clone_leaves_git_status_clean(clone, capsys):
+    print("training the tiny experiment, committing it, then running the same command again")
+    (clone / ".gitignore").write_text("/runs/\n/data/\n/home/\n")
+    assert run(capsys=capsys)[0] == 0
+    git("init", "-q", cwd=clone)
+    git("add", ".", cwd=clone)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results", cwd=clone)
+    before = snapshot(clone / "experiments")
+    code, err = run(capsys=capsys)
+    assert code == 0 and "nothing to train" in err
+    assert git("status", "--porcelain", cwd=clone) == ""
+    assert snapshot(clone / "experiments") == before  # provenance untouched, byte for byte
+
+
+def test_a_variant_of_the_definition_never_writes_the_committed_results(clone, capsys):
+    assert run("--epochs", "1", capsys=capsys)[0] == 0
+    err = capsys.readouterr().err
+    assert not (clone / "experiments").exists()
+    doc = json.loads((clone / "runs/tiny-seeds2-epochs1/results.json").read_text())
+    assert {s["epochs_run"] for r in doc["runs"] for s in r["seeds"]} == {1}
+    code, err = run("--seeds", "1", "--out", "experiments/tiny", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "--seeds 1 would overwrite experiments/tiny" in err
+    assert not (clone / "experiments").exists()
+
+
+def test_a_derived_output_is_announced_in_one_line(clone, capsys):
+    code, err = run("--only", "a", "--epochs", "1", capsys=capsys)
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if "differs from the experiment's definition" in ln]
+    assert lines == ["[tiny] --epochs 1 --only a differs from the experiment's definition: "
+                     "results go to runs/tiny-seeds2-epochs1-only-a/ (experiments/tiny/ is "
+                     "written only by the definition)"]
+
+
+def test_retrain_trains_again_where_deleting_records_resumes(clone, capsys):
+    assert run(capsys=capsys)[0] == 0
+    members = clone / "experiments/tiny/members"
+    for p in members.glob("*.json"):
+        p.unlink()
+    assert run(capsys=capsys)[0] == 0  # records gone, checkpoints kept: resumed, not retrained
+    assert all(json.loads(p.read_text())["resumed"] for p in members.glob("*.json"))
+    code, err = run("--retrain", capsys=capsys)
+    assert code == 0 and "--retrain: discarded" in err
+    records = [json.loads(p.read_text()) for p in sorted(members.glob("*.json"))]
+    assert len(records) == 4 and not any(r["resumed"] for r in records)
+    assert all(r["epochs_run"] == EPOCHS for r in records)
+
+
+def test_a_corrupt_member_record_is_set_aside_named_and_retrained(clone, capsys):
+    assert run(capsys=capsys)[0] == 0
+    record = clone / "experiments/tiny/members/a__seed1.json"
+    record.write_text('{"seed": 1, "epochs_')
+    code, err = run(capsys=capsys)
+    assert code == 0
+    assert f"{Path('experiments/tiny/members/a__seed1.json')}: unreadable member record" in err
+    assert (clone / "experiments/tiny/members/unreadable/a__seed1.json").read_text() \
+        .startswith('{"seed": 1')
+    assert json.loads(record.read_text())["epochs_run"] == EPOCHS
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--epochs", "99999999999"], "--epochs 99999999999: allowed an integer from 1 to 100,000"),
+    (["--seeds", "99999999999"], "--seeds 99999999999: allowed an integer from 1 to 1,000"),
+    (["--seeds", "0"], "--seeds 0: allowed an integer from 1 to 1,000"),
+    (["--epochs-per-call", "0"], "--epochs-per-call 0: allowed an integer from 1 to 1,000"),
+    (["--out", os.fsdecode(b"out-\xff")], r"--out 'out-\udcff': not valid UTF-8"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(clone, capsys, argv, says):
+    code, err = run(*argv, capsys=capsys)
+    assert code == 2
+    assert err == f"error: {says}; allowed: a UTF-8 path or URL\n" if "UTF-8" in says \
+        else err == f"error: {says}\n"
+    assert sorted(p.name for p in clone.iterdir()) == ["data"]
+
+
+def test_every_latest_checkpoint_unreadable_is_one_line_then_retrain_recovers(clone, capsys):
+    assert run("--out", "o", capsys=capsys)[0] == 0
+    for p in (clone / "o/members").glob("*.json"):
+        p.unlink()
+    steps = list((clone / "o/runs/checkpoints").glob("*/latest/*/state"))
+    assert steps
+    for state in steps:  # every file of every step truncated to nothing
+        for f in state.rglob("*"):
+            if f.is_file():
+                f.write_bytes(b"")
+    code, err = run("--out", "o", capsys=capsys)
+    assert code == 2
+    error = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(error) == 1 and "none can be restored" in error[0] and "--retrain" in error[0]
+    assert not list((clone / "o").rglob("*.orbax-checkpoint-tmp"))
+    assert not (clone / "o/members").exists() or not list((clone / "o/members").glob("*.json"))
+    assert run("--out", "o", "--retrain", capsys=capsys)[0] == 0
+
+
+def test_labels_and_input_dim_are_checked_before_training():
+    run_ = tiny_run("r", dim=3, classes=4)
+    x = np.zeros((5, 3), np.float32)
+    runner.check_data([run_], x, {"train": np.array([0, 3])}, 4)  # fine
+    with pytest.raises(ValueError, match=r"train labels: found 4 .*allowed integers in \[0, 4\)"):
+        runner.check_data([run_], x, {"train": np.array([0, 4])}, 4)
+    with pytest.raises(ValueError, match=r"found -1"):
+        runner.check_data([run_], x, {"test": np.array([-1, 2])}, 4)
+    with pytest.raises(ValueError, match="input_dim=3 but the data has 5 features"):
+        runner.check_data([run_], np.zeros((5, 5)), {}, 4)
+
+
+def test_divergence_rule_flags_nan_and_an_exploded_finite_loss():
+    # 10 classes: the limit is 10 * ln(10) = 23.03; uniform guessing gives ln(10) = 2.30.
+    assert runner.divergence(True, [2.3, float("nan")], 10) == "non-finite loss (NaN guard)"
+    assert runner.divergence(False, [300.0, 330.0], 10).startswith(
+        "training loss exploded to 330 (> 23 = 10 x ln 10)")
+    assert runner.divergence(False, [2.3, 23.0], 10) is None
+    assert runner.divergence(False, [2.3, 0.5], 10) is None
+
+
+def test_adam_at_lr_1e3_is_flagged_diverged_in_results_and_console(clone, capsys):
+    hot = tuple(tiny_run(n, hidden=(32,), epochs=3, dim=784, classes=10, batch_size=8, lr=1e3)
+                for n in ("hot",))
+    exp = cli.Experiment(name="hot", title="hot", dataset="fashion_mnist", seeds=1, runs=hot)
+    code, err = run(exp=exp, capsys=capsys)
+    assert code == 0
+    rec = json.loads((clone / "experiments/hot/members/hot__seed0.json").read_text())
+    assert rec["diverged"] and rec["diverged_reason"]
+    assert "DIVERGED: hot seed 0" in err
+
+
+def test_a_live_lock_refuses_with_the_holder_pid_and_a_stale_one_is_taken_over(clone, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        lock = clone / "runs/tiny/lock"
+        lock.parent.mkdir(parents=True)
+        lock.write_text(f"{holder.pid}\n")
+        code, err = run(capsys=capsys)
+        assert code == 3
+        assert err == (f"error: {Path('runs/tiny')} is in use by process {holder.pid} (lock file "
+                       f"{Path('runs/tiny/lock')}); wait for it to finish, or use another "
+                       "--out\n")
+        assert not [p for p in clone.rglob("experiments/**/*") if p.is_file()]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(capsys=capsys)[0] == 0  # the holder is dead: its lock is taken over
+    assert not lock.exists()  # and released at the end
+
+
+def test_two_invocations_at_once_one_trains_the_other_is_refused(clone):
+    print("starting two processes on the same output root")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "jaxmlp.experiments.p8d", "--quick", "--only", "sin_callbacks",
+           "--seeds", "1", "--out", "shared"]
+    procs = [subprocess.Popen(cmd, cwd=clone, env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=1800), p.stderr.read()) for p in procs]  # a hang guard only
+    codes = sorted(code for code, _ in results)
+    if codes == [0, 0]:  # the first finished before the second started: both legitimate
+        pytest.skip("the two processes did not overlap on this machine")
+    assert codes == [0, 3]
+    refused = next(err for code, err in results if code == 3)
+    assert "is in use by process" in refused
+    assert not list((clone / "shared").rglob("*.orbax-checkpoint-tmp"))
+    assert json.loads((clone / "shared/results.json").read_text())["runs"]
+
