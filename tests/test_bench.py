@@ -241,8 +241,21 @@ def test_parity_rows_tolerance_verdict_stops_and_cuts(tmp_path):
 
 
 def test_parity_table_imports_no_jax():
-    code = ("import sys, jaxmlp.bench.parity_table; "
+    # Loaded from its file, so that only the module's own imports count (not jaxmlp/__init__).
+    code = ("import importlib.util as u, sys; "
+            f"s = u.spec_from_file_location('parity_table', {parity_table.__file__!r}); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'jax', 'jaxlib', 'flax', 'optax', 'keras'}))")
+            "{'jax', 'jaxlib', 'flax', 'optax', 'keras', 'jaxmlp'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_stop_epochs_compared_within_two_pooled_stds():
+    # No spread on either side: pooled std 0, so the tolerance is the 1-epoch floor; 6 > 1.
+    flat = parity_table.compare_epochs([10, 10, 10], [4, 4, 4])
+    assert (flat["diff"], flat["tolerance"], flat["within"]) == (6.0, 1.0, False)
+    # Sample variances 2 and 2: pooled sqrt((1*2 + 1*2) / 2) = sqrt(2); tol 2 sqrt(2) > |-1|.
+    noisy = parity_table.compare_epochs([10, 12], [11, 13])
+    assert noisy["diff"] == -1.0 and noisy["within"] is True
+    assert noisy["tolerance"] == pytest.approx(2 * math.sqrt(2))

@@ -8,7 +8,9 @@ gives per run: final test accuracy mean ± sample std (n) on each side, the diff
 tolerance max(1 pp, 2 x pooled std) and whether the difference is within it; the epochs each
 seed ran (where EarlyStopping fired, the stop epoch as Keras prints it, 1-based) and the epochs
 at whose end ReduceLROnPlateau cut the LR (1-based; ours read from the LR column of the history,
-invisible where a scheduler overwrites the LR each epoch, so only counted there).
+invisible where a scheduler overwrites the LR each epoch, so only counted there). Stop epochs
+swing with tiny val_loss differences, so where EarlyStopping is on their means are compared the
+same way: within max(1 epoch, 2 x pooled std) or not.
 `rows()` returns plain dicts, `markdown(rows)` the table for the bench page.
 """
 
@@ -110,7 +112,19 @@ def compare(exp: str, run: dict, keras: list[dict], exp_dir: Path) -> dict:
     row["pooled_std"] = pooled
     row["tolerance"] = max(MIN_TOLERANCE, 2 * pooled) if pooled is not None else MIN_TOLERANCE
     row["within"] = abs(row["diff"]) <= row["tolerance"]
+    if hooks.get("early_stopping") is not None:
+        row["epochs"] = compare_epochs(row["ours"]["epochs"], row["keras"]["epochs"])
     return row
+
+
+def compare_epochs(ours: list[int], keras: list[int]) -> dict:
+    """Epochs run (the stop epoch where EarlyStopping fired), ours against Keras: the difference
+    of the means and whether it is within max(1 epoch, 2 x pooled std), as for accuracy."""
+    a, b = _stats([float(e) for e in ours]), _stats([float(e) for e in keras])
+    pooled = pooled_std(a, b)
+    tol = max(1.0, 2 * pooled) if pooled is not None else 1.0
+    diff = a["mean"] - b["mean"]
+    return {"diff": diff, "pooled_std": pooled, "tolerance": tol, "within": abs(diff) <= tol}
 
 
 def rows(experiments_dir="experiments", experiments=("p8d", "ta8")) -> list[dict]:
@@ -151,11 +165,19 @@ def _cuts(side: dict | None) -> str:
                       for c in side["cuts"])
 
 
+def _epoch_verdict(e: dict | None) -> str:
+    if e is None:
+        return "—"
+    mark = "" if e["within"] else " **fuera**"
+    return f"{e['diff']:+.1f} ({e['tolerance']:.1f}){mark}"
+
+
 def markdown(table: list[dict]) -> str:
     """The rows as one markdown table (accuracies and differences in percentage points)."""
     head = ("| Experimento | Run | jaxmlp test acc. % (n) | Keras 3 test acc. % (n) | Δ pp "
-            "| Tolerancia pp | Veredicto | Épocas jaxmlp | Épocas Keras | Recortes LR jaxmlp "
-            "| Recortes LR Keras |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "| Tolerancia pp | Veredicto | Épocas jaxmlp | Épocas Keras | Δ épocas (tol.) "
+            "| Recortes LR jaxmlp | Recortes LR Keras |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in table:
         if "diff" in r:
@@ -169,7 +191,8 @@ def markdown(table: list[dict]) -> str:
         lines.append(
             f"| {r['experiment']} | {r['run']} | {_acc(r['ours']['test_accuracy'])} "
             f"| {_acc(keras['test_accuracy'] if keras else None)} | {diff} | {tol} | {verdict} "
-            f"| {_epochs(r['ours'])} | {_epochs(keras)} | {_cuts(r['ours'])} | {_cuts(keras)} |")
+            f"| {_epochs(r['ours'])} | {_epochs(keras)} | {_epoch_verdict(r.get('epochs'))} "
+            f"| {_cuts(r['ours'])} | {_cuts(keras)} |")
     return head + "\n".join(lines) + "\n"
 
 
