@@ -1,263 +1,183 @@
-"""jaxmlp.report: figures and fragments from the committed fixture (invented numbers, real run
-names and configs), the wording of the generated comparisons, and the site built from them."""
+"""jaxmlp.report: the «mejor»/«empate» rule, shared vs varying configuration, the pages and
+figures rendered from committed fixtures, and a user's new experiment file going all the way
+from `python -m jaxmlp run --quick` to a page in the strictly built site."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from jaxmlp import report
+from jaxmlp.report import compare, figures, generate, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "experiments"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def build_site(experiments: Path, tmp: Path) -> Path:
-    """Copy docs/ and mkdocs.yml to `tmp`, regenerate from `experiments`, `mkdocs build
-    --strict`; return the built site folder. The working tree is never written."""
-    shutil.copytree(ROOT / "docs", tmp / "docs")
-    shutil.copy(ROOT / "mkdocs.yml", tmp / "mkdocs.yml")  # docs_dir: docs -> tmp/docs
-    report.generate(experiments, tmp / "docs")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
-         str(tmp / "mkdocs.yml"), "-d", str(tmp / "site")],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return tmp / "site"
+def fake_run(name: str, accs: list[float], part: int = 1, **model) -> dict:
+    """A results.json run entry with the given per-seed test accuracies."""
+    config = {"model": {"hidden": [32], "activation": "relu", "batch_norm": False,
+                        "dropout": [0.0], "kernel_init": "glorot_uniform", "l2": 0.0, **model},
+              "optim": {"name": "adam", "learning_rate": 1e-3},
+              "train": {"batch_size": 64, "epochs": 5, "validation_split": 0.1},
+              "hooks": {}}
+    return {"name": name, "label": name.upper(), "part": part, "config": config,
+            "seeds": [{"seed": i, "test": {"accuracy": a}} for i, a in enumerate(accs)],
+            "summary": {"test_accuracy": compare.stats(accs)}}
 
 
-def page_text(site: Path, page: str) -> str:
-    return (site / "portfolio" / page / "index.html").read_text(encoding="utf-8")
+# --- words from numbers --------------------------------------------------------------------
 
+def test_mejor_only_when_the_seed_ranges_do_not_overlap():
+    a = fake_run("a", [0.60, 0.61, 0.62])
+    b = fake_run("b", [0.55, 0.56, 0.57])
+    c = fake_run("c", [0.58, 0.605, 0.59])   # mean 0.5917: below a, ranges overlap (0.605 > 0.60)
+    v = compare.verdict(b, a)
+    assert v.high is a and v.better and v.word == "mejor"
+    # gap of the means: (0.61 - 0.56) * 100 = 5.0 pp
+    assert v.gap_pp == pytest.approx(5.0)
+    assert "es mejor que" in compare.sentence(v)
+    w = compare.verdict(a, c)
+    assert w.high is a and not w.better and w.word == "empate"
+    assert "empate" in compare.sentence(w) and "mejor" not in compare.sentence(w)
+
+
+def test_one_seed_is_never_mejor():
+    v = compare.verdict(fake_run("a", [0.9]), fake_run("b", [0.1]))
+    assert not v.better and v.single_seed and "empate" in compare.sentence(v)
+
+
+def test_the_table_states_the_shared_configuration_once_and_each_run_only_its_change():
+    runs = [fake_run("ref", [0.5, 0.5]), fake_run("wide", [0.5, 0.5], hidden=[128]),
+            fake_run("gelu", [0.5, 0.5], activation="gelu")]
+    shared, varying = tables.split(runs)
+    assert varying == ["Capas ocultas", "Activación"]
+    assert shared["Optimizador"] == "Adam" and "Capas ocultas" not in shared
+    ref = tables.reference(runs, varying)
+    assert ref == {"Capas ocultas": "32", "Activación": "relu"}
+    assert tables.changes(runs[0], varying, ref) == "referencia"
+    assert tables.changes(runs[1], varying, ref) == "capas ocultas: 128"
+    table = tables.results_table(runs, varying)
+    assert table.count("\n") == 2 + len(runs)
+    assert "relu" not in table.split("\n", 2)[2]  # the reference value is not repeated per row
+
+
+def test_each_run_keeps_its_colour_and_neighbours_differ():
+    runs = [fake_run(n, [0.5], part=p) for n, p in (("a", 1), ("b", 1), ("c", 2), ("d", 2))]
+    colors = figures.colors(runs)
+    assert colors["a"] != colors["b"] and colors["c"] != colors["d"]
+    assert figures.colors(runs) == colors
+
+
+# --- pages from the committed fixture ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+def rendered(tmp_path_factory):
     docs = tmp_path_factory.mktemp("docs")
-    return docs, report.generate(FIXTURE, docs)
+    return docs, generate(FIXTURE, docs)
 
 
-def fixture_run(exp: str, name: str) -> dict:
-    doc = json.loads((FIXTURE / exp / "results.json").read_text())
-    return next(r for r in doc["runs"] if r["name"] == name)
-
-
-def fragment(docs: Path, exp: str, name: str) -> str:
-    return (docs / "generated" / exp / f"{name}.md").read_text(encoding="utf-8")
-
-
-def test_every_declared_fragment_and_each_figure_is_written(generated):
-    docs, files = generated
-    for exp, names in (("p8d", report.P8D_FRAGMENTS), ("ta8", report.TA8_FRAGMENTS)):
-        assert {p.stem for p in (docs / "generated" / exp).glob("*.md")} == set(names)
-    pngs = sorted((docs / "assets" / "generated").rglob("*.png"))
-    assert {p.parent.name for p in pngs} == {"p8d", "ta8"}
-    assert len(pngs) == 12
-    for png in pngs:
-        data = png.read_bytes()
-        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, png
-        assert png in files
-        assert b"Software" not in data  # no matplotlib version stamp to churn the bytes
-
-
-def test_figure_links_resolve_from_the_including_page(generated):
-    docs, _ = generated
-    page_dir = docs / "portfolio"
-    for md in (docs / "generated").rglob("fig_*.md"):
-        link = md.read_text().split("](", 1)[1].split(")", 1)[0]
-        assert (page_dir / link).resolve().is_file(), (md, link)
-
-
-def test_fragments_carry_the_fixture_numbers(generated):
-    docs, _ = generated
-    best = fixture_run("ta8", "cb_reduce_lr")["summary"]["test_accuracy"]
-    expected = f"{100 * best['mean']:.1f} ± {100 * best['std']:.1f}"
-    assert expected in fragment(docs, "ta8", "callbacks")
-    assert expected in fragment(docs, "ta8", "winner")
-    assert f"{fixture_run('ta8', 'combined')['params']['total']:,}" in fragment(
-        docs, "ta8", "combined_model")
-    full = fixture_run("p8d", "con_callbacks")["summary"]
-    assert f"{100 * full['test_accuracy']['mean']:.1f}" in fragment(docs, "p8d", "evaluation")
-    assert f"{full['epochs_run']['mean']:.1f}" in fragment(docs, "p8d", "evaluation")
-    technical = fragment(docs, "ta8", "technical")
-    assert "`efefefefefef`" in technical and "FIXTURE (no device)" in technical
-    assert "JPEG" in fragment(docs, "ta8", "dataset")
-
-
-def test_pages_built_from_a_fixture_say_the_numbers_are_not_results(generated):
-    docs, _ = generated
+def test_every_experiment_gets_its_page_and_svg_figures_in_both_palettes(rendered):
+    docs, written = rendered
+    for page in ("portfolio/08d-Callbacks-MLP.md", "portfolio/TA8-Backpropagation-Optimizadores.md",
+                 "index.md", "bench.md"):
+        assert docs / page in written
     for exp in ("p8d", "ta8"):
-        assert "Datos sintéticos" in fragment(docs, exp, "status")
+        svgs = sorted((docs / "assets" / "generated" / exp).glob("*.svg"))
+        light = [p for p in svgs if not p.stem.endswith("-dark")]
+        assert light and len(svgs) == 2 * len(light)
+        for svg in svgs:
+            text = svg.read_text()
+            assert "<text" in text  # text kept as text: the browser test measures it
+            sizes = [float(s) for s in re.findall(r"font[^;\"]*?([0-9.]+)px", text)]
+            assert sizes and min(sizes) >= 9.5, svg
+            assert 'fill="#ffffff"' not in text.split("<g id=\"axes_1\">")[0]  # transparent
 
 
-def test_identical_configurations_are_named_not_hidden(generated):
-    docs, _ = generated
-    text = fragment(docs, "ta8", "identical")
-    for label in ("«Adam LR 0.001»", "«Adam»", "«Batch 64»"):
-        assert label in text
-    assert "misma configuración" in text and "exactamente las mismas cifras" in text
-    top5 = fragment(docs, "ta8", "top5")
-    assert top5.count("Batch 64") <= 1  # one configuration, one place in the ranking
+def test_pages_carry_the_fixture_numbers_and_the_synthetic_warning(rendered):
+    docs, _ = rendered
+    doc = json.loads((FIXTURE / "ta8" / "results.json").read_text())
+    page = (docs / "portfolio" / "TA8-Backpropagation-Optimizadores.md").read_text()
+    assert "Datos sintéticos" in page
+    for run in doc["runs"]:
+        s = run["summary"]["test_accuracy"]
+        assert f"| {run['label']} |" in page
+        assert f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" in page, run["name"]
+    assert "seed" not in re.sub(r"seed\d|seed<k>", "", page.lower())  # «página original»
 
 
-def test_seed_parameter_counts_that_do_not_match_are_reported(generated):
-    docs, _ = generated
-    text = fragment(docs, "ta8", "params_check")
-    deep = fixture_run("ta8", "deep")["params"]["total"]
-    assert f"{deep:,}" in text and "«Deep 4×64» (222,986 en el seed" in text
-    assert "«Pyramid 256→128→64» (362,378 en el seed" in text
-    assert "«Baseline 2×32» (" not in text
+def test_a_results_folder_without_a_template_gets_the_default_page(tmp_path):
+    exp = tmp_path / "experiments" / "otro"
+    shutil.copytree(FIXTURE / "p8d", exp)
+    doc = json.loads((exp / "results.json").read_text())
+    doc["experiment"], doc["title"] = "otro", "Otro experimento"
+    doc["page"] = {"objective": "Ver qué pasa.", "description": "Una descripción."}
+    (exp / "results.json").write_text(json.dumps(doc))
+    generate(tmp_path / "experiments", tmp_path / "docs")
+    page = (tmp_path / "docs" / "experiments" / "otro.md").read_text()
+    assert page.startswith("---\ntitle: \"Otro experimento\"")
+    assert "Ver qué pasa." in page and "Una descripción." in page
+    assert "../assets/generated/otro/accuracy_part1.svg#only-light" in page
 
 
-def stat(mean, lo, hi, n=3, std=0.004):
-    return {"mean": mean, "std": std, "min": lo, "max": hi, "n": n}
+# --- a user's experiment, end to end -------------------------------------------------------
+
+EXPERIMENT_FILE = '''
+from jaxmlp import config as C
+from jaxmlp.experiments.cli import Experiment
+
+TRAIN = C.TrainConfig(dataset="fashion_mnist", epochs=2, batch_size=32, validation_split=0.1)
+EXPERIMENT = Experiment(
+    name="demo", title="Demo: ancho de la capa oculta", dataset="fashion_mnist", seeds=2,
+    objective="Comprobar si una capa más ancha ayuda.",
+    description="Dos runs que solo difieren en el ancho.",
+    runs=(
+        C.RunConfig(name="estrecha", label="Estrecha", train=TRAIN,
+                    model=C.ModelConfig(hidden=(32,))),
+        C.RunConfig(name="ancha", label="Ancha", train=TRAIN,
+                    model=C.ModelConfig(hidden=(128,))),
+    ),
+)
+'''
 
 
-def test_overlapping_seed_ranges_are_called_noise():
-    s = report.compare_sentence("A", stat(0.552, 0.548, 0.556), "B", stat(0.549, 0.545, 0.553))
-    assert "la diferencia (0.3 pp) está dentro del ruido entre semillas" in s
-    assert "supera" not in s
+def jaxmlp(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
 
 
-def test_separate_seed_ranges_name_the_winner():
-    s = report.compare_sentence("A", stat(0.50, 0.49, 0.51), "B", stat(0.56, 0.55, 0.57))
-    assert s.startswith("«B» supera a «A» por 6.0 pp (fuera del rango de variación entre "
-                        "semillas")
-
-
-def test_one_seed_gives_no_noise_estimate_and_ties_are_ties():
-    s = report.compare_sentence("A", stat(0.6, 0.6, 0.6, n=1, std=0), "B",
-                                stat(0.5, 0.5, 0.5, n=1, std=0))
-    assert "una sola semilla" in s
-    tie = report.compare_sentence("A", stat(0.5, 0.49, 0.51), "B", stat(0.5, 0.48, 0.52))
-    assert "empatan" in tie
-
-
-def test_the_adam_update_used_is_read_from_the_configs():
-    def doc(*runs):
-        return {"runs": [{"name": n, "config": {"optim": {"name": o, "keras_epsilon": k}}}
-                         for n, o, k in runs]}
-
-    keras = report.adam_epsilon_fragment(doc(("a", "adam", True), ("w", "adamw", True),
-                                             ("s", "sgd", False)))
-    assert "usan la actualización de Keras 3 tal cual" in keras and "optax" not in keras
-    optax = report.adam_epsilon_fragment(doc(("a", "adam", False), ("s", "sgd", False)))
-    assert "colocación del épsilon de `optax`" in optax and "no es el usado aquí" in optax
-    mixed = report.adam_epsilon_fragment(doc(("a", "adam", True), ("b", "adam", False)))
-    assert "`a`" in mixed and "`b`" not in mixed and "los demás" in mixed
-    # Results written before the option existed have no keras_epsilon key: optax's update.
-    legacy = {"runs": [{"name": "a", "config": {"optim": {"name": "adam"}}}]}
-    assert "no es el usado aquí" in report.adam_epsilon_fragment(legacy)
-    assert "Ningún run" in report.adam_epsilon_fragment(doc(("s", "sgd", False)))
-
-
-def test_ta8_parity_fragment_quotes_keras_and_the_seed_only_at_equal_epochs(tmp_path):
-    def curves(*last):
-        return [{"val_accuracy": [0.1, v], "accuracy": [0.1, v]} for v in last]
-
-    parity = {"benchmark": "keras_parity", "epochs": 20, "models": {
-        "combined": {"keras": curves(0.413, 0.417), "jaxmlp": curves(0.401, 0.405)},
-        "baseline": {"keras": curves(0.3, 0.3)}}}
-    (tmp_path / "keras_parity_x.json").write_text(json.dumps(parity))
-    ta8 = {"runs": [{"name": "combined", "config": {"train": {"epochs": 20}}},
-                    {"name": "baseline", "config": {"train": {"epochs": 30}}}]}
-    text = report.ta8_parity_fragment(tmp_path, ta8)
-    combined = next(line for line in text.splitlines() if line.startswith("- `combined`"))
-    assert "Keras 3 `fit` 41.5 % (41.3–41.7)" in combined
-    assert "`jaxmlp` (épsilon de optax) 40.3 % (40.1–40.5)" in combined
-    seed = report.SEED_TA8["test_accuracy"]["combined"]
-    assert f"El seed publicó {100 * seed:.1f} % de test" in combined
-    baseline = next(line for line in text.splitlines() if line.startswith("- `baseline`"))
-    assert "El seed publicó" not in baseline and "entrena 30 épocas" in baseline
-    assert "Todavía no hay" in report.ta8_parity_fragment(tmp_path / "none", ta8)
-
-
-def test_generation_is_deterministic(tmp_path):
-    a = report.generate(FIXTURE, tmp_path / "a")
-    b = report.generate(FIXTURE, tmp_path / "b")
-    assert [p.relative_to(tmp_path / "a") for p in a] == [p.relative_to(tmp_path / "b") for p in b]
-    for pa, pb in zip(a, b):
-        assert pa.read_bytes() == pb.read_bytes(), pa
-
-
-def test_stale_generated_files_are_removed(tmp_path):
-    report.generate(FIXTURE, tmp_path)
-    stale = tmp_path / "assets" / "generated" / "ta8" / "old_figure.png"
-    stale.write_bytes(PNG_MAGIC)
-    report.generate(tmp_path / "no-experiments", tmp_path)
-    assert not stale.exists()
-    assert not list((tmp_path / "assets" / "generated").rglob("*.png"))
-    assert report.PLACEHOLDER in fragment(tmp_path, "ta8", "top5")
-
-
-def test_history_na_cells_become_nan(tmp_path):
-    (tmp_path / "h.csv").write_text("epoch,val_loss\n0,1.5\n1,NA\n")
-    h = report.read_history(tmp_path, "h.csv")
-    assert h["val_loss"][0] == 1.5 and h["val_loss"][1] != h["val_loss"][1]
-
-
-def test_bench_fragment_with_and_without_results(tmp_path):
-    assert "No benchmark results committed yet" in report.bench_fragment(tmp_path / "none")
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "sweep.json").write_text(json.dumps({
-        "benchmark": "sweep", "n_train": 1000, "environment": {"device": "cpu"},
-        "scaling": [{"members": 4, "epoch_s": 0.5, "per_member_s": 0.125}],
-        "group_vs_solo": {"members": 4, "group_epoch_s": 0.5, "solo_epochs_s": 1.5,
-                          "speedup": 3.0}}))
-    text = report.bench_fragment(tmp_path / "bench")
-    assert "0.125" in text and "3.00× speed-up" in text
-
-
-def test_bench_fragment_renders_whole_sweeps_and_keras_parity(tmp_path):
-    # Invented numbers, only to check that each is carried onto the page.
-    env = {"device": "Test CPU (2 cores)", "platform": "cpu", "device_count": 1, "jax": "0.0"}
-    (tmp_path / "sweep_x.json").write_text(json.dumps({
-        "benchmark": "whole_sweep", "experiment": "ta8", "command": "python -m x", "runs": 26,
-        "members": 78, "epochs": 1234, "groups": 14, "wall_time_s": 4321.5, "n_train": 45000,
-        "dataset": "cifar10", "created": "2026-01-01T00:00:00Z", "environment": env,
-        "note": "machine shared with the test suite"}))
-    curves = lambda a, v: {"accuracy": [0.1, a], "val_accuracy": [0.2, v]}  # noqa: E731
-    (tmp_path / "parity.json").write_text(json.dumps({
-        "benchmark": "keras_parity", "epochs": 2, "batch": 64, "n_train": 45000,
-        "keras": "3.99", "environment": env,
-        "dataset": {"name": "cifar10", "source": "local", "note": "JPEG-decoded copy"},
-        "models": {"baseline": {"keras": [curves(0.31, 0.30), curves(0.35, 0.34)],
-                                "jaxmlp": [curves(0.33, 0.36), curves(0.37, 0.38)]}}}))
-    text = report.bench_fragment(tmp_path)
-    assert "**4321.5 s**" in text and "1,234 epochs" in text and "78 trainings" in text
-    assert "machine shared with the test suite" in text
-    assert "| baseline | keras | 2 | 33.0 | 32.0 (30.0–34.0) | 20.0 32.0 |" in text
-    assert "| baseline | jaxmlp | 2 | 35.0 | 37.0 (36.0–38.0) |" in text
-    assert "Keras `3.99`" in text and "JPEG-decoded copy" in text
-    # Ranges 30-34 (Keras) and 36-38 (jaxmlp) do not overlap; means 32 vs 37: +5.0 pp.
-    assert "jaxmlp is +5.0 pp from Keras, beyond seed noise" in text
-
-
-def test_report_never_imports_jax():
-    code = "import sys, jaxmlp.report; sys.exit('jax' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
-
-
-def test_site_builds_with_no_results_at_all(tmp_path):
-    site = build_site(tmp_path / "empty", tmp_path)
-    for page in ("08d-Callbacks-MLP", "TA8-Backpropagation-Optimizadores"):
-        html = page_text(site, page)
-        assert report.PLACEHOLDER in html and "--8&lt;--" not in html and "<img" not in html
-
-
-def test_a_changed_result_reaches_the_built_page(tmp_path):
-    experiments = tmp_path / "experiments"
-    shutil.copytree(FIXTURE, experiments)
-    path = experiments / "ta8" / "results.json"
-    doc = json.loads(path.read_text())
-    run = next(r for r in doc["runs"] if r["name"] == "cb_combined")
-    run["summary"]["test_accuracy"].update(mean=0.6789, min=0.6701, max=0.6877)
-    path.write_text(json.dumps(doc))
-    html = page_text(build_site(experiments, tmp_path), "TA8-Backpropagation-Optimizadores")
-    assert "67.9 ± " in html  # the tables
-    assert "«Combined callbacks» supera a" in html  # and the sentences follow the new number
+def test_a_new_experiment_file_runs_and_gets_its_page_in_the_built_site(tmp_path):
+    (tmp_path / "demo.py").write_text(textwrap.dedent(EXPERIMENT_FILE))
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    # --quick may not write experiments/<name> (committed results); another folder it may.
+    jaxmlp("run", "demo.py", "--quick", "--quiet", "--out", "quick/demo", cwd=tmp_path)
+    doc = json.loads((tmp_path / "quick" / "demo" / "results.json").read_text())
+    assert doc["page"]["objective"] == "Comprobar si una capa más ancha ayuda."
+    listed = jaxmlp("list", "quick", cwd=tmp_path).stdout
+    assert "demo" in listed and "2 runs" in listed
+    jaxmlp("report", "--experiments", "quick", cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d",
+                           str(tmp_path / "site")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    html = (tmp_path / "site" / "experiments" / "demo" / "index.html").read_text()
+    home = (tmp_path / "site" / "index.html").read_text()
+    assert 'href="experiments/demo/"' in home  # in the navigation
+    assert "<table>" in html and "Comprobar si una capa más ancha ayuda." in html
+    for kind in ("accuracy", "curves", "time"):
+        shown = re.findall(rf"assets/generated/demo/({kind}_part\d+)\.svg#only-light", html)
+        assert shown, kind
+        assert (tmp_path / "site" / "assets" / "generated" / "demo" / f"{shown[0]}.svg").is_file()
+    for run in doc["runs"]:
+        s = run["summary"]["test_accuracy"]
+        assert f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" in html, run["name"]
+        assert f"{100 * s['min']:.1f}–{100 * s['max']:.1f}" in html, run["name"]

@@ -25,13 +25,6 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
-# (screenshot name, path under the site root, figures folder whose PNGs the page shows)
-PAGES = [
-    ("index", "", None),
-    ("p8d", "portfolio/08d-Callbacks-MLP/", "p8d"),
-    ("ta8", "portfolio/TA8-Backpropagation-Optimizadores/", "ta8"),
-    ("bench", "bench/", None),
-]
 
 
 def tool(name: str) -> str | None:
@@ -73,12 +66,32 @@ def test_every_action_is_pinned_to_a_commit_with_its_release_named():
         assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+\s*", rest), (ref, rest)
 
 
-def test_the_pages_build_installs_only_the_docs_packages():
-    """The site reads committed files; the workflow must not need JAX or the package itself."""
+def test_the_pages_build_installs_the_pinned_docs_packages_only():
+    """The site reads committed files; the workflow installs docs/requirements.txt and never
+    JAX or the package itself."""
     text = PAGES_WORKFLOW.read_text()
     installs = re.findall(r"pip install (.+)", text)
-    assert installs == ["mkdocs-material pymdown-extensions"], installs
-    assert "mkdocs build --strict" in text and "SITE_URL:" in text
+    assert installs == ["-r docs/requirements.txt"], installs
+    assert "mkdocs build --strict" in text and "SITE_URL:" in text and "REPO_URL:" in text
+
+
+def pins() -> dict[str, str]:
+    lines = (ROOT / "docs" / "requirements.txt").read_text().splitlines()
+    return dict(ln.split("==") for ln in lines if ln and not ln.startswith("#"))
+
+
+def test_docs_constraints_pin_every_docs_extra_and_match_this_environment():
+    import tomllib
+    from importlib import metadata
+
+    pinned = {k.lower(): v for k, v in pins().items()}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for req in extras["docs"]:
+        name = re.split(r"[<>=\[ ]", req, maxsplit=1)[0].lower()
+        assert name in pinned, f"{name} is in the docs extra but not pinned"
+    for name, version in pinned.items():
+        assert metadata.version(name) == version, (name, metadata.version(name), version)
 
 
 # --- the site ----------------------------------------------------------------------------------
@@ -98,12 +111,18 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+def site_pages(site: Path) -> list[str]:
+    """Every page of the built site, as a path under its root ('' for the landing page)."""
+    pages = [p.parent.relative_to(site).as_posix() for p in site.rglob("index.html")]
+    return sorted("" if p == "." else p + "/" for p in pages)
+
+
 def test_the_real_site_builds_strict(site):
-    for _, path, _ in PAGES:
-        html = (site / path / "index.html").read_text(encoding="utf-8")
-        assert "--8&lt;--" not in html  # every snippet include was resolved
+    pages = site_pages(site)
+    assert {"", "portfolio/08d-Callbacks-MLP/", "portfolio/TA8-Backpropagation-Optimizadores/",
+            "bench/", "guide/experimento-propio/"} <= set(pages)
     assert (site / "search" / "search_index.json").is_file()
-    assert not (site / "generated").exists()  # fragments are included, not pages
+    assert "página no encontrada" in (site / "404.html").read_text(encoding="utf-8")
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -153,10 +172,45 @@ IMAGES_JS = """async () => {
   return imgs.map(i => ({src: i.currentSrc || i.src, naturalWidth: i.naturalWidth}));
 }"""
 
+# Tables wider than the content column (Material would give them a horizontal scrollbar).
+TABLES_JS = """() => {
+  const article = document.querySelector("article");
+  const room = article.getBoundingClientRect().width;
+  return Array.from(article.querySelectorAll("table")).map(t => ({
+    head: t.rows[0].innerText.slice(0, 60), width: t.scrollWidth, room}))
+    .filter(t => t.width > t.room + 1);
+}"""
 
-@pytest.mark.parametrize("name,path,figures", PAGES, ids=[p[0] for p in PAGES])
-def test_page_renders_in_chromium(browser, served, site, name, path, figures):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+# For each shown SVG figure: its smallest font size, in CSS px as rendered (font size in the
+# SVG's user units times the image's rendered width over the viewBox width).
+FONTS_JS = """async () => {
+  const shown = Array.from(document.querySelectorAll("article img"))
+    .filter(i => /\\.svg($|#)/.test(i.src) && i.getBoundingClientRect().width > 0);
+  const out = [];
+  for (const img of shown) {
+    const text = await (await fetch(img.src)).text();
+    const svg = new DOMParser().parseFromString(text, "image/svg+xml").documentElement;
+    const box = svg.getAttribute("viewBox").split(/[ ,]+/).map(Number);
+    const sizes = Array.from(text.matchAll(/font[^;"]*?([0-9.]+)px/g)).map(m => +m[1]);
+    const scale = img.getBoundingClientRect().width / box[2];
+    out.push({src: img.src, px: Math.min(...sizes) * scale, texts: sizes.length});
+  }
+  return out;
+}"""
+
+VIEWS = [(w, scheme) for w in (1280, 390) for scheme in ("light", "dark")]
+MIN_FIGURE_PX = 11
+
+
+@pytest.fixture(scope="module")
+def pages(site):
+    return site_pages(site)
+
+
+def check_page(browser, served, path, width, scheme) -> list[str]:
+    """Open one page in one viewport and palette; return what is wrong with it."""
+    context = browser.new_context(viewport={"width": width, "height": 900},
+                                  color_scheme=scheme)
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors, external, failed = [], [], []
@@ -169,37 +223,52 @@ def test_page_renders_in_chromium(browser, served, site, name, path, figures):
             external.append(r.request.url)
             r.abort()
 
-    def on_response(resp):
-        if resp.status >= 400:
-            failed.append(f"{resp.status} {resp.url}")
-
     page.on("console", lambda m: m.type == "error" and errors.append(
         f"console: {m.text} ({m.location.get('url', '')})"))
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     page.on("requestfailed", lambda r: r.url not in external and failed.append(
         f"{r.failure} {r.url}"))
-    page.on("response", on_response)
+    page.on("response", lambda resp: resp.status >= 400 and failed.append(
+        f"{resp.status} {resp.url}"))
     context.route("**/*", route)
     try:
         page.goto(served + path, wait_until="load")
         page.wait_for_load_state("networkidle")
         images = page.evaluate(IMAGES_JS)
-        title = page.title()
-        h1 = page.locator("article h1").first.inner_text().strip()
+        wide = page.evaluate(TABLES_JS) if width >= 1280 else []
+        fonts = page.evaluate(FONTS_JS) if width >= 1280 else []
+        title, h1 = page.title(), page.locator("article h1").first.inner_text().strip()
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"site-{name}.png"), full_page=True)
+        name = (path.strip("/").replace("/", "_") or "index") + f"-{width}-{scheme}.png"
+        page.screenshot(path=str(ARTIFACTS / name), full_page=True)
     finally:
         context.close()
-
-    html = (site / path / "index.html").read_text(encoding="utf-8")
     problems = [f"image did not load: {i['src']}" for i in images if i["naturalWidth"] <= 0]
     problems += errors + [f"failed request: {f}" for f in failed]
     problems += [f"request to another host: {u}" for u in external]
+    problems += [f"table {t['width']} px wide in a {t['room']:.0f} px column: {t['head']!r}"
+                 for t in wide]
+    problems += [f"figure text {f['px']:.1f} px < {MIN_FIGURE_PX}: {f['src']}"
+                 for f in fonts if f["px"] < MIN_FIGURE_PX]
     if not (title.endswith("jaxmlp") and h1):
         problems.append(f"no title or h1: title={title!r} h1={h1!r}")
-    if len(images) != html.count("<img"):
-        problems.append(f"{len(images)} images in the DOM, {html.count('<img')} in the HTML")
-    if figures and any((ROOT / "docs" / "assets" / "generated" / figures).glob("*.png")):
-        if not any(i["src"].endswith(".png") for i in images):
-            problems.append(f"no figure shown although docs/assets/generated/{figures} has PNGs")
-    assert not problems, f"{path or 'index'}:\n" + "\n".join(problems)
+    return problems
+
+
+@pytest.mark.parametrize("width,scheme", VIEWS, ids=[f"{w}-{s}" for w, s in VIEWS])
+def test_every_page_reads_well(browser, served, pages, width, scheme):
+    """Every page, in this viewport and palette: no console error, every image loaded, no
+    request elsewhere; at desktop width no table wider than its column and figure text of at
+    least 11 px. Screenshots land in test-artifacts/."""
+    problems = {p or "index": check_page(browser, served, p, width, scheme) for p in pages}
+    problems = {p: v for p, v in problems.items() if v}
+    assert not problems, "\n".join(f"{p}:\n  " + "\n  ".join(v) for p, v in problems.items())
+
+
+def test_portfolio_pages_show_their_figures(site):
+    """Each portfolio page shows SVG figures in both palettes, and glightbox makes them
+    zoomable."""
+    for page in ("portfolio/08d-Callbacks-MLP/", "portfolio/TA8-Backpropagation-Optimizadores/"):
+        html = (site / page / "index.html").read_text(encoding="utf-8")
+        assert html.count(".svg#only-light") == html.count(".svg#only-dark") > 0, page
+        assert "glightbox" in html, page

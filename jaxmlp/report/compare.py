@@ -1,0 +1,108 @@
+"""Numbers in words: seed statistics, Spanish number formats and the «mejor»/«empate» verdict.
+
+A run is «mejor» than another only when their seed ranges (min–max) do not overlap, i.e. the
+gap of the means is larger than the seed-to-seed variation; otherwise the two «empatan».
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def stats(values) -> dict | None:
+    """Mean, sample std (ddof=1; 0 for one value), min, max, n — as in results.json."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return None
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "std": std, "min": float(v.min()), "max": float(v.max()),
+            "n": int(v.size)}
+
+
+def seed_values(run: dict, *path) -> list[float]:
+    """One value per seed record, following `path` (e.g. "test", "accuracy")."""
+    out = []
+    for s in run.get("seeds", []):
+        v = s
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v is not None:
+            out.append(float(v))
+    return out
+
+
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with one decimal: 0.5234 -> '52.3'."""
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def pm(s: dict | None, scale: float = 100.0, fmt: str = ".1f") -> str:
+    """'mean ± std' of a stats dict (in % by default)."""
+    if not s:
+        return "—"
+    return f"{s['mean'] * scale:{fmt}} ± {s['std'] * scale:{fmt}}"
+
+
+def span(s: dict | None, scale: float = 100.0, fmt: str = ".1f") -> str:
+    """'min–max' of a stats dict (in % by default)."""
+    if not s:
+        return "—"
+    return f"{s['min'] * scale:{fmt}}–{s['max'] * scale:{fmt}}"
+
+
+def pp(d: float) -> str:
+    """A difference in percentage points, with a second decimal when it is tiny."""
+    return f"{d:.2f}" if abs(d) < 0.1 else f"{d:.1f}"
+
+
+def num(x: float | None, fmt: str = ",.0f") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Two runs compared on one metric (higher is better)."""
+
+    high: dict   # the run with the higher mean
+    low: dict
+    gap_pp: float        # difference of the means, in percentage points
+    better: bool         # True: the ranges do not overlap, «high» is «mejor»
+    single_seed: bool    # one seed only: no estimate of the noise, never «mejor»
+    metric: str = "test_accuracy"
+
+    @property
+    def word(self) -> str:
+        return "mejor" if self.better else "empate"
+
+
+def verdict(a: dict, b: dict, metric: str = "test_accuracy") -> Verdict | None:
+    """Compare runs `a` and `b` on `metric` from their results.json summaries."""
+    sa, sb = a.get("summary", {}).get(metric), b.get("summary", {}).get(metric)
+    if not sa or not sb:
+        return None
+    (hi, shi), (lo, slo) = sorted(((a, sa), (b, sb)), key=lambda t: -t[1]["mean"])
+    single = min(shi["n"], slo["n"]) < 2
+    better = not single and shi["min"] > slo["max"]
+    return Verdict(hi, lo, 100 * (shi["mean"] - slo["mean"]), better, single, metric)
+
+
+def sentence(v: Verdict | None, metric_name: str = "exactitud en test") -> str:
+    """The verdict in one Spanish sentence, with the numbers it rests on."""
+    if v is None:
+        return "sin resultados para comparar."
+    hl, ll = label(v.high), label(v.low)
+    sh, sl = v.high["summary"][v.metric], v.low["summary"][v.metric]
+    if v.single_seed:
+        return (f"«{hl}» queda {pp(v.gap_pp)} pp por encima de «{ll}» con una sola semilla: "
+                "empate (sin estimación del ruido).")
+    if v.better:
+        return (f"«{hl}» es mejor que «{ll}» por {pp(v.gap_pp)} pp ({metric_name}; rangos "
+                f"{span(sh)} % y {span(sl)} %, sin solaparse).")
+    return (f"«{hl}» y «{ll}»: empate ({pp(v.gap_pp)} pp de diferencia de medias, rangos "
+            f"{span(sh)} % y {span(sl)} % solapados).")
+
+
+def label(run: dict) -> str:
+    return run.get("label") or run["name"]

@@ -1,0 +1,212 @@
+"""Figures as SVG, each drawn twice (light and dark palette, transparent background), with one
+colour per run across every figure of a page, a legend on every figure and text that stays
+>= 11 px when the figure fills the content column.
+
+Text is kept as SVG <text> (svg.fonttype none) so the browser test can measure it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from matplotlib import rc_context
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+from jaxmlp.report import load
+from jaxmlp.report.compare import label, seed_values
+
+# Tableau 10 and two more: readable on white and on Material's slate background.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac", "#17becf", "#bcbd22")
+WIDTH = 6.4  # inches; 460.8 pt of SVG user space, shown at ~700 px on a 1280 px screen
+BASE = {"font.size": 10, "axes.titlesize": 10.5, "legend.fontsize": 9.5, "xtick.labelsize": 9.5,
+        "ytick.labelsize": 9.5, "axes.grid": True, "grid.alpha": 0.35,
+        "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
+        "svg.fonttype": "none", "svg.hashsalt": "jaxmlp",
+        "font.family": ["DejaVu Sans", "sans-serif"]}
+INK = {"light": "#222222", "dark": "#e2e4e9"}
+THEMES = {name: {**BASE, "text.color": ink, "axes.labelcolor": ink, "axes.edgecolor": ink,
+                 "xtick.color": ink, "ytick.color": ink, "grid.color": ink}
+          for name, ink in INK.items()}
+ORIGINAL = {"light": "#111111", "dark": "#ffffff"}  # the original page's published values
+
+
+def colors(runs: list[dict]) -> dict[str, str]:
+    """One colour per run: its position within its part, so neighbours always differ."""
+    seen: dict[int, int] = {}
+    out = {}
+    for r in runs:
+        i = seen.get(r.get("part", 1), 0)
+        seen[r.get("part", 1)] = i + 1
+        out[r["name"]] = PALETTE[i % len(PALETTE)]
+    return out
+
+
+def svg_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", transparent=True, metadata={"Date": None, "Creator": None})
+    return buf.getvalue()
+
+
+def themed(draw: Callable[[Figure, str], None], height: float) -> dict[str, bytes]:
+    """Draw a figure once per palette; returns {"light": svg, "dark": svg}."""
+    out = {}
+    for theme, rc in THEMES.items():
+        with rc_context(rc):
+            fig = Figure(figsize=(WIDTH, height), layout="constrained")
+            FigureCanvasSVG(fig)
+            draw(fig, theme)
+            out[theme] = svg_bytes(fig)
+    return out
+
+
+def write(folder: Path, name: str, svgs: dict[str, bytes]) -> list[Path]:
+    """<name>.svg (light) and <name>-dark.svg; unchanged bytes are not rewritten."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for theme, data in svgs.items():
+        path = folder / (f"{name}.svg" if theme == "light" else f"{name}-{theme}.svg")
+        if not (path.is_file() and path.read_bytes() == data):
+            path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def legend_below(fig: Figure, ax, ncols: int = 3) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(handles)))
+
+
+def accuracy(runs: list[dict], color: dict[str, str], published: dict | None = None,
+             metric: str = "test_accuracy", xlabel: str = "Exactitud en test (%)"):
+    """Per run: mean ± std as a dot with a bar, each seed as a small ring, and the original
+    page's published value as a diamond where there is one."""
+    runs = [r for r in runs if r["summary"].get(metric)]
+    published = published or {}
+    path = ("test", "accuracy") if metric == "test_accuracy" else ("val", "accuracy")
+
+    def draw(fig, theme):
+        ax = fig.subplots()
+        y, marked = np.arange(len(runs))[::-1], []
+        for yi, r in zip(y, runs):
+            s, c = r["summary"][metric], color[r["name"]]
+            ax.errorbar(100 * s["mean"], yi, xerr=100 * s["std"], fmt="o", color=c, ms=6,
+                        capsize=4, lw=2, label="media ± desv. estándar" if yi == y[0] else None)
+            vals = [100 * v for v in seed_values(r, *path)]
+            ax.plot(vals, [yi - 0.22] * len(vals), "o", mfc="none", mec=c, ms=4, alpha=0.9,
+                    label="cada semilla" if yi == y[0] else None)
+            if r["name"] in published:
+                ax.plot(100 * published[r["name"]], yi + 0.22, "D", mfc="none",
+                        mec=ORIGINAL[theme], ms=6, label=None if marked else
+                        "página original (Keras, publicado)")
+                marked.append(r["name"])
+        ax.set_yticks(y, [label(r) for r in runs])
+        ax.set_ylim(-0.7, len(runs) - 0.3)
+        ax.set_xlabel(xlabel)
+        legend_below(fig, ax)
+    return themed(draw, 1.3 + 0.34 * len(runs))
+
+
+def band(ax, series: list[np.ndarray], color: str, name: str) -> None:
+    """The mean over seeds as a line and the seeds' min–max range as a band."""
+    if not series:
+        return
+    n = max(len(c) for c in series)
+    grid = np.full((len(series), n), np.nan)
+    for i, c in enumerate(series):
+        grid[i, :len(c)] = c
+    x = np.arange(1, n + 1)
+    with warnings.catch_warnings():  # an epoch where every seed logged NA: a gap, not an error
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi, mean = np.nanmin(grid, 0), np.nanmax(grid, 0), np.nanmean(grid, 0)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+    ax.plot(x, mean, color=color, lw=1.8, label=name)
+
+
+def curves(doc: dict, runs: list[dict], color: dict[str, str], column: str, ylabel: str,
+           scale: float = 100.0):
+    """One history column per run over epochs: mean line, min–max band over seeds."""
+    def draw(fig, theme):
+        ax = fig.subplots()
+        for r in runs:
+            band(ax, [scale * c for c in load.curves(doc, r, column)], color[r["name"]],
+                 label(r))
+        ax.set_xlabel("Época")
+        ax.set_ylabel(ylabel)
+        legend_below(fig, ax)
+    return themed(draw, 3.2 + 0.25 * ((len(runs) + 2) // 3))
+
+
+def learning_rate(doc: dict, runs: list[dict], color: dict[str, str]):
+    """The learning rate per epoch (seed 0's history: the schedule is the same for every seed
+    unless a plateau cut it), linear scale because a cosine can reach exactly 0."""
+    def draw(fig, theme):
+        ax = fig.subplots()
+        styles = ("-", "--", ":", "-.")
+        for i, r in enumerate(runs):
+            lr = load.curves(doc, r, "learning_rate")
+            if lr:
+                ax.plot(np.arange(1, len(lr[0]) + 1), lr[0], color=color[r["name"]], lw=2,
+                        ls=styles[i % len(styles)], label=label(r))
+        ax.set_xlabel("Época")
+        ax.set_ylabel("Tasa de aprendizaje")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        legend_below(fig, ax)
+    return themed(draw, 3.4)
+
+
+def seconds(runs: list[dict], color: dict[str, str], times: dict[str, dict]):
+    """Training seconds per run as bars from zero, the seeds' range as a whisker."""
+    runs = [r for r in runs if times.get(r["name"])]
+
+    def draw(fig, theme):
+        ax = fig.subplots()
+        y = np.arange(len(runs))[::-1]
+        for yi, r in zip(y, runs):
+            t = times[r["name"]]
+            ax.barh(yi, t["mean"], color=color[r["name"]], height=0.6,
+                    label="media por run" if yi == y[0] else None)
+            ax.plot([t["min"], t["max"]], [yi, yi], color=INK[theme], lw=1.5,
+                    label="rango entre semillas" if yi == y[0] else None)
+        ax.set_xlim(left=0)
+        ax.set_yticks(y, [label(r) for r in runs])
+        ax.set_xlabel("Segundos de entrenamiento por run y semilla")
+        legend_below(fig, ax)
+    return themed(draw, 1.3 + 0.34 * len(runs))
+
+
+def smooth(values: np.ndarray, weight: float = 0.6) -> np.ndarray:
+    """TensorBoard's scalar smoothing: a debiased exponential moving average."""
+    out, last, n = [], 0.0, 0
+    for v in values:
+        n += 1
+        last = last * weight + (1 - weight) * v
+        out.append(last / (1 - weight ** n))
+    return np.array(out)
+
+
+def tensorboard(doc: dict, run: dict):
+    """A TensorBoard-style scalars view (epoch_accuracy, epoch_loss; train and validation,
+    smoothing 0.6 over the faint raw line) drawn from one seed's committed history CSV."""
+    seed = run["seeds"][0]
+    h = load.history(doc["_dir"], seed.get("history_csv")) or {}
+    tb = {"train": "#ff7043", "validation": "#0077bb"}
+
+    def draw(fig, theme):
+        axes = fig.subplots(1, 2)
+        for ax, metric in zip(axes, ("accuracy", "loss")):
+            for who, col in (("train", metric), ("validation", f"val_{metric}")):
+                if col in h:
+                    x = np.arange(len(h[col]))
+                    ax.plot(x, h[col], color=tb[who], alpha=0.3, lw=1)
+                    ax.plot(x, smooth(h[col]), color=tb[who], lw=1.8, label=who)
+            ax.set_title(f"epoch_{metric}", loc="left")
+            ax.set_xlabel("epoch")
+        legend_below(fig, axes[0], ncols=2)
+    return themed(draw, 3.0)

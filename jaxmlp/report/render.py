@@ -1,0 +1,87 @@
+"""Pages from templates: every experiment in experiments/ gets docs/<page>.md rendered with
+Jinja2 (its own template if it has one, else the default), plus the landing and bench pages.
+
+    python -m jaxmlp report [--experiments experiments] [--docs docs]
+
+Pages are pre-rendered into docs/ and committed, so the Pages build needs only MkDocs Material.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from jaxmlp.report import bench, compare, context, load, tables
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+EXPERIMENT_TEMPLATES = Path(__file__).resolve().parents[1] / "experiments" / "templates"
+DEFAULT = "experiment.md.j2"
+HEADER = ("<!-- Generado por `python -m jaxmlp report` a partir de {source}; "
+          "no editar a mano: se sobrescribe. -->\n")
+
+
+def environment(extra: list[Path] = ()) -> jinja2.Environment:
+    """Templates from the user's folders first, then the experiments', then the defaults."""
+    folders = [*extra, EXPERIMENT_TEMPLATES, TEMPLATES]
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(f) for f in folders]),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters.update(pct=compare.pct, pm=compare.pm, span=compare.span, pp=compare.pp,
+                       num=compare.num, label=compare.label, labels=context.labels,
+                       capitalize_first=lambda s: s[:1].upper() + s[1:])
+    env.globals.update(sentence=compare.sentence, verdict=compare.verdict,
+                       aspects=tables.aspects, describe_hooks=tables.describe_hooks)
+    return env
+
+
+def page_of(doc: dict) -> tuple[str, str, list[Path]]:
+    """(page path under docs/, template name, extra template folders) for one experiment:
+    the original page's location if it has one, else experiments/<name>.md; the template
+    recorded in results.json, else jaxmlp/experiments/templates/<name>.md.j2, else default."""
+    name = doc["experiment"]
+    meta = doc.get("page", {})
+    page = load.original(name).get("page") or meta.get("path") or f"experiments/{name}.md"
+    if meta.get("template") and Path(meta["template"]).is_file():
+        t = Path(meta["template"]).resolve()
+        return page, t.name, [t.parent]
+    if (EXPERIMENT_TEMPLATES / f"{name}.md.j2").is_file():
+        return page, f"{name}.md.j2", []
+    return page, DEFAULT, []
+
+
+def stamped(text: str, source: str) -> str:
+    """The page with a do-not-edit comment after its front matter (which must come first)."""
+    head = HEADER.format(source=source)
+    if text.startswith("---\n"):
+        end = text.index("\n---\n", 4) + 5
+        return text[:end] + head + text[end:]
+    return head + text
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def generate(experiments: Path, docs: Path) -> list[Path]:
+    """Render every page and figure from the committed results; returns the files written."""
+    written, pages = [], []
+    for doc in load.experiments(experiments):
+        page, template, extra = page_of(doc)
+        ctx = context.experiment(doc, docs, page)
+        text = environment(extra).get_template(template).render(**ctx)
+        source = f"experiments/{doc['_dir'].name}/results.json"
+        written.append(write(docs / page, stamped(text, source)))
+        written += ctx["figures"].written
+        pages.append(ctx)
+    env = environment()
+    benches = bench.context(load.bench(experiments), experiments)
+    bench_page = env.get_template("bench.md.j2").render(bench=benches)
+    written.append(write(docs / "bench.md", stamped(bench_page, "experiments/bench/*.json")))
+    index = env.get_template("index.md.j2").render(pages={p["name"]: p for p in pages},
+                                                   bench=benches)
+    written.append(write(docs / "index.md", stamped(index, "experiments/*/results.json")))
+    return written
