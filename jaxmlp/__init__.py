@@ -12,6 +12,7 @@ Everything below the top level (config, epoch, group, fit, hooks, observers, rec
 experiment runner) is importable too; see docs/guide/api.md.
 """
 
+from jaxmlp import datasets
 from jaxmlp.callbacks import (
     CosineSchedule,
     CSVLogger,
@@ -31,5 +32,5 @@ __all__ = [
     "fit", "load", "Result", "MLP", "Adam", "AdamW", "SGD", "RMSprop",
     "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler", "CosineSchedule",
     "ModelCheckpoint", "TerminateOnNaN", "TensorBoard", "CSVLogger",
-    "ConfigError", "DataError",
+    "ConfigError", "DataError", "datasets",
 ]

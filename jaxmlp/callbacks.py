@@ -131,11 +131,14 @@ class Effects:
         self.saved_best = -1
 
     def epoch(self, epoch: int, row: dict, state) -> None:
-        """After `epoch` (0-based): its metrics `row` and the run's state (no member axis)."""
+        """After `epoch` (0-based): its metrics `row` and the state of the group of one."""
         for log in self.csv:
             log.append(epoch, row)
         for tb in self.tb:
             tb.scalars(epoch, row)
+        if not (self.every or self.best):
+            return
+        state = jax.tree.map(lambda a: a[0], state)
         if self.every:
             weights = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
             for store in self.every:

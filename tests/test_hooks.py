@@ -485,3 +485,125 @@ def test_a_plateau_factor_outside_0_1_is_an_error(factor):
 def test_negative_patience_and_counters_are_errors(make):
     with pytest.raises(C.ConfigError, match="integer >= 0"):
         make()
+
+
+# --- Edge cases: no best yet (Keras's best=None), non-finite values, min_delta's form ----------
+# Keras 3 code these traces follow (keras/src/callbacks/monitor_callback.py):
+#     _is_improvement(current, best): True if best is None, else
+#                                     monitor_op(current - min_delta, best)
+# with min_delta negated in min mode, i.e. `current + min_delta < best` for a loss. NaN compares
+# False with everything, so a NaN best is never improved on.
+
+def test_a_nan_first_value_becomes_the_best_and_blocks_every_later_improvement():
+    # Keras, patience 1, val_loss [nan, 0.5, 0.4]:
+    #   e0: best None -> improvement: best = nan, best_epoch 0, wait 1 -> 0
+    #   e1: wait 1; less(0.5 + 0, nan) is False -> wait 1 >= 1 and epoch > 0: stop at epoch 1.
+    # A +inf sentinel would instead have refused the NaN and taken 0.5 as the best.
+    cfg = C.EarlyStopping(patience=1, restore_best_weights=True)
+    states = run_early_stopping(cfg, [math.nan, 0.5, 0.4])
+    assert field(states, "wait") == [0, 1]
+    assert field(states, "best_epoch") == [0, 0]
+    assert math.isnan(field(states, "best")[-1])
+    assert int(states[-1].stopped_epoch) == 1
+    # on_train_end: best_weights is not None (stored at e0) -> restore epoch 0's weights.
+    np.testing.assert_allclose(H.early_stopping_finalize(states[-1], weights_of(1)), 0.0)
+
+
+def test_a_plus_inf_first_value_is_the_best_until_a_finite_one_beats_it():
+    # Keras, patience 1, val_loss [inf, 0.5, 0.6, 0.7]:
+    #   e0: best None -> best inf, wait 0;  e1: 0.5 < inf -> best 0.5 (epoch 1), wait 0;
+    #   e2: wait 1, 0.6 < 0.5 False -> 1 >= 1: stop at epoch 2. (A sentinel gives wait 1 at e0.)
+    states = run_early_stopping(C.EarlyStopping(patience=1), [math.inf, 0.5, 0.6, 0.7])
+    assert field(states, "wait") == [0, 0, 1]
+    assert field(states, "best_epoch") == [0, 1, 1]
+    assert int(states[-1].stopped_epoch) == 2
+
+
+def test_a_minus_inf_best_still_restores_its_weights():
+    # Keras, patience 1, restore_best_weights, val_loss [-inf, 0.1, 0.2]:
+    #   e0: best -inf, weights of e0 stored;  e1: 0.1 < -inf False, wait 1 >= 1 -> stop.
+    #   on_train_end restores because best_weights is not None, whatever the best value is.
+    cfg = C.EarlyStopping(patience=1, restore_best_weights=True)
+    states = run_early_stopping(cfg, [-math.inf, 0.1, 0.2])
+    assert int(states[-1].stopped_epoch) == 1
+    np.testing.assert_allclose(H.early_stopping_finalize(states[-1], weights_of(1)), 0.0)
+
+
+def test_no_restore_before_any_eligible_epoch():
+    # start_from_epoch 5 and training ends after 2 epochs: Keras never stored weights
+    # (best_weights is None), so on_train_end leaves the last weights.
+    cfg = C.EarlyStopping(patience=1, restore_best_weights=True, start_from_epoch=5)
+    states = run_early_stopping(cfg, [0.3, 0.2])
+    np.testing.assert_allclose(H.early_stopping_finalize(states[-1], weights_of(1)), 1.0)
+
+
+def test_an_inf_value_without_a_baseline_still_resets_wait():
+    # Keras: `if self.baseline is None or ...: self.wait = 0` after an improvement. Trace
+    # [inf, 0.5] with patience 1: e0 best inf, wait 0 (no baseline to beat); e1 improves.
+    states = run_early_stopping(C.EarlyStopping(patience=1), [math.inf, 0.5])
+    assert field(states, "wait") == [0, 0]
+    assert not bool(states[-1].stop)
+
+
+# float32 boundary: best 1.25, min_delta 0.5 (exact in float32, so Keras's float64 difference
+# rounded to float32 by ops.less equals our float32 sum), current = 0.75 - 2**-24.
+#   Keras: current + 0.5 = 1.25 - 2**-24 is halfway between the float32 neighbours
+#          1.25 - 2**-23 and 1.25; ties-to-even gives 1.25; less(1.25, 1.25) is False:
+#          no improvement.
+#   The old plateau form `current < best - min_delta` = 0.74999994 < 0.75 said True.
+BOUNDARY = float(np.float32(0.75) - np.float32(2.0**-24))
+
+
+def test_plateau_min_delta_uses_keras_form_at_a_float32_boundary():
+    # ReduceLROnPlateau(factor 0.5, patience 1, min_delta 0.5), lr 1.0, val_loss [1.25, B]:
+    #   e0: best None -> best 1.25, wait 0;  e1: not an improvement (above), not in cooldown:
+    #   wait 1 >= 1 and 1.0 > min_lr 0 -> lr = 0.5, cooldown 0, wait 0.
+    assert np.float32(BOUNDARY) + np.float32(0.5) == np.float32(1.25)  # the tie, rounded
+    cfg = C.ReduceLROnPlateau(factor=0.5, patience=1, min_delta=0.5)
+    states, lrs = run_plateau(cfg, [1.25, BOUNDARY])
+    assert lrs == [1.0, 0.5]
+    assert field(states, "reductions") == [0, 1]
+    # EarlyStopping, same test: e1 is no improvement, wait 1 >= 1 -> stop at epoch 1.
+    es = run_early_stopping(C.EarlyStopping(patience=1, min_delta=0.5), [1.25, BOUNDARY])
+    assert int(es[-1].stopped_epoch) == 1
+
+
+def test_plateau_takes_a_nan_first_value_as_best_and_then_cuts_every_patience_epochs():
+    # Keras, factor 0.1, patience 1, val_loss [nan, 0.5, 0.4], lr 1.0:
+    #   e0: best None -> best nan, wait 0 (no cut);  e1: 0.5 + 1e-4 < nan False -> wait 1 >= 1:
+    #   lr 0.1, wait 0;  e2: the same: lr 0.01. (A +inf sentinel would cut at e0 and then
+    #   improve at e1.)
+    _, lrs = run_plateau(C.ReduceLROnPlateau(patience=1), [math.nan, 0.5, 0.4])
+    np.testing.assert_allclose(lrs, [1.0, 0.1, 0.01], rtol=1e-6)
+
+
+def test_model_checkpoint_saves_a_nan_first_value_then_nothing_better_than_it():
+    # Keras ModelCheckpoint(save_best_only): e0 best None -> save (best nan); e1, e2:
+    # less(0.5, nan), less(0.4, nan) are False -> no save.
+    state = H.best_init(C.ModelCheckpoint(), INITIAL_WEIGHTS)
+    saved = []
+    for epoch, value in enumerate([math.nan, 0.5, 0.4]):
+        state = H.best_update(state, jnp.int32(epoch), metrics(val_loss=value), weights_of(epoch))
+        saved.append(bool(state.improved))
+    assert saved == [True, False, False]
+    assert int(state.best_epoch) == 0
+
+
+def test_val_monitors_without_validation_data_stay_idle_with_one_keras_warning_each():
+    # Keras with no validation data: get_monitor_value warns "Early stopping conditioned on
+    # metric `val_loss` which is not available" and returns; the plateau likewise. So over 6
+    # epochs of NaN val metrics nothing stops and the LR is never cut; a `loss` monitor works.
+    cfg = C.HooksConfig(early_stopping=C.EarlyStopping(patience=0),
+                        reduce_lr=C.ReduceLROnPlateau(patience=0),
+                        checkpoint=C.ModelCheckpoint(monitor="loss"))
+    messages = H.unavailable(cfg, has_val=False)
+    assert len(messages) == 2 and all("`val_loss` which is not available" in m for m in messages)
+    assert H.unavailable(cfg, has_val=True) == []
+    h = H.init(cfg, INITIAL_WEIGHTS, jnp.float32(1.0), has_val=False)
+    lr = jnp.float32(1.0)
+    for epoch in range(6):
+        m = metrics(val_loss=math.nan, val_accuracy=math.nan, loss=1.0 - 0.1 * epoch)
+        h, lr, stop = H.end_epoch(h, jnp.int32(epoch), m, weights_of(epoch), lr)
+        assert not bool(stop)
+    assert float(lr) == 1.0
+    assert int(H.summary(h).checkpoint_best_epoch) == 5  # the loss monitor kept working

@@ -1,0 +1,151 @@
+"""The public API: jaxmlp.fit / Result.evaluate / predict / save / load, callbacks, input checks."""
+
+import csv
+import re
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmlp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def problem(n=400, dim=10, classes=4, noise=0.0, seed=0):
+    """A learnable problem: labels = argmax of a fixed linear map (plus optional label noise)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    y = np.argmax(x @ rng.normal(size=(dim, classes)) + noise * rng.normal(size=(n, classes)), 1)
+    return x, y
+
+
+SMALL = dict(model=jaxmlp.MLP(hidden=(16,)), batch_size=64, verbose=0, seed=0)
+
+
+def test_the_readme_python_block_runs_as_written(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Use it as a library", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "jaxmlp.fit(" in block and "jaxmlp.load(" in block
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "model_dir" / "model.json").exists()
+
+
+@pytest.fixture(scope="module")
+def stopped():
+    """Noisy labels and a large LR overfit fast: EarlyStopping fires well before 40 epochs."""
+    x, y = problem(n=300, noise=2.0)
+    r = jaxmlp.fit(x, y, **{**SMALL, "model": jaxmlp.MLP(hidden=(64,))},
+                   optimizer=jaxmlp.Adam(0.05), epochs=40, validation_split=0.3,
+                   callbacks=[jaxmlp.EarlyStopping(patience=2, restore_best_weights=True)])
+    return x, y, r
+
+
+def test_restored_weights_reproduce_the_best_val_loss_in_history(stopped):
+    x, y, r = stopped
+    val = r.history["val_loss"]
+    assert len(val) < 40  # stopped early, so the last epoch is not the best one
+    best = int(np.argmin(val))
+    assert best == len(val) - 3  # patience 2: two epochs without improvement after the best
+    n_val = 300 - int(np.floor(300 * (1 - 0.3)))  # Keras's tail split: the last 90 examples
+    scores = r.evaluate(x[-n_val:], y[-n_val:])
+    np.testing.assert_allclose(scores["loss"], val[best], rtol=1e-5)
+    np.testing.assert_allclose(scores["accuracy"], r.history["val_accuracy"][best], rtol=1e-6)
+    assert abs(scores["loss"] - val[-1]) > 1e-3  # the last epoch's weights would not give it
+
+
+def test_validation_split_is_the_tail_of_the_arrays_as_validation_data():
+    x, y = problem(n=250)
+    k = 250 - int(np.floor(250 * (1 - 0.2)))  # 50
+    a = jaxmlp.fit(x, y, **SMALL, epochs=3, validation_split=0.2)
+    b = jaxmlp.fit(x[:-k], y[:-k], **SMALL, epochs=3, validation_data=(x[-k:], y[-k:]))
+    assert a.history == b.history
+    assert set(a.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+
+
+def test_save_and_load_give_identical_predictions(stopped, tmp_path):
+    x, y, r = stopped
+    r.save(tmp_path / "m")
+    back = jaxmlp.load(tmp_path / "m")
+    probs = r.predict(x)
+    assert probs.shape == (300, 4) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(back.predict(x), probs)
+    assert back.evaluate(x, y) == r.evaluate(x, y)
+    assert back.config == r.config
+    np.testing.assert_array_equal(back.history["val_loss"], r.history["val_loss"])
+
+
+@pytest.mark.parametrize("bad_y, match", [
+    (np.full(40, 1.5), "integer class ids"),
+    (-np.ones(40, int), "integer class ids"),
+    (np.eye(4)[np.arange(40) % 4], "one-hot"),
+    (np.zeros(39, int), r"shape \(40,\)"),
+])
+def test_bad_labels_are_one_line_data_errors_before_training(bad_y, match):
+    x, _ = problem(n=40)
+    with pytest.raises(jaxmlp.DataError, match=match) as err:
+        jaxmlp.fit(x, bad_y, **SMALL)
+    assert "\n" not in str(err.value)
+
+
+def test_labels_beyond_classes_and_input_mismatches_are_one_line_errors(stopped):
+    x, y = problem(n=40)
+    y = np.arange(40) % 4
+    with pytest.raises(jaxmlp.DataError, match="classes=3") as err:
+        jaxmlp.fit(x, y, **SMALL, classes=3)  # labels go up to 3
+    assert "\n" not in str(err.value)
+    with pytest.raises(jaxmlp.DataError, match="7 features per example, x has 10"):
+        jaxmlp.fit(x, y, **SMALL, validation_data=(x[:, :7], y))
+    with pytest.raises(jaxmlp.DataError, match="takes 10"):
+        stopped[2].predict(x[:, :7])
+    with pytest.raises(jaxmlp.ConfigError, match="batch_size"):
+        jaxmlp.fit(x, y, **{**SMALL, "batch_size": 0})
+    with pytest.raises(jaxmlp.ConfigError, match="not supported"):
+        jaxmlp.fit(x, y, **SMALL, callbacks=["early_stopping"])
+
+
+def test_file_callbacks_and_a_scheduler(tmp_path):
+    x, y = problem(n=200)
+    r = jaxmlp.fit(x, y, **SMALL, epochs=4, validation_split=0.25, callbacks=[
+        jaxmlp.LearningRateScheduler(lambda epoch, lr: 0.01 * 0.5 ** epoch),
+        jaxmlp.CSVLogger(tmp_path / "h.csv"), jaxmlp.TensorBoard(tmp_path / "tb"),
+        jaxmlp.ModelCheckpoint(tmp_path / "best", save_best_only=True),
+        jaxmlp.TerminateOnNaN()])
+    np.testing.assert_allclose(r.history["learning_rate"], [0.01, 0.005, 0.0025, 0.00125],
+                               rtol=1e-6)
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]
+    np.testing.assert_allclose([float(row["val_loss"]) for row in rows], r.history["val_loss"])
+    assert (tmp_path / "tb" / "validation").is_dir()
+    best = int(np.argmin(r.history["val_loss"]))
+    assert [p.name for p in (tmp_path / "best" / "best").iterdir()
+            if p.name.isdigit()] == [str(best)]
+
+
+def test_val_monitors_without_validation_data_warn_and_stay_idle():
+    # Keras: EarlyStopping(patience=0) on val_loss with no validation data warns and never stops.
+    x, y = problem(n=100)
+    with pytest.warns(UserWarning, match="`val_loss` which is not available"):
+        r = jaxmlp.fit(x, y, **SMALL, epochs=3, callbacks=[jaxmlp.EarlyStopping(patience=0)])
+    assert len(r.history["loss"]) == 3
+    assert set(r.history) == {"loss", "accuracy", "learning_rate"}
+
+
+def test_verbose_1_prints_one_line_per_epoch(capsys):
+    x, y = problem(n=100)
+    jaxmlp.fit(x, y, **{**SMALL, "verbose": 1}, epochs=2, validation_split=0.2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[:2] for line in lines] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert all("val_loss" in line for line in lines)
+
+
+def test_optimizer_constructors_use_keras_names_and_defaults():
+    assert jaxmlp.Adam().keras_epsilon and jaxmlp.Adam().epsilon == 1e-7
+    assert jaxmlp.SGD(momentum=0.9, nesterov=True).learning_rate == 0.01
+    assert jaxmlp.RMSprop().rho == 0.9 and jaxmlp.AdamW().weight_decay == 0.004
+    assert jaxmlp.MLP((8,), dropout=0.3).dropout == (0.3,)
+    assert float(jnp.float32(jaxmlp.CosineSchedule().initial_lr)) == pytest.approx(1e-3)
