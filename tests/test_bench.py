@@ -17,7 +17,7 @@ from conftest import tiny_data, tiny_run
 
 from jaxmlp import config as C
 from jaxmlp import data as D
-from jaxmlp.bench import epoch_floor, keras_parity, keras_replica, parity_table
+from jaxmlp.bench import epoch_floor, keras_parity, keras_replica, parity_table, sweep
 from jaxmlp.experiments import p8d, ta8
 from jaxmlp.models import count_params
 
@@ -259,3 +259,25 @@ def test_stop_epochs_compared_within_two_pooled_stds():
     noisy = parity_table.compare_epochs([10, 12], [11, 13])
     assert noisy["diff"] == -1.0 and noisy["within"] is True
     assert noisy["tolerance"] == pytest.approx(2 * math.sqrt(2))
+
+
+def test_epoch_times_runs_a_group_of_the_given_runs(data):
+    times = epoch_floor.epoch_times([tiny_run(), tiny_run("b", lr=1e-3)], data, repeats=2)
+    assert len(times) == 2
+
+
+def test_whole_sweep_reads_a_complete_invocation(tmp_path):
+    doc = {"experiment": "toy", "command": "python -m x", "created": "t", "environment": {},
+           "dataset": {"name": "toy", "n_train": 10},
+           "settings": {"this_invocation": {"complete": True, "groups_total": 2,
+                                            "wall_time_s": 12.5}},
+           "runs": [{"seeds": [{"epochs_run": 3}, {"epochs_run": 4}]},
+                    {"seeds": [{"epochs_run": 5}]}]}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))
+    out = sweep.whole_sweep(path)
+    assert (out["runs"], out["members"], out["epochs"], out["groups"]) == (2, 3, 12, 2)
+    doc["settings"]["this_invocation"]["complete"] = False
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit, match="not one complete"):
+        sweep.whole_sweep(path)

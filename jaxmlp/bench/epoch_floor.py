@@ -21,9 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import atomic, results, train
+from jaxmlp import atomic, results
 from jaxmlp import config as C
+from jaxmlp.epoch import Data
 from jaxmlp.experiments import ta8
+from jaxmlp.group import build_group, init_group
 
 
 def combined_run(batch_size: int, epochs: int = 1000) -> C.RunConfig:
@@ -38,11 +40,11 @@ def dense_weights(cfg: C.ModelConfig) -> int:
     return sum(a * b for a, b in zip(widths, widths[1:]))
 
 
-def synthetic_cifar(n: int, seed: int = 0) -> train.Data:
+def synthetic_cifar(n: int, seed: int = 0) -> Data:
     rng = np.random.default_rng(seed)
     x = rng.random((n + 2000, 3072), dtype=np.float32)
     y = rng.integers(0, 10, n + 2000).astype(np.int32)
-    return train.Data(*(jnp.asarray(a) for a in (x[:n], y[:n], x[n:n + 1000], y[n:n + 1000],
+    return Data(*(jnp.asarray(a) for a in (x[:n], y[:n], x[n:n + 1000], y[n:n + 1000],
                                                  x[n + 1000:], y[n + 1000:])))
 
 
@@ -71,10 +73,10 @@ def matmul_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> float:
     return best
 
 
-def epoch_times(runs: list[C.RunConfig], data: train.Data, repeats: int) -> list[float]:
+def epoch_times(runs: list[C.RunConfig], data: Data, repeats: int) -> list[float]:
     """Wall time of `repeats` epochs of `runs` as one group, after a warm-up (compile) epoch."""
-    group = train.build_group(runs, data)
-    state = train.init_group(group)
+    group = build_group(runs, data)
+    state = init_group(group)
     state, _ = group.step(state, data)
     jax.block_until_ready(state)
     times = []
