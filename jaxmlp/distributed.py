@@ -121,6 +121,13 @@ def global_mesh() -> Mesh | None:
     return Mesh(np.array(jax.devices()), ("data",))
 
 
+def process_folder(folder: Path, env=None) -> Path:
+    """`folder` in a single process; `folder/process<i>` in process i of a job (from the
+    environment), so processes on one filesystem never share checkpoints, logs or a lock."""
+    job = from_env(env)
+    return Path(folder) if job is None else Path(folder) / f"process{job[1].index}"
+
+
 def members_for_process(members: list, index: int, count: int) -> list:
     """This process's share of `members`: every `count`-th one from `index` (round robin).
 
