@@ -115,14 +115,3 @@ def l2_penalty(params, coefs):
             coef = coefs[1] if getattr(path[0], "key", None) == "out" else coefs[0]
             total = total + coef * jnp.sum(jnp.square(leaf))
     return total
-
-
-def count_params(cfg: ModelConfig) -> dict:
-    """Parameter counts as Keras's count_params: BatchNorm moving statistics are non-trainable."""
-    widths = (cfg.input_dim, *cfg.hidden, cfg.num_classes)
-    dense = sum(a * b + b for a, b in zip(widths, widths[1:]))
-    norm = sum(cfg.hidden) if cfg.batch_norm else 0
-    trainable = dense + 2 * norm  # gamma, beta
-    non_trainable = 2 * norm  # moving mean, moving variance
-    return {"total": trainable + non_trainable, "trainable": trainable,
-            "non_trainable": non_trainable}

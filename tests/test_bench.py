@@ -19,7 +19,7 @@ from jaxmlp import config as C
 from jaxmlp import data as D
 from jaxmlp.bench import epoch_floor, keras_parity, keras_replica, parity_table, sweep
 from jaxmlp.experiments import p8d, ta8
-from jaxmlp.models import count_params
+from jaxmlp.records import count_params
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before any Keras import
 needs_keras = pytest.mark.skipif(importlib.util.find_spec("keras") is None,

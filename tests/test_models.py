@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxmlp import config as C
-from jaxmlp import models
+from jaxmlp import models, records
 
 COMBINED = C.ModelConfig(hidden=(256, 128, 64), batch_norm=True, dropout=(0.3, 0.3, 0.2),
                          l2=1e-4, kernel_init="he_normal", input_dim=3072)
@@ -26,7 +26,7 @@ def leaf_count(tree) -> int:
     (COMBINED, 830_282, 829_386),
 ])
 def test_parameter_counts_equal_keras_count_params(cfg, total, trainable):
-    counts = models.count_params(cfg)
+    counts = records.count_params(cfg)
     assert (counts["total"], counts["trainable"]) == (total, trainable)
     assert counts["non_trainable"] == total - trainable
     # ...and equal the arrays the model really has.

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import atomic, results
+from jaxmlp import atomic, records
 from jaxmlp import config as C
 from jaxmlp.epoch import Data
 from jaxmlp.experiments import ta8
@@ -101,7 +101,7 @@ def bench(batches, repeats: int, n: int) -> dict:
                      "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
                      "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9))})
     return {"benchmark": "epoch_vs_floor", "n_train": n, "repeats": repeats,
-            "environment": results.environment("solo"), "rows": rows}
+            "environment": records.environment("solo"), "rows": rows}
 
 
 def main(argv=None) -> int:

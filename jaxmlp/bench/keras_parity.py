@@ -121,7 +121,7 @@ def train(run: C.RunConfig, seed: int, ds) -> dict:
 def environment() -> dict:
     import jax
 
-    from jaxmlp.results import cpu_name
+    from jaxmlp.records import cpu_name
 
     dev = jax.devices()[0]
     versions = {d: metadata.version(d) for d in ("keras", "jax", "jaxlib")}

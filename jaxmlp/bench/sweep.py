@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 
-from jaxmlp import atomic, results
+from jaxmlp import atomic, records
 from jaxmlp import config as C
 from jaxmlp.bench import keras_replica
 from jaxmlp.bench.epoch_floor import combined_run, epoch_times, synthetic_cifar
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
             atomic.write_json(args.json, out)
         return 0
     data = synthetic_cifar(args.n)
-    env = results.environment("group")
+    env = records.environment("group")
     print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}, n={args.n}, "
           f"batch {args.batch}", flush=True)
     out = {"benchmark": "sweep", "n_train": args.n, "batch": args.batch, "environment": env}

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmlp import atomic, distributed, observers, results, runner, train
+from jaxmlp import atomic, distributed, observers, records, runner, train
 from jaxmlp import config as C
-from jaxmlp.models import count_params
+from jaxmlp.records import count_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,19 +188,26 @@ def listing(runs: list[C.RunConfig]) -> str:
     return "\n".join(lines)
 
 
-def load_data(exp: Experiment, args):
+def load_data(exp: Experiment, args, runs):
+    """The data the runs declare: their TrainConfig's dataset, validation_split and split (one
+    combination per invocation; runs that differ are run separately with --only)."""
     from jaxmlp import datasets
 
     if args.quick:
         return synthetic()
-    _say(args, f"[{exp.name}] loading {exp.dataset}")
+    splits = sorted({(r.train.dataset, r.train.validation_split, r.train.split) for r in runs})
+    if len(splits) != 1:
+        raise UsageError("the selected runs declare different data (dataset, validation_split, "
+                         f"split): {splits}; run each group with --only")
+    name, validation_split, split = splits[0]
+    _say(args, f"[{exp.name}] loading {name}")
     try:
-        ds = datasets.load(exp.dataset, data_dir=args.data_dir, download=args.download,
-                           mirror=args.mirror)
+        ds = datasets.load(name, data_dir=args.data_dir, download=args.download,
+                           mirror=args.mirror, validation_split=validation_split, split=split)
     except datasets.DataError as e:
         raise UsageError(str(e)) from None
     i = ds.identity
-    _say(args, f"[{exp.name}] {exp.dataset}: {i['n_train']} train, {i['n_val']} validation, "
+    _say(args, f"[{exp.name}] {name}: {i['n_train']} train, {i['n_val']} validation, "
          f"{i['n_test']} test examples ({i['source']}: {i['path']})")
     return ds
 
@@ -281,7 +288,7 @@ def _run(exp: Experiment, args) -> int:
 def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     _compile_settings(runs_dir, quick=args.quick)
     job = distributed.join_sweep()  # JAXMLP_* env: several processes split the members
-    ds = load_data(exp, args)
+    ds = load_data(exp, args, runs)
     runs = [_fit_to(r, ds) for r in runs]
     try:
         runner.check_data(runs, ds.x_train, {"train": ds.y_train, "validation": ds.y_val,
@@ -426,10 +433,10 @@ def _document(exp, args, runs, seeds, identity, out: Path) -> dict:
     for r in runs:  # every run of the experiment whose seeds have all finished
         files = [out / "members" / f"{r.name}__seed{s}.json" for s in seeds]
         if all(f.exists() for f in files):
-            entries.append(results.run_entry(r, [json.loads(f.read_text()) for f in files]))
+            entries.append(records.run_entry(r, [json.loads(f.read_text()) for f in files]))
     command = "python -m jaxmlp.experiments." + exp.name + (
         " " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
-    return results.document(experiment=exp.name, title=exp.title, command=command,
+    return records.document(experiment=exp.name, title=exp.title, command=command,
                             engine=args.engine, dataset=identity, seeds=seeds,
                             notes=list(exp.notes), runs=entries)
 

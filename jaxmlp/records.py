@@ -1,0 +1,167 @@
+"""The results format, JAX-free: stats, summaries, history CSVs, member paths, parameter counts.
+
+One definition of each, read and written by the runner, observers, CLI and report alike:
+
+    <out>/results.json                         `document(...)`, one `run_entry` per run
+    <out>/members/<run>__seed<k>.json           one finished member (`member_file`)
+    <out>/histories/<run>/seed<k>.csv           its per-epoch history (`history_file`)
+
+Only numpy and the standard library are imported here (the report builds without JAX);
+`environment` imports JAX when called, on the training side.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from jaxmlp import config as C
+
+SUMMARY_FIELDS = {
+    "test_accuracy": ("test", "accuracy"), "test_loss": ("test", "loss"),
+    "val_accuracy": ("val", "accuracy"), "val_loss": ("val", "loss"),
+    "train_accuracy": ("train", "accuracy"), "train_loss": ("train", "loss"),
+    "epochs_run": ("epochs_run",), "best_epoch": ("best_epoch",),
+    "final_lr": ("final_lr",), "lr_reductions": ("lr_reductions",),
+    "wall_time_s": ("wall_time_s",), "examples_per_s": ("examples_per_s",),
+}
+
+
+def stats(values) -> dict | None:
+    """Mean, sample std (ddof=1; 0 for one value), min, max and n of the values that are not
+    None; None when there are none."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return None
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "std": std, "min": float(v.min()), "max": float(v.max()),
+            "n": int(v.size)}
+
+
+def _get(record: dict, path: tuple):
+    for key in path:
+        record = record[key]
+    return record
+
+
+def summarize(seed_records: list[dict]) -> dict:
+    return {name: stats([_get(r, path) for r in seed_records])
+            for name, path in SUMMARY_FIELDS.items()}
+
+
+def run_entry(run: C.RunConfig, seed_records: list[dict]) -> dict:
+    """One run's entry in results.json: its config, parameter counts, seeds and summary."""
+    cfg = C.to_dict(run)
+    return {
+        "name": run.name, "part": run.part, "label": run.label or run.name,
+        "description": run.description,
+        "config": {k: cfg[k] for k in ("model", "optim", "train", "hooks")},
+        "params": count_params(run.model),
+        "seeds": sorted(seed_records, key=lambda r: r["seed"]),
+        "summary": summarize(seed_records),
+    }
+
+
+def cpu_name() -> str:
+    """The host CPU's model name and core count, e.g. 'AMD EPYC (2 cores)'."""
+    name = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        name = names[0] if names else name
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+def environment(engine: str) -> dict:
+    """The machine and library versions the results were measured with."""
+    import jax
+
+    device = jax.devices()[0]
+    versions = {}
+    for dist in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint"):
+        try:
+            versions[dist.replace("-checkpoint", "")] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    kind = device.device_kind if device.platform != "cpu" else cpu_name()
+    return {"device": kind, "platform": device.platform, "device_count": jax.device_count(),
+            "python": platform.python_version(), **versions, "engine": engine}
+
+
+def document(*, experiment: str, title: str, command: str, engine: str, dataset: dict,
+             seeds: list[int], notes: list[str], runs: list[dict]) -> dict:
+    """The whole results.json."""
+    return {
+        "experiment": experiment, "title": title,
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": command, "environment": environment(engine), "dataset": dataset,
+        "settings": {"seeds": list(seeds), "notes": list(notes)}, "runs": runs,
+    }
+
+
+# --- Parameter counts ---------------------------------------------------------------------------
+
+def count_params(cfg: C.ModelConfig) -> dict:
+    """Parameter counts as Keras's count_params: BatchNorm moving statistics are non-trainable."""
+    widths = (cfg.input_dim, *cfg.hidden, cfg.num_classes)
+    dense = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    norm = sum(cfg.hidden) if cfg.batch_norm else 0
+    trainable = dense + 2 * norm  # gamma, beta
+    non_trainable = 2 * norm  # moving mean, moving variance
+    return {"total": trainable + non_trainable, "trainable": trainable,
+            "non_trainable": non_trainable}
+
+
+# --- Member records and history CSVs ------------------------------------------------------------
+
+def member_id(run_name: str, seed: int) -> str:
+    return f"{run_name}__seed{seed}"
+
+
+def member_file(out_dir, run_name: str, seed: int) -> Path:
+    """Where a finished member's record lives."""
+    return Path(out_dir) / "members" / f"{member_id(run_name, seed)}.json"
+
+
+def history_file(run_name: str, seed: int) -> str:
+    """A member's history CSV, relative to the results folder (as recorded in its record)."""
+    return f"histories/{run_name}/seed{seed}.csv"
+
+
+def history_csv(rows: list[dict]) -> str:
+    """Keras CSVLogger's layout: `epoch` first, then the metric names sorted; a missing value is
+    `NA` (as Keras writes it). Lines end in `\\n` (Keras uses the csv module's `\\r\\n`)."""
+    columns = ["epoch"] + sorted({k for r in rows for k in r if k != "epoch"})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="NA", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def read_history(path) -> dict:
+    """A history CSV as `{"epoch": [int...], "<metric>": [float...]}`; `NA`, empty or
+    unreadable cells are NaN."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {"epoch": []}
+    return {k: [int(r[k]) if k == "epoch" else number(r[k]) for r in rows] for k in rows[0]}
+
+
+def number(text: str | None) -> float:
+    """A CSV cell as float; Keras's `NA` (and anything unreadable) becomes NaN."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
