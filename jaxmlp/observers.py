@@ -12,6 +12,8 @@ import json
 import math
 import shutil
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -365,6 +367,8 @@ class GroupObserver:
         self.saved_best = {i: -1 for i in self.best}
         self.label, self.quiet, self.calls = label, quiet, calls
         self.reported: set[int] = set()  # members whose divergence was announced
+        done = max((len(h["epoch"]) for h in histories), default=0) if histories else 0
+        self.heartbeat = Heartbeat(label, f"training epoch {done + 1}", quiet=quiet)
 
     def __call__(self, state, histories, chunk):
         self.calls += 1
@@ -401,12 +405,46 @@ class GroupObserver:
         active = np.asarray(jax.device_get(state.active))
         text = progress_text(histories, chunk, active, [m.run.train.epochs for m in self.members])
         print(f"{self.label} {text}", file=sys.stderr, flush=True)
+        self.heartbeat.beat(f"training epoch {max(e for _, e in chunk) + 2}")
 
     def close(self):
+        self.heartbeat.stop()
         for tb in self.tb:
             tb.close()
         for store in self.best.values():
             store.close()
+
+
+class Heartbeat:
+    """A line every `every` seconds while nothing else is printed (a long epoch), so a run is
+    never silent for long: `[label] training epoch 4 (15 s)`."""
+
+    def __init__(self, label: str, status: str, *, quiet: bool, every: float = 5.0):
+        self.label, self.status, self.every = label, status, every
+        self.since = self.last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = None
+        if not quiet:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def beat(self, status: str) -> None:
+        """Something was just printed; `status` is what runs next."""
+        self.status, self.since = status, time.monotonic()
+        self.last = self.since
+
+    def _run(self):
+        while not self._stop.wait(1.0):
+            now = time.monotonic()
+            if now - self.last >= self.every:
+                self.last = now
+                print(f"{self.label} {self.status} ({now - self.since:.0f} s)", file=sys.stderr,
+                      flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def progress_text(histories, chunk, active, max_epochs) -> str:

@@ -117,11 +117,13 @@ def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: P
         observer = observers.GroupObserver(group, ckpt, histories, calls, runs_dir=runs_dir,
                                            out_dir=out_dir, label=label, quiet=quiet)
         start = time.perf_counter()
-        state, histories = train.fit_group(compiled, data, state=state, histories=histories,
-                                           observe=observer)
-        wall = time.perf_counter() - start
-        _, scores = jax.device_get(compiled.final(state, data))
-        observer.close()
+        try:
+            state, histories = train.fit_group(compiled, data, state=state, histories=histories,
+                                               observe=observer)
+            wall = time.perf_counter() - start
+            _, scores = jax.device_get(compiled.final(state, data))
+        finally:
+            observer.close()
     state = jax.device_get(state)
     return [{**member_result(m, i, state, histories[i], scores, n_train, len(group), wall),
              "resumed": resumed} for i, m in enumerate(group)]

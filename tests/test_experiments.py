@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from test_failures import compile_cache  # noqa: F401  (one XLA cache for the module's runs)
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"wall_time_s", "examples_per_s", "group_wall_time_s", "resumed"}
 
 
-def cli(*args, cwd, timeout=300, check=True):
+def cli(*args, cwd, timeout=1800, check=True):  # the timeout is a hang guard only
+    print("running python -m", " ".join(args))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, timeout=timeout,
                           capture_output=True, text=True)
@@ -80,11 +83,17 @@ def test_p8d_quick_writes_results_for_every_run_and_seed(tmp_path):
     assert doc["environment"]["platform"] == "cpu"
 
 
-def test_ta8_quick_runs_every_group(tmp_path):
+# One TA8 run of each kind the others vary (depth, width, activation, BatchNorm, dropout,
+# optimizers, batch size, callbacks); each is its own group, so its own program.
+TA8_KINDS = ("baseline", "gelu", "batchnorm", "dropout", "opt_sgd_nesterov", "opt_rmsprop",
+             "batch_128", "cb_combined")
+
+
+def test_ta8_quick_trains_one_run_of_every_kind(tmp_path):
     cli("jaxmlp.experiments.ta8", "--quick", "--quiet", "--seeds", "1", "--out", "q",
-        cwd=tmp_path, timeout=600)
+        "--only", *TA8_KINDS, cwd=tmp_path)
     doc = json.loads((tmp_path / "q" / "results.json").read_text())
-    assert len(doc["runs"]) == 27
+    assert [r["name"] for r in doc["runs"]] == list(TA8_KINDS)
 
 
 def test_unknown_only_name_lists_the_valid_names(tmp_path):
@@ -107,13 +116,11 @@ def test_data_dir_without_files_names_the_missing_file_and_layout(tmp_path):
 
 def test_unwritable_out_fails_before_training(tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    start = time.perf_counter()
     proc = cli("jaxmlp.experiments.p8d", "--quick", "--out", "file/results", cwd=tmp_path,
                check=False)
     assert proc.returncode == 2
     assert "cannot write results to file/results" in proc.stderr
     assert not (tmp_path / "runs").exists()
-    assert time.perf_counter() - start < 30
 
 
 
@@ -129,13 +136,12 @@ def test_rerun_with_a_changed_config_refuses_the_stale_results(tmp_path):
     proc = cli(*args, "--epochs", "3", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "different configuration of run 'sin_callbacks'" in proc.stderr
-    assert "sin_callbacks__seed0.json" in proc.stderr
+    assert "sin_callbacks__seed0.json" in proc.stderr and "--retrain" in proc.stderr
     assert record.read_text() == before
-    record.unlink()  # as the message says: delete it to retrain
-    cli(*args, "--epochs", "3", cwd=tmp_path)
+    cli(*args, "--epochs", "3", "--retrain", cwd=tmp_path)  # as the message says
     assert json.loads(record.read_text())["epochs_run"] == 3
 
-def _wait_for_checkpoint(runs: Path, at_least: int, proc, timeout=120) -> None:
+def _wait_for_checkpoint(runs: Path, at_least: int, proc, timeout=1800) -> None:  # hang guard
     deadline = time.time() + timeout
     while time.time() < deadline:
         steps = [int(p.name) for p in runs.glob("checkpoints/*/latest/*") if p.name.isdigit()]
@@ -148,12 +154,14 @@ def _wait_for_checkpoint(runs: Path, at_least: int, proc, timeout=120) -> None:
 
 
 def test_kill_9_twice_then_rerun_gives_the_uninterrupted_results(tmp_path):
-    args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--seeds", "2", "--epochs", "40"]
+    args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--seeds", "2", "--epochs", "12",
+            "--only", "sin_callbacks", "con_callbacks"]
     cli(*args, "--out", "straight", cwd=tmp_path)
 
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     runs = tmp_path / "killed" / "runs"
-    for step in (5, 20):
+    for step in (3, 8):
+        print(f"killing the run after checkpoint {step}")
         proc = subprocess.Popen([sys.executable, "-m", *args, "--out", "killed"], cwd=tmp_path,
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_checkpoint(runs, step, proc)

@@ -402,3 +402,28 @@ def test_progress_prints_one_line_per_epoch_with_metrics(capsys):
         "[adam] epoch 3/50  loss 0.4321  accuracy 0.8450  val_loss 0.5000  lr 1.0e-03  2.1s",
         "[adam] epoch 4/50  loss 0.4000"]
     assert "\r" not in err
+
+
+# --- GroupObserver's progress line ---------------------------------------------------------------
+
+def _hist(epochs, secs=2.0):
+    return {"epoch": list(range(epochs)), "val_accuracy": [0.5] * epochs,
+            "epoch_time_s": [secs] * epochs}
+
+
+def test_progress_line_bounds_the_time_left_by_the_longest_active_member():
+    import numpy as np
+
+    hists = [_hist(3), _hist(3)]
+    text = observers.progress_text(hists, [(0, 2), (1, 2)], np.array([True, False]), [50, 10])
+    # member 0 may run 50 - 3 = 47 more epochs at 2 s each: 94 s
+    assert text == ("epoch 3/50: 1/2 active, val_accuracy mean 0.5000, 2.00 s/epoch, "
+                    "at most 1m34s left")
+
+
+def test_progress_line_of_the_last_epoch_says_done_not_0_active():
+    import numpy as np
+
+    text = observers.progress_text([_hist(3)], [(0, 2)], np.array([False]), [3])
+    assert text == "epoch 3/3: done, val_accuracy mean 0.5000, 2.00 s/epoch"
+    assert "0/1" not in text

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def test_equivalence_on_four_devices():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
          "-k", "solo_results or stops_changing or per_call or members_are_split"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)  # a hang guard only
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "6 passed" in proc.stdout
 
@@ -137,7 +138,15 @@ RESUMABLE = textwrap.dedent("""
     import test_runner as T
     from jaxmlp import observers, runner, train
     out, kill_after = Path(sys.argv[1]), int(sys.argv[2])
-    if kill_after:  # a real SIGKILL right after the checkpoint of chunk `kill_after`
+    if kill_after and sys.argv[3:] == ["before-logs"]:  # checkpoint saved, logs not yet written
+        save = observers.CheckpointStore.save_latest
+        def save_latest(self, epoch, *a, **k):
+            save(self, epoch, *a, **k)
+            if epoch == kill_after:
+                self.wait()
+                os.kill(os.getpid(), signal.SIGKILL)
+        observers.CheckpointStore.save_latest = save_latest
+    elif kill_after:  # a real SIGKILL right after the checkpoint of chunk `kill_after`
         call = observers.GroupObserver.__call__
         def observe(self, *a):
             call(self, *a)
@@ -162,10 +171,12 @@ def resumable_group():
     return runner.members(runs, [0, 1])
 
 
-def run_script(out: Path, kill_after: int) -> int:
+def run_script(out: Path, kill_after: int, *mode: str) -> int:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", RESUMABLE, str(out), str(kill_after)],
-                          cwd=ROOT, env=env, timeout=300).returncode
+    print(f"training the resumable group in {out.name}"
+          + (f", killed after chunk {kill_after} {' '.join(mode)}" if kill_after else ""))
+    return subprocess.run([sys.executable, "-c", RESUMABLE, str(out), str(kill_after), *mode],
+                          cwd=ROOT, env=env, timeout=1800).returncode  # a hang guard only
 
 
 def final_state(out: Path):
@@ -206,3 +217,31 @@ def test_kill_9_after_3_epochs_then_resume_is_bitwise_the_uninterrupted_run(tmp_
 def _same_but_time(x1, x2) -> bool:
     strip = lambda hs: [{k: v for k, v in h.items() if k != "epoch_time_s"} for h in hs]  # noqa
     return strip(x1["histories"]) == strip(x2["histories"])
+
+
+def tensorboard_steps(logdir: Path) -> dict:
+    """{(split, tag): [step, ...]} as TensorBoard itself reads the event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = {}
+    for split in ("train", "validation"):
+        acc = EventAccumulator(str(logdir / split))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out[(split, tag)] = [e.step for e in acc.Scalars(tag)]
+    return out
+
+
+def test_tensorboard_holds_every_epoch_exactly_once_after_kill_9_and_resume(tmp_path):
+    out = tmp_path / "killed"
+    # 1. Killed after the checkpoint of epoch 1 but before its logs: the logs are behind.
+    assert run_script(out, 2, "before-logs") == -signal.SIGKILL
+    # 2. Killed after epoch 3 was logged, and its checkpoint lost: the logs are ahead.
+    assert run_script(out, 4) == -signal.SIGKILL
+    group_dir = out / "runs" / "checkpoints" / runner.group_id(resumable_group())
+    shutil.rmtree(group_dir / "latest" / "4")
+    assert run_script(out, 0) == 0
+    for seed in (0, 1):
+        steps = tensorboard_steps(out / "runs" / "tb" / "r" / f"seed{seed}")
+        assert steps[("validation", "epoch_loss")] == [0, 1, 2, 3, 4, 5]
+        assert set(map(tuple, steps.values())) == {(0, 1, 2, 3, 4, 5)}, steps
