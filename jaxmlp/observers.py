@@ -6,8 +6,6 @@ axis (a vmapped group of runs) is just part of the pytree they save.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import shutil
@@ -21,7 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxmlp import atomic
+from jaxmlp import atomic, records
 from jaxmlp import config as C
 from jaxmlp import hooks as H
 
@@ -233,27 +231,15 @@ class HistoryLog:
         return ["epoch"] + sorted({k for r in self.rows for k in r if k != "epoch"})
 
     def _write(self) -> None:
-        columns = self._columns()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, restval="NA", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic.write_text(self.csv_path, buf.getvalue())
+        atomic.write_text(self.csv_path, records.history_csv(self.rows))
         if self.json_path:
+            columns = self._columns()
             atomic.write_json(self.json_path, {k: [r.get(k) for r in self.rows] for k in columns})
 
     @staticmethod
     def load(csv_path) -> dict:
         """Read a history CSV back as `{"epoch": [int...], "<metric>": [float...]}`."""
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows:
-            return {"epoch": []}
-        return {k: [int(r[k]) if k == "epoch" else _number(r[k]) for r in rows] for k in rows[0]}
-
-
-def _number(text: str) -> float:
-    return math.nan if text in ("", "NA") else float(text)
+        return records.read_history(csv_path)
 
 
 class TensorBoardLog:
