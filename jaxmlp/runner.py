@@ -261,8 +261,8 @@ class Lock:
     """`<folder>/lock`, created with O_EXCL and holding the holder's pid, for the life of an
     invocation. A lock whose pid no longer runs (a killed process) is taken over."""
 
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / "lock"
+    def __init__(self, folder: Path, name: str = "lock"):
+        self.path = Path(folder) / name
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +291,7 @@ class Lock:
     def _take_over(self) -> None:
         """Remove a stale lock by renaming it first, so two takers cannot both remove a fresh
         one: only the rename of the stale file succeeds."""
-        stale = self.path.with_name(f"lock.stale.{os.getpid()}")
+        stale = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
         try:
             os.replace(self.path, stale)
         except FileNotFoundError:

@@ -281,7 +281,9 @@ def _run(exp: Experiment, args) -> int:
     out, runs_dir = roots(exp, args)
     check_writable(out)
     check_writable(runs_dir)
-    with runner.Lock(runs_dir):
+    # Each process of a multi-process sweep (which may share a filesystem) holds its own lock.
+    process = os.environ.get("JAXMLP_PROCESS_ID", "0") or "0"
+    with runner.Lock(runs_dir, "lock" if process == "0" else f"lock.process{process}"):
         return _train(exp, args, runs, out, runs_dir)
 
 
