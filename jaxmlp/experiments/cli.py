@@ -71,8 +71,8 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    help="train the selected runs again from scratch: discard their checkpoints, "
                    "member records, histories and TensorBoard logs first")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs")
-    p.add_argument("--seeds", type=int, default=exp.seeds,
-                   help=f"seeds per run (default {exp.seeds}), 1 to {MAX_SEEDS}")
+    p.add_argument("--seeds", type=int,
+                   help=f"seeds per run (default {exp.seeds}; 1 with --quick), 1 to {MAX_SEEDS}")
     p.add_argument("--epochs", type=int,
                    help=f"override every run's (maximum) epochs, 1 to {MAX_EPOCHS}")
     p.add_argument("--list", action="store_true",
@@ -90,7 +90,10 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    "a group's members over them (groups whose size does not divide evenly "
                    "fall back to batch)")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the site fragments")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = 1 if args.quick else exp.seeds
+    return args
 
 
 def select(exp: Experiment, args) -> list[C.RunConfig]:
