@@ -121,13 +121,6 @@ def global_mesh() -> Mesh | None:
     return Mesh(np.array(jax.devices()), ("data",))
 
 
-def process_folder(folder: Path, env=None) -> Path:
-    """`folder` in a single process; `folder/process<i>` in process i of a job (from the
-    environment), so processes on one filesystem never share checkpoints, logs or a lock."""
-    job = from_env(env)
-    return Path(folder) if job is None else Path(folder) / f"process{job[1].index}"
-
-
 def members_for_process(members: list, index: int, count: int) -> list:
     """This process's share of `members`: every `count`-th one from `index` (round robin).
 
@@ -144,9 +137,10 @@ def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:
     """Copy each process's member `records` (and the history CSVs they name) into process 0's
     `out`, then end the session; True in the process that writes results.json (process 0).
 
-    The files travel through the coordination service's key-value store, so processes on hosts
-    without a shared filesystem merge as well; a file process 0 already has with the same text
-    (a shared filesystem) is left alone. A process that finishes early waits here for the rest.
+    The files travel through the coordination service's key-value store, one key per file (so
+    no message grows with the sweep), so processes on hosts without a shared filesystem merge as
+    well; a file process 0 already has with the same text (a shared filesystem) is left alone.
+    A process that finishes early waits here for the rest.
     """
     if job.session is None:
         return True
@@ -154,18 +148,29 @@ def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:
     mine = {}
     for path in map(Path, records):
         text = path.read_text()
-        mine[str(path.relative_to(out))] = text
+        mine[path.relative_to(out).as_posix()] = text
         history = json.loads(text).get("history_csv")
         if history and (out / history).exists():
             mine[history] = (out / history).read_text()
-    client.key_value_set(f"jaxmlp/merge/{job.index}", json.dumps(mine))
+    for rel, text in mine.items():
+        client.key_value_set(f"jaxmlp/merge/{job.index}/{rel}", text)
+    client.key_value_set(f"jaxmlp/merge/{job.index}", json.dumps(sorted(mine)))  # then the list
     if job.index == 0:
         for peer in range(1, job.count):
-            files = json.loads(client.blocking_key_value_get(f"jaxmlp/merge/{peer}",
-                                                             WAIT_S * 1000))
-            for rel, text in files.items():
-                path = out / rel
+            for rel in json.loads(client.blocking_key_value_get(f"jaxmlp/merge/{peer}",
+                                                                WAIT_S * 1000)):
+                text = client.blocking_key_value_get(f"jaxmlp/merge/{peer}/{rel}", 60_000)
+                path = _inside(out, rel)
                 if not path.exists() or path.read_text() != text:
                     atomic.write_text(path, text)
     job.session.shutdown()  # a barrier: every process gets here before any leaves
     return job.index == 0
+
+
+def _inside(out: Path, rel: str) -> Path:
+    """Where a peer's file goes: only a member record or a history CSV inside `out` (whoever
+    reaches the coordinator port can send names, so a name is data, never a path to follow)."""
+    path = (out / rel).resolve()
+    if out.resolve() not in path.parents or not rel.startswith(("members/", "histories/")):
+        raise ValueError(f"a peer sent a file name outside {out}/members or histories: {rel!r}")
+    return path

@@ -118,23 +118,8 @@ def sweep(out: Path, env) -> tuple[list[str], dict]:
     return [sys.executable, *SWEEP, "--out", str(out)], env
 
 
-def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path):
-    port = free_port()
-    # Separate results folders, as on hosts without a shared filesystem: process 0's folder
-    # can only get process 1's records through the merge.
-    run_together([sweep(tmp_path / "single", env_for()),
-                  sweep(tmp_path / "p0", env_for(0, 2, port)),
-                  sweep(tmp_path / "p1", env_for(1, 2, port))])
-    single = json.loads((tmp_path / "single" / "results.json").read_text())
-    merged = json.loads((tmp_path / "p0" / "results.json").read_text())
-    assert not (tmp_path / "p1" / "results.json").exists()  # process 0 alone writes it
-    assert merged["settings"]["this_invocation"]["processes"] == 2
-    assert single["settings"]["this_invocation"]["processes"] == 1
-
-    # 3 runs x 2 seeds listed run by run; round robin gives process 1 every second member.
-    trained_by_1 = sorted(p.name for p in (tmp_path / "p1" / "members").iterdir())
-    assert trained_by_1 == ["sin_callbacks__seed1.json", "solo_early_stopping__seed1.json",
-                            "solo_reduce_lr__seed1.json"]
+def assert_same_members(merged: dict, single: dict, folder: Path) -> None:
+    """Every member of the single-process sweep is in `merged` with the same numbers."""
     assert [r["name"] for r in merged["runs"]] == [r["name"] for r in single["runs"]]
     assert len(merged["runs"]) == 3
     for a, b in zip(merged["runs"], single["runs"]):
@@ -152,9 +137,35 @@ def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path)
                     np.testing.assert_allclose(sa[key], sb[key], atol=1e-6, err_msg=key)
                 else:
                     assert sa[key] == sb[key], (a["name"], key)
-        for member in a["seeds"]:  # the history CSVs travelled with the records
-            path = tmp_path / "p0" / member["history_csv"]
+        for member in a["seeds"]:  # the history CSVs are there too
+            path = folder / member["history_csv"]
             assert path.read_text().splitlines()[0].startswith("epoch,")
+    assert merged["settings"]["this_invocation"]["processes"] == 2
+    assert single["settings"]["this_invocation"]["processes"] == 1
+
+
+def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path):
+    # Separate results folders, as on hosts without a shared filesystem: process 0's folder
+    # can only get process 1's records through the merge.
+    port = free_port()
+    run_together([sweep(tmp_path / "single", env_for()),
+                  sweep(tmp_path / "p0", env_for(0, 2, port)),
+                  sweep(tmp_path / "p1", env_for(1, 2, port))])
+    single = json.loads((tmp_path / "single" / "results.json").read_text())
+    merged = json.loads((tmp_path / "p0" / "results.json").read_text())
+    assert_same_members(merged, single, tmp_path / "p0")
+    assert not (tmp_path / "p1" / "results.json").exists()  # process 0 alone writes it
+    # 3 runs x 2 seeds listed run by run; round robin gives process 1 every second member.
+    trained_by_1 = sorted(p.name for p in (tmp_path / "p1" / "members").iterdir())
+    assert trained_by_1 == ["sin_callbacks__seed1.json", "solo_early_stopping__seed1.json",
+                            "solo_reduce_lr__seed1.json"]
+
+    # One folder for both, as on a shared filesystem: the members land side by side (and the
+    # two processes do not lock each other out of the folder).
+    port = free_port()
+    shared = tmp_path / "shared"
+    run_together([sweep(shared, env_for(i, 2, port)) for i in range(2)])
+    assert_same_members(json.loads((shared / "results.json").read_text()), single, shared)
 
 
 def test_members_for_process_is_a_deterministic_disjoint_cover():
@@ -180,3 +191,11 @@ def test_the_environment_names_the_job_or_says_what_is_wrong():
         distributed.from_env({**env, distributed.ENV_COORDINATOR: "10.0.0.1"})
     with pytest.raises(ValueError, match="integers"):
         distributed.from_env({**env, distributed.ENV_PROCESS_ID: "one"})
+
+
+def test_a_peer_cannot_write_outside_the_results_folder(tmp_path):
+    assert distributed._inside(tmp_path, "members/a__seed0.json") == (
+        tmp_path / "members" / "a__seed0.json").resolve()
+    for name in ("../evil.json", "members/../../evil", "/etc/passwd", "results.json"):
+        with pytest.raises(ValueError, match="outside"):
+            distributed._inside(tmp_path, name)
