@@ -88,20 +88,31 @@ def verdict(a: dict, b: dict, metric: str = "test_accuracy") -> Verdict | None:
     return Verdict(hi, lo, 100 * (shi["mean"] - slo["mean"]), better, single, metric)
 
 
-def sentence(v: Verdict | None, metric_name: str = "exactitud en test") -> str:
-    """The verdict in one Spanish sentence, with the numbers it rests on."""
+def sentence(v: Verdict | None) -> str:
+    """The verdict in one short Spanish sentence, with the ranges it rests on."""
     if v is None:
         return "sin resultados para comparar."
     hl, ll = label(v.high), label(v.low)
     sh, sl = v.high["summary"][v.metric], v.low["summary"][v.metric]
     if v.single_seed:
-        return (f"«{hl}» queda {pp(v.gap_pp)} pp por encima de «{ll}» con una sola semilla: "
-                "empate (sin estimación del ruido).")
+        return f"«{hl}» y «{ll}»: empate (una sola semilla, {pp(v.gap_pp)} pp)."
     if v.better:
-        return (f"«{hl}» es mejor que «{ll}» por {pp(v.gap_pp)} pp ({metric_name}; rangos "
-                f"{span(sh)} % y {span(sl)} %, sin solaparse).")
-    return (f"«{hl}» y «{ll}»: empate ({pp(v.gap_pp)} pp de diferencia de medias, rangos "
-            f"{span(sh)} % y {span(sl)} % solapados).")
+        return (f"«{hl}» es mejor que «{ll}»: +{pp(v.gap_pp)} pp (rangos {span(sh)} % y "
+                f"{span(sl)} %).")
+    return (f"«{hl}» y «{ll}»: empate ({pp(v.gap_pp)} pp; rangos {span(sh)} % y {span(sl)} % "
+            "solapados).")
+
+
+def versus(run: dict, ref: dict, metric: str = "test_accuracy") -> str:
+    """A table cell: `run` against `ref` («mejor, +x pp», «peor, −x pp» or «empate»)."""
+    if run is ref or run["name"] == ref["name"]:
+        return "—"
+    v = verdict(run, ref, metric)
+    if v is None:
+        return "—"
+    if not v.better:
+        return "empate"
+    return f"mejor, +{pp(v.gap_pp)} pp" if v.high is run else f"peor, −{pp(v.gap_pp)} pp"
 
 
 def label(run: dict) -> str:

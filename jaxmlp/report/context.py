@@ -65,7 +65,7 @@ def part_view(doc: dict, part: int, runs: list[dict], color: dict, times: dict,
         "Punto = media de las semillas, barra = ± desviación estándar, anillos = cada semilla"
         + ("; rombo = cifra de la página original" if marked else ""))
     view["fig"]["curves"] = figs.add(
-        "curves" + suffix, figures.curves(doc, runs, color, "val_accuracy",
+        "curves" + suffix, figures.curves(doc, merged(runs), color, "val_accuracy",
                                           "Exactitud de validación (%)"),
         f"Exactitud de validación por época, parte {part}",
         "Línea = media, banda = rango entre semillas")
@@ -137,6 +137,19 @@ def distinct(ranking: list[dict]) -> list[dict]:
             seen.add(key)
             out.append(r)
     return out
+
+
+def merged(runs: list[dict]) -> list[dict]:
+    """Runs of one same configuration drawn once, labelled «A = B» (identical curves would
+    hide each other)."""
+    out: dict[str, dict] = {}
+    for r in runs:
+        key = json.dumps(r["config"], sort_keys=True)
+        if key in out:
+            out[key] = {**out[key], "label": f"{label(out[key])} = {label(r)}"}
+        else:
+            out[key] = r
+    return list(out.values())
 
 
 def twins(runs: list[dict]) -> list[list[dict]]:

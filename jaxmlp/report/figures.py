@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from jaxmlp.report import load
 from jaxmlp.report.compare import label, seed_values
@@ -77,10 +78,27 @@ def write(folder: Path, name: str, svgs: dict[str, bytes]) -> list[Path]:
     return paths
 
 
-def legend_below(fig: Figure, ax, ncols: int = 3) -> None:
-    handles, labels = ax.get_legend_handles_labels()
+def legend_below(fig: Figure, ax, ncols: int = 3, handles=None) -> None:
+    """One legend under the plot: the axes' labelled artists, or the `handles` given."""
+    if handles is None:
+        handles, _ = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(handles)))
+        longest = max(len(h.get_label()) for h in handles)
+        ncols = 1 if longest > 40 else 2 if longest > 18 else ncols  # stay inside the figure
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)))
+
+
+def marker_key(theme: str, published: bool) -> list[Line2D]:
+    """The accuracy figure's legend, in the text colour: each run has its own colour, so the
+    key explains the marks, not the runs (those are named on the y axis)."""
+    ink = INK[theme]
+    keys = [Line2D([], [], color=ink, marker="o", ms=6, lw=2, label="media ± desv. estándar"),
+            Line2D([], [], color=ink, marker="o", mfc="none", ms=4, ls="none",
+                   label="cada semilla")]
+    if published:
+        keys.append(Line2D([], [], color=ORIGINAL[theme], marker="D", mfc="none", ms=6,
+                           ls="none", label="página original (Keras)"))
+    return keys
 
 
 def accuracy(runs: list[dict], color: dict[str, str], published: dict | None = None,
@@ -97,19 +115,17 @@ def accuracy(runs: list[dict], color: dict[str, str], published: dict | None = N
         for yi, r in zip(y, runs):
             s, c = r["summary"][metric], color[r["name"]]
             ax.errorbar(100 * s["mean"], yi, xerr=100 * s["std"], fmt="o", color=c, ms=6,
-                        capsize=4, lw=2, label="media ± desv. estándar" if yi == y[0] else None)
+                        capsize=4, lw=2)
             vals = [100 * v for v in seed_values(r, *path)]
-            ax.plot(vals, [yi - 0.22] * len(vals), "o", mfc="none", mec=c, ms=4, alpha=0.9,
-                    label="cada semilla" if yi == y[0] else None)
+            ax.plot(vals, [yi - 0.22] * len(vals), "o", mfc="none", mec=c, ms=4, alpha=0.9)
             if r["name"] in published:
                 ax.plot(100 * published[r["name"]], yi + 0.22, "D", mfc="none",
-                        mec=ORIGINAL[theme], ms=6, label=None if marked else
-                        "página original (Keras, publicado)")
+                        mec=ORIGINAL[theme], ms=6)
                 marked.append(r["name"])
         ax.set_yticks(y, [label(r) for r in runs])
         ax.set_ylim(-0.7, len(runs) - 0.3)
         ax.set_xlabel(xlabel)
-        legend_below(fig, ax)
+        legend_below(fig, ax, handles=marker_key(theme, bool(marked)))
     return themed(draw, 1.3 + 0.34 * len(runs))
 
 
@@ -140,7 +156,7 @@ def curves(doc: dict, runs: list[dict], color: dict[str, str], column: str, ylab
         ax.set_xlabel("Época")
         ax.set_ylabel(ylabel)
         legend_below(fig, ax)
-    return themed(draw, 3.2 + 0.25 * ((len(runs) + 2) // 3))
+    return themed(draw, 3.2 + 0.25 * len(runs))
 
 
 def learning_rate(doc: dict, runs: list[dict], color: dict[str, str]):

@@ -31,6 +31,7 @@ def environment(extra: list[Path] = ()) -> jinja2.Environment:
                        num=compare.num, label=compare.label, labels=context.labels,
                        capitalize_first=lambda s: s[:1].upper() + s[1:])
     env.globals.update(sentence=compare.sentence, verdict=compare.verdict,
+                       results_table=tables.results_table,
                        aspects=tables.aspects, describe_hooks=tables.describe_hooks)
     return env
 

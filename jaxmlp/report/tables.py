@@ -3,7 +3,7 @@ only what varies, so no table needs more columns than the content column holds."
 
 from __future__ import annotations
 
-from jaxmlp.report.compare import label, pm, span
+from jaxmlp.report.compare import label, pm, span, versus
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 YES_NO = {True: "sí", False: "no"}
@@ -120,14 +120,18 @@ def epochs_cell(run: dict) -> str:
     return f"{s['min']:.0f}" if s["min"] == s["max"] else f"{s['min']:.0f}–{s['max']:.0f}"
 
 
-def results_table(runs: list[dict], varying: list[str]) -> str:
-    """Per run: what varies, test accuracy mean ± std and range over seeds, epochs run."""
+def results_table(runs: list[dict], varying: list[str], against: dict | None = None) -> str:
+    """Per run: what varies, test accuracy mean ± std and range over seeds, epochs run, and
+    (with `against`) the verdict against that run."""
     what = varying[0] if len(varying) == 1 else "Cambia respecto a la referencia"
     header = ["Run", what, "Test (%)", "Rango (%)", "Épocas"]
     ref, rows = reference(runs, varying), []
     for r in runs:
         acc = r["summary"].get("test_accuracy")
         rows.append([label(r), changes(r, varying, ref), pm(acc), span(acc), epochs_cell(r)])
+    if against is not None:
+        header.append(f"Frente a «{label(against)}»")
+        rows = [row + [versus(r, against)] for row, r in zip(rows, runs)]
     if not varying:
         header, rows = header[:1] + header[2:], [row[:1] + row[2:] for row in rows]
         return markdown(header, rows, numeric=(1, 2, 3))

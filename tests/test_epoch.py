@@ -1,0 +1,184 @@
+"""The engine (epoch, group, fit_run): learning, determinism, no recompilation, partial batches,
+restored weights, devices."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+from conftest import tiny_data, tiny_run
+
+from jaxmlp import config as C
+from jaxmlp import models
+from jaxmlp.epoch import evaluate
+from jaxmlp.fit import fit_run
+from jaxmlp.group import build_group, init_group
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_fit_learns_and_returns_a_keras_history(data):
+    _, hist, scores = fit_run(tiny_run(epochs=8, lr=3e-2), data)
+    assert hist["epoch"] == list(range(8))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                "epoch_time_s"):
+        assert len(hist[key]) == 8
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist["val_accuracy"][-1] > hist["val_accuracy"][0]
+    assert scores["test"][1] > 0.5  # 4 classes: chance is 0.25
+    assert set(scores) == {"train", "val", "test"}
+
+
+def test_same_seed_gives_an_identical_history_and_parameters(data):
+    run = tiny_run(epochs=3, batch_norm=True, dropout=0.2, l2=1e-3)
+    s1, h1, _ = fit_run(run, data)
+    s2, h2, _ = fit_run(run, data)
+    h1.pop("epoch_time_s"), h2.pop("epoch_time_s")
+    assert h1 == h2
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+        np.testing.assert_array_equal(a, b)
+    _, h3, _ = fit_run(tiny_run(epochs=3, batch_norm=True, dropout=0.2, l2=1e-3, seed=1), data)
+    assert h3["loss"] != h1["loss"]
+
+
+def test_no_recompilation_after_the_first_epoch(data, caplog):
+    group = build_group([tiny_run(epochs=10, dropout=0.1)], data)
+    state = init_group(group)
+    state, _ = group.step(state, data)  # first epoch compiles
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            state, _ = group.step(state, data)
+        jax.block_until_ready(state)
+    compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiles == []
+    assert group.step._cache_size() == 1
+
+
+def test_a_partial_last_batch_is_trained_like_keras(data):
+    # 200 examples at batch 32: 6 full batches + one of 8 -> 7 optimizer steps per epoch.
+    state, _, _ = fit_run(tiny_run(epochs=2, batch_size=32), data)
+    assert int(state.step) == 2 * 7
+    state, _, _ = fit_run(tiny_run(epochs=2, batch_size=40), data)  # divides evenly
+    assert int(state.step) == 2 * 5
+
+
+def test_fit_run_returns_the_restored_weights_its_scores_come_from(data):
+    # EarlyStopping(restore_best_weights) at a large LR: the run stops after its best epoch, and
+    # the state's params are the best epoch's (val loss = the best in history), not the last's.
+    hooks = C.HooksConfig(early_stopping=C.EarlyStopping(patience=1, restore_best_weights=True))
+    state, hist, scores = fit_run(tiny_run(epochs=30, lr=0.3, hooks=hooks), data)
+    best = int(np.argmin(hist["val_loss"]))
+    assert best < len(hist["val_loss"]) - 1
+    np.testing.assert_allclose(scores["val"][0], hist["val_loss"][best], rtol=1e-5)
+    fns = models.build(tiny_run().model)
+    loss, _ = evaluate(fns, state.params, state.batch_stats, state.l2, data.x_val, data.y_val)
+    np.testing.assert_allclose(loss, hist["val_loss"][best], rtol=1e-5)
+
+
+def test_the_learning_rate_is_logged_per_epoch(data):
+    _, hist, _ = fit_run(tiny_run(epochs=2, lr=0.02), data)
+    np.testing.assert_allclose(hist["learning_rate"], [0.02, 0.02], rtol=1e-6)
+
+
+FOUR_DEVICES = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, "tests")
+    from conftest import tiny_data, tiny_run
+    from jaxmlp.epoch import device_data
+    from jaxmlp.fit import fit_run
+    from jaxmlp.group import build_group, init_group
+    assert jax.device_count() == 4, jax.devices()
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    ds = tiny_data(n_train=256)
+    out = {}
+    for model, kw in (("dropout", {"dropout": 0.2}), ("batchnorm", {"batch_norm": True})):
+        run = tiny_run(epochs=3, batch_size=64, **kw)
+        for name, m in (("one", None), ("four", mesh)):
+            data = device_data(ds, m)
+            group = build_group([run], data, mesh=m)
+            hlo = group.step.lower(init_group(group), data).compile().as_text()
+            _, hist, scores = fit_run(run, data, mesh=m)
+            out[model + "/" + name] = {
+                "hist": {k: v for k, v in hist.items() if k != "epoch_time_s"},
+                "test": scores["test"], "all_reduce": "all-reduce" in hlo}
+    print(json.dumps(out))
+""")
+
+TRAIN_METRICS = ("loss", "accuracy", "learning_rate")
+VAL_METRICS = ("val_loss", "val_accuracy")
+
+
+def test_four_devices_give_the_same_metrics_as_one():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def close(model, keys, atol):
+        one, four = out[model + "/one"], out[model + "/four"]
+        assert four["all_reduce"] and not one["all_reduce"]  # the batch really is split
+        for key in keys:
+            np.testing.assert_allclose(four["hist"][key], one["hist"][key], rtol=0, atol=atol,
+                                       err_msg=f"{model}: {key}")
+        return one, four
+
+    # Same global batch, permutation and dropout keys; only the order of float sums differs
+    # (per-device partial sums + all-reduce), so every metric agrees to float32 rounding.
+    one, four = close("dropout", TRAIN_METRICS + VAL_METRICS, atol=1e-5)
+    np.testing.assert_allclose(four["test"], one["test"], atol=1e-5)
+    # With BatchNorm, training metrics agree just as closely. Evaluation may not: the Dense bias
+    # in front of a BatchNorm has a true gradient of exactly 0, so its computed gradient is pure
+    # rounding noise, which Adam normalises into steps of about +-lr. That bias then drifts
+    # differently on 4 devices, and the moving mean (used in eval mode) follows it. Keras does
+    # the same. So: train metrics to 1e-5; val_loss to 1e-2 and val_accuracy to at most 2 of
+    # the 40 validation examples changing class.
+    close("batchnorm", TRAIN_METRICS, atol=1e-5)
+    close("batchnorm", ("val_loss",), atol=1e-2)
+    close("batchnorm", ("val_accuracy",), atol=2 / 40 + 1e-6)
+
+
+PUBLIC_FOUR_DEVICES = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, "tests")
+    from conftest import tiny_data
+    import jaxmlp
+    from jaxmlp.epoch import Data, device_data
+    from jaxmlp.fit import fit_run
+    from jaxmlp.group import local_mesh
+    assert local_mesh().size == 4
+    ds = tiny_data(n_train=256)
+    r = jaxmlp.fit(ds.x_train, ds.y_train, model=jaxmlp.MLP((16, 8), dropout=0.2),
+                   optimizer=jaxmlp.Adam(1e-2), epochs=3, batch_size=64, verbose=0,
+                   validation_data=(ds.x_val, ds.y_val))
+    one = Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test[:0], ds.y_test[:0])
+    _, hist, _ = fit_run(r.config, device_data(one, None))
+    print(json.dumps({"four": r.history, "one": {k: hist[k] for k in r.history}}))
+""")
+
+
+def test_the_public_fit_runs_data_parallel_over_every_local_device():
+    # jaxmlp.fit shards each batch over the 4 local devices by itself; the same run on one
+    # device (fit_run without a mesh) gives the same metrics up to float32 summation order.
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", PUBLIC_FOUR_DEVICES], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in TRAIN_METRICS + VAL_METRICS:
+        np.testing.assert_allclose(out["four"][key], out["one"][key], rtol=0, atol=1e-5,
+                                   err_msg=key)
+
+
+def test_tiny_data_helper_is_learnable():
+    d = tiny_data()
+    assert d.x_train.shape == (200, 12) and d.y_train.dtype == np.int32
