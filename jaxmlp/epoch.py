@@ -28,7 +28,6 @@ from jax.sharding import PartitionSpec as P
 
 from jaxmlp import hooks as H
 from jaxmlp import models, optim
-from jaxmlp.config import RunConfig
 
 EVAL_CHUNK = 2048  # examples per evaluation step (bounds memory for big groups)
 
@@ -67,15 +66,6 @@ def device_data(ds, mesh: Mesh | None = None) -> Data:
         return Data(*(jnp.asarray(a) for a in arrays))
     replicated = NamedSharding(mesh, P())
     return Data(*(jax.device_put(np.asarray(a), replicated) for a in arrays))
-
-
-def init_state(run: RunConfig, fns: models.ModelFns | None = None, tx=None) -> TrainState:
-    """The initial state of `run`: parameters from its seed, hooks, hyperparameters as arrays.
-
-    `fns` and `tx` are accepted for symmetry with `make_epoch`; the state depends only on `run`.
-    """
-    del fns, tx
-    return jax.tree.map(lambda a: a[0], init_states([run]))
 
 
 def _param_init(model):

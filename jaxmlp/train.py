@@ -9,7 +9,6 @@ from jaxmlp.epoch import (  # noqa: F401
     TrainState,
     device_data,
     evaluate,
-    init_state,
     init_states,
     make_epoch,
 )

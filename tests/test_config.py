@@ -54,3 +54,20 @@ def test_monitor_direction_follows_keras_auto():
     assert C.monitor_sign("val_loss", "auto") == 1.0
     assert C.monitor_sign("val_accuracy", "auto") == -1.0
     assert C.monitor_sign("val_loss", "max") == -1.0
+
+
+def test_from_dict_reads_back_what_to_dict_wrote():
+    run = C.RunConfig(
+        "r", model=C.MLP((8, 4), dropout=(0.1, 0.0), batch_norm=True),
+        optim=C.OptimConfig("sgd", 0.05, momentum=0.9, nesterov=True),
+        train=C.TrainConfig(dataset=None, epochs=3, validation_split=0.2),
+        hooks=C.HooksConfig(early_stopping=C.EarlyStopping(baseline=0.5),
+                            schedule=C.CosineSchedule(period=4), lr_composition="scale"),
+        label="a label")
+    assert C.from_dict(C.to_dict(run)) == run
+
+
+def test_the_public_mlp_leaves_input_and_classes_to_the_data():
+    m = C.MLP((32,), dropout=0.3, l2=1e-4)
+    assert m.hidden == (32,) and m.dropout == (0.3,) and m.l2 == 1e-4
+    assert m.output_init == "glorot_uniform" and m.output_l2 == 0.0  # Keras's Dense defaults
