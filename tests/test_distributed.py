@@ -25,13 +25,15 @@ DATA_PARALLEL = textwrap.dedent("""
     procs = distributed.start()  # from JAXMLP_*; a no-op in a single process
     import jax
     from conftest import tiny_data, tiny_run
-    from jaxmlp import train
+    from jaxmlp.epoch import device_data
+    from jaxmlp.fit import fit_run
+    from jaxmlp.group import build_group, init_group
     mesh = distributed.global_mesh()
-    data = train.device_data(tiny_data(n_train=256), mesh)
+    data = device_data(tiny_data(n_train=256), mesh)
     run = tiny_run(epochs=3, batch_size=64, dropout=0.2)
-    group = train.build_group([run], data, mesh=mesh)
-    hlo = group.step.lower(train.init_group(group), data).compile().as_text()
-    state, hist, scores = train.fit(run, data, mesh=mesh)
+    group = build_group([run], data, mesh=mesh)
+    hlo = group.step.lower(init_group(group), data).compile().as_text()
+    state, hist, scores = fit_run(run, data, mesh=mesh)
     params = [jax.device_get(p).ravel().tolist() for p in jax.tree.leaves(state.params)]
     print(json.dumps({"processes": list(procs), "devices": jax.device_count(),
                       "local_devices": jax.local_device_count(),
