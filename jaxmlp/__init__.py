@@ -8,29 +8,36 @@
     r.history["val_loss"]; r.evaluate(x_test, y_test); r.predict(x_new)
     r.save("model_dir"); jaxmlp.load("model_dir").predict(x_new)
 
-Everything below the top level (config, epoch, group, fit, hooks, observers, records, the
+The names load on first use, so `import jaxmlp.records` or `jaxmlp.report` never imports JAX.
+Everything below the top level (config, epoch, group, loop, hooks, observers, records, the
 experiment runner) is importable too; see docs/guide/api.md.
 """
 
-from jaxmlp import datasets
-from jaxmlp.callbacks import (
-    CosineSchedule,
-    CSVLogger,
-    EarlyStopping,
-    LearningRateScheduler,
-    ModelCheckpoint,
-    ReduceLROnPlateau,
-    TensorBoard,
-    TerminateOnNaN,
-)
-from jaxmlp.config import MLP, ConfigError
-from jaxmlp.data import DataError
-from jaxmlp.fit import Result, fit, load
-from jaxmlp.optim import SGD, Adam, AdamW, RMSprop
+import importlib
 
-__all__ = [
-    "fit", "load", "Result", "MLP", "Adam", "AdamW", "SGD", "RMSprop",
-    "EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler", "CosineSchedule",
-    "ModelCheckpoint", "TerminateOnNaN", "TensorBoard", "CSVLogger",
-    "ConfigError", "DataError", "datasets",
-]
+_PUBLIC = {
+    "jaxmlp.loop": ("fit", "load", "Result"),
+    "jaxmlp.config": ("MLP", "ConfigError"),
+    "jaxmlp.data": ("DataError",),
+    "jaxmlp.optim": ("Adam", "AdamW", "SGD", "RMSprop"),
+    "jaxmlp.callbacks": ("EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
+                         "CosineSchedule", "ModelCheckpoint", "TerminateOnNaN", "TensorBoard",
+                         "CSVLogger"),
+}
+_HOME = {name: module for module, names in _PUBLIC.items() for name in names}
+__all__ = [*_HOME, "datasets"]
+
+
+def __getattr__(name: str):
+    """`jaxmlp.fit` and friends, imported from their module the first time they are used."""
+    if name == "datasets":
+        return importlib.import_module("jaxmlp.datasets")
+    if name not in _HOME:
+        raise AttributeError(f"module 'jaxmlp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -4,7 +4,7 @@ Owns everything that changes the numbers of ONE run: `TrainState` (params, batch
 optimizer state, key, hooks, per-run hyperparameters as arrays), `init_states`, and
 `make_epoch(...) -> run_epoch(state, data) -> (state, record)`, a pure function of arrays.
 It knows nothing of groups, devices beyond an optional data-parallel constraint, or the host:
-`jaxmlp.group` vmaps / lax.maps it over members and compiles it; `jaxmlp.fit` loops it.
+`jaxmlp.group` vmaps / lax.maps it over members and compiles it; `jaxmlp.loop` loops it.
 
 Batches: each epoch draws a permutation from the state's key, scans over the full batches and
 then, as Keras does, trains one more step on the partial last batch (its own shape, traced once).

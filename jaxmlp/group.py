@@ -3,7 +3,7 @@
 Owns `group_key` (which runs may share a program), `build_group` (the jitted multi-epoch step:
 a `lax.scan` of `epochs_per_call` epochs of every member, and the final evaluation with the
 restored weights), `compile_group` (ahead of time, thread-safe) and `init_group`. The numbers
-come from `jaxmlp.epoch`; the host loop that calls the step lives in `jaxmlp.fit`.
+come from `jaxmlp.epoch`; the host loop that calls the step lives in `jaxmlp.loop`.
 """
 
 from __future__ import annotations

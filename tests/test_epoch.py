@@ -16,8 +16,8 @@ from conftest import tiny_data, tiny_run
 from jaxmlp import config as C
 from jaxmlp import models
 from jaxmlp.epoch import evaluate
-from jaxmlp.fit import fit_run
 from jaxmlp.group import build_group, init_group
+from jaxmlp.loop import fit_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ FOUR_DEVICES = textwrap.dedent("""
     sys.path.insert(0, "tests")
     from conftest import tiny_data, tiny_run
     from jaxmlp.epoch import device_data
-    from jaxmlp.fit import fit_run
+    from jaxmlp.loop import fit_run
     from jaxmlp.group import build_group, init_group
     assert jax.device_count() == 4, jax.devices()
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
@@ -152,7 +152,7 @@ PUBLIC_FOUR_DEVICES = textwrap.dedent("""
     from conftest import tiny_data
     import jaxmlp
     from jaxmlp.epoch import Data, device_data
-    from jaxmlp.fit import fit_run
+    from jaxmlp.loop import fit_run
     from jaxmlp.group import local_mesh
     assert local_mesh().size == 4
     ds = tiny_data(n_train=256)
