@@ -26,7 +26,7 @@ DATA_PARALLEL = textwrap.dedent("""
     import jax
     from conftest import tiny_data, tiny_run
     from jaxmlp.epoch import device_data
-    from jaxmlp.fit import fit_run
+    from jaxmlp.loop import fit_run
     from jaxmlp.group import build_group, init_group
     mesh = distributed.global_mesh()
     data = device_data(tiny_data(n_train=256), mesh)
