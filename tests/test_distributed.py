@@ -26,8 +26,8 @@ DATA_PARALLEL = textwrap.dedent("""
     import jax
     from conftest import tiny_data, tiny_run
     from jaxmlp.epoch import device_data
-    from jaxmlp.loop import fit_run
     from jaxmlp.group import build_group, init_group
+    from jaxmlp.loop import fit_run
     mesh = distributed.global_mesh()
     data = device_data(tiny_data(n_train=256), mesh)
     run = tiny_run(epochs=3, batch_size=64, dropout=0.2)
