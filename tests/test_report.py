@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jaxmlp import records
 from jaxmlp.report import compare, figures, generate, tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def fake_run(name: str, accs: list[float], part: int = 1, **model) -> dict:
               "hooks": {}}
     return {"name": name, "label": name.upper(), "part": part, "config": config,
             "seeds": [{"seed": i, "test": {"accuracy": a}} for i, a in enumerate(accs)],
-            "summary": {"test_accuracy": compare.stats(accs)}}
+            "summary": {"test_accuracy": records.stats(accs)}}
 
 
 # --- words from numbers --------------------------------------------------------------------
@@ -181,3 +182,43 @@ def test_a_new_experiment_file_runs_and_gets_its_page_in_the_built_site(tmp_path
         s = run["summary"]["test_accuracy"]
         assert f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" in html, run["name"]
         assert f"{100 * s['min']:.1f}–{100 * s['max']:.1f}" in html, run["name"]
+
+
+def test_the_portfolio_templates_follow_runs_added_to_the_results(tmp_path):
+    """A run added to results.json (here TA8's 50-epoch control and P8D's scaled composition)
+    shows up in the tables with no template change; the run list is never repeated in code."""
+    for exp, source, new, label in (("ta8", "cb_reduce_lr", "cb_none", "Control añadido"),
+                                    ("p8d", "con_callbacks", "con_callbacks_escalado",
+                                     "Composición añadida")):
+        shutil.copytree(FIXTURE / exp, tmp_path / "experiments" / exp)
+        path = tmp_path / "experiments" / exp / "results.json"
+        doc = json.loads(path.read_text())
+        extra = json.loads(json.dumps(next(r for r in doc["runs"] if r["name"] == source)))
+        extra.update(name=new, label=label)
+        extra["config"]["hooks"] = {}
+        doc["runs"].append(extra)
+        path.write_text(json.dumps(doc))
+    generate(tmp_path / "experiments", tmp_path / "docs")
+    ta8 = (tmp_path / "docs" / "portfolio" / "TA8-Backpropagation-Optimizadores.md").read_text()
+    p8d = (tmp_path / "docs" / "portfolio" / "08d-Callbacks-MLP.md").read_text()
+    assert "| Control añadido |" in ta8 and "Frente a «Control añadido»" in ta8
+    assert "| Composición añadida |" in p8d
+
+
+def test_the_console_script_and_the_module_share_one_entry_point():
+    import tomllib
+
+    from jaxmlp import __main__ as cli
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"jaxmlp": "jaxmlp.__main__:main"}
+    assert cli.main(["nonsense"]) == 2 and set(cli.VERBS) == {"run", "report", "list"}
+
+
+def test_rendering_the_site_never_imports_jax(tmp_path):
+    code = ("import sys; from pathlib import Path; from jaxmlp.report import generate; "
+            f"generate(Path({str(FIXTURE)!r}), Path({str(tmp_path)!r})); "
+            "assert 'jax' not in sys.modules, 'jax imported'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -8,18 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-
-def stats(values) -> dict | None:
-    """Mean, sample std (ddof=1; 0 for one value), min, max, n — as in results.json."""
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    if v.size == 0:
-        return None
-    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
-    return {"mean": float(v.mean()), "std": std, "min": float(v.min()), "max": float(v.max()),
-            "n": int(v.size)}
-
 
 def seed_values(run: dict, *path) -> list[float]:
     """One value per seed record, following `path` (e.g. "test", "accuracy")."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jaxmlp.report import compare, figures, load, tables
+from jaxmlp import records
+from jaxmlp.report import figures, load, tables
 from jaxmlp.report.compare import label
 
 DATASETS = {"cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "mnist": "MNIST",
@@ -18,7 +19,7 @@ DATASETS = {"cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "mnist": "M
 
 def time_stats(run: dict) -> dict | None:
     """Training seconds per run and seed: a vmapped group's time split among its members."""
-    return compare.stats([s["wall_time_s"] / max(s.get("group_size", 1), 1)
+    return records.stats([s["wall_time_s"] / max(s.get("group_size", 1), 1)
                           for s in run.get("seeds", []) if "wall_time_s" in s])
 
 
@@ -124,7 +125,7 @@ def experiment(doc: dict, docs: Path, page: str) -> dict:
 
 def gap(run: dict) -> dict | None:
     """Train − test accuracy per seed (the overfitting gap), as stats."""
-    return compare.stats([s["train"]["accuracy"] - s["test"]["accuracy"]
+    return records.stats([s["train"]["accuracy"] - s["test"]["accuracy"]
                           for s in run.get("seeds", [])])
 
 

@@ -5,12 +5,12 @@ Everything here is plain json/csv/numpy, so the docs build never imports JAX.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
+
+from jaxmlp import records
 
 # Data sources that are not measurements (the --quick smoke data, test fixtures).
 SYNTHETIC_SOURCES = ("fixture", "generated", "synthetic")
@@ -41,23 +41,14 @@ def is_synthetic(doc: dict) -> bool:
     return doc.get("dataset", {}).get("source") in SYNTHETIC_SOURCES
 
 
-def number(text: str | None) -> float:
-    """A CSV cell as float; Keras's `NA` (and anything unreadable) becomes NaN."""
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def history(exp_dir: Path, rel: str | None) -> dict[str, np.ndarray] | None:
     """One seed's history CSV as {column: float array}; None when absent or empty."""
     if not rel or not (exp_dir / rel).is_file():
         return None
-    with open(exp_dir / rel, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+    columns = records.read_history(exp_dir / rel)
+    if not columns.get("epoch"):
         return None
-    return {k: np.array([number(r[k]) for r in rows]) for k in rows[0]}
+    return {k: np.asarray(v, dtype=float) for k, v in columns.items()}
 
 
 def curves(doc: dict, run: dict, column: str) -> list[np.ndarray]:
