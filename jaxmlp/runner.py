@@ -1,6 +1,6 @@
 """Experiments' runner: members (run x seed), groups, resume, the lock, the member records.
 
-Each group of members that share shapes (`train.group_key`) trains as one compiled program;
+Each group of members that share shapes (`group.group_key`) trains as one compiled program;
 `observers.GroupObserver` runs on the host after every chunk of `epochs_per_call` epochs. A
 finished member writes `members/<run>__seed<k>.json`; a rerun skips finished groups and resumes
 a partial one from its latest checkpoint. `Lock` keeps two invocations off one output root.
@@ -21,10 +21,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxmlp import atomic, observers, train
+from jaxmlp import atomic, observers
 from jaxmlp import config as C
 from jaxmlp import hooks as H
 from jaxmlp.config import RunConfig
+from jaxmlp.epoch import Data
+from jaxmlp.group import build_group, compile_group, group_key, init_group
+from jaxmlp.loop import fit_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +73,7 @@ def groups(items: list[Member], engine: str) -> list[list[Member]]:
         return [[m] for m in items]
     out: dict[tuple, list[Member]] = {}
     for m in items:
-        out.setdefault(train.group_key(m.run) + (m.run.train.epochs,), []).append(m)
+        out.setdefault(group_key(m.run) + (m.run.train.epochs,), []).append(m)
     return list(out.values())
 
 
@@ -89,16 +92,16 @@ def shard_for(group: list[Member], mesh, shard: str) -> str:
     return "batch"
 
 
-def prepare(group: list[Member], data: train.Data, *, epochs_per_call: int, mesh,
+def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
             shard: str = "batch"):
     """Build, initialise and compile one group (thread-safe: groups compile in parallel)."""
-    built = train.build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
+    built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
                               mesh=mesh, shard=shard_for(group, mesh, shard))
-    state = train.init_group(built)
-    return train.compile_group(built, state, data), state
+    state = init_group(built)
+    return compile_group(built, state, data), state
 
 
-def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: Path,
+def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
               runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
               prepared=None) -> list[dict]:
     """Train (or resume) one group; write and return each member's result record."""
@@ -118,7 +121,7 @@ def run_group(group: list[Member], data: train.Data, n_train: int, *, out_dir: P
                                            out_dir=out_dir, label=label, quiet=quiet)
         start = time.perf_counter()
         try:
-            state, histories = train.fit_group(compiled, data, state=state, histories=histories,
+            state, histories = fit_group(compiled, data, state=state, histories=histories,
                                                observe=observer)
             wall = time.perf_counter() - start
             _, scores = jax.device_get(compiled.final(state, data))

@@ -15,7 +15,9 @@ import pytest
 from conftest import tiny_data, tiny_run
 
 from jaxmlp import config as C
-from jaxmlp import observers, runner, train
+from jaxmlp import loop, observers, runner
+from jaxmlp.epoch import Data, device_data, init_states
+from jaxmlp.group import build_group, init_group
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run again on 4 forced CPU devices by test_equivalence_on_four_devices (data parallel mesh).
@@ -40,15 +42,15 @@ def members_with_their_own_hooks(epochs=12) -> list[C.RunConfig]:
 
 
 def fit_group(runs, data, **kw):
-    group = train.build_group(runs, data, mesh=MESH, **kw)
-    state, hists = train.fit_group(group, data)
+    group = build_group(runs, data, mesh=MESH, **kw)
+    state, hists = loop.fit_group(group, data)
     _, scores = jax.device_get(group.final(state, data))
     return jax.device_get(state), hists, scores
 
 
 @pytest.fixture(scope="module")
 def dataset():
-    return train.device_data(train.Data(*tiny_data()), MESH)
+    return device_data(Data(*tiny_data()), MESH)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,8 @@ def test_each_member_of_a_group_gets_its_solo_results(dataset, solo, members, sh
 
 def test_a_stopped_member_stops_changing(dataset):
     runs = members_with_their_own_hooks()
-    group = train.build_group(runs, dataset, mesh=MESH)
-    state, _ = train.fit_group(group, dataset)
+    group = build_group(runs, dataset, mesh=MESH)
+    state, _ = loop.fit_group(group, dataset)
     first = jax.device_get(state)
     more, rec = group.step(state, dataset)  # every member has stopped: nothing may move
     assert not np.asarray(rec["ran"]).any()
@@ -120,13 +122,13 @@ def test_equivalence_on_four_devices():
 @pytest.mark.skipif(MESH is None, reason="needs several devices (run by the test above)")
 def test_members_are_split_over_the_devices(dataset):
     runs = members_with_their_own_hooks()
-    group = train.build_group(runs, dataset, mesh=MESH, shard="members")
-    state, _ = group.step(train.init_group(group), dataset)
+    group = build_group(runs, dataset, mesh=MESH, shard="members")
+    state, _ = group.step(init_group(group), dataset)
     kernel = state.params["dense_0"]["kernel"]
     assert kernel.sharding.spec[0] == "data"  # the member axis
     assert {s.data.shape[0] for s in kernel.addressable_shards} == {len(runs) // MESH.size}
     with pytest.raises(ValueError, match="cannot be split evenly"):
-        train.build_group(runs[:3], dataset, mesh=MESH, shard="members")
+        build_group(runs[:3], dataset, mesh=MESH, shard="members")
 
 
 # --- Exact resume after kill -9 ----------------------------------------------------------------
@@ -136,7 +138,8 @@ RESUMABLE = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, "tests")
     import test_runner as T
-    from jaxmlp import observers, runner, train
+    from jaxmlp import observers, runner
+    from jaxmlp.epoch import Data, device_data
     out, kill_after = Path(sys.argv[1]), int(sys.argv[2])
     if kill_after and sys.argv[3:] == ["before-logs"]:  # checkpoint saved, logs not yet written
         save = observers.CheckpointStore.save_latest
@@ -155,7 +158,7 @@ RESUMABLE = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
         observers.GroupObserver.__call__ = observe
     group = T.resumable_group()
-    data = train.device_data(train.Data(*T.tiny_data()))
+    data = device_data(Data(*T.tiny_data()))
     records = runner.run_group(group, data, 200, out_dir=out, runs_dir=out / "runs",
                               epochs_per_call=1, mesh=None, label="t", quiet=True)
     for m, r in zip(group, records):
@@ -181,7 +184,7 @@ def run_script(out: Path, kill_after: int, *mode: str) -> int:
 
 def final_state(out: Path):
     group = resumable_group()
-    template = train.init_states([m.run for m in group])
+    template = init_states([m.run for m in group])
     with observers.CheckpointStore(out / "runs" / "checkpoints" / runner.group_id(group)) as store:
         epoch, state, extra = store.restore_latest(template)
     return epoch, state, extra

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmlp import atomic, distributed, observers, records, runner, train
+from jaxmlp import atomic, distributed, observers, records, runner
 from jaxmlp import config as C
+from jaxmlp.epoch import device_data
 from jaxmlp.records import count_params
 
 
@@ -83,8 +84,9 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
     p.add_argument("--engine", choices=("group", "solo"), default="group",
                    help="group: members sharing shapes train as one vmapped program (default); "
                    "solo: one run at a time")
-    p.add_argument("--epochs-per-call", type=int, default=1,
-                   help="epochs per host round-trip (observers see every epoch either way)")
+    p.add_argument("--epochs-per-call", type=int,
+                   help="epochs per host round-trip (default 1; 3 with --quick); observers see "
+                   "every epoch either way, checkpoints are saved once per call")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
                    "a group's members over them (groups whose size does not divide evenly "
@@ -93,6 +95,8 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.seeds is None:
         args.seeds = 1 if args.quick else exp.seeds
+    if args.epochs_per_call is None:  # a smoke run saves one checkpoint per group, not three
+        args.epochs_per_call = QUICK_EPOCHS if args.quick else 1
     return args
 
 
@@ -130,16 +134,17 @@ def _with_train(run: C.RunConfig, **changes) -> C.RunConfig:
 
 
 def quick(run: C.RunConfig, cap_epochs: bool = True) -> C.RunConfig:
-    """The smoke version of a run: narrow layers, small input, at most 3 epochs (unless
-    --epochs says otherwise)."""
+    """The smoke version of a run: narrow layers, small input, one batch size for every run (so
+    runs that differ only in it share a compiled program), at most 3 epochs (unless --epochs
+    says otherwise)."""
     model = dataclasses.replace(run.model, hidden=tuple(max(2, h // 16) for h in run.model.hidden),
                                 input_dim=QUICK_DIM)
     run = dataclasses.replace(run, model=model)
-    return _with_train(run, epochs=min(run.train.epochs, 3) if cap_epochs else run.train.epochs,
-                       batch_size=max(8, run.train.batch_size // 4))
+    epochs = min(run.train.epochs, QUICK_EPOCHS) if cap_epochs else run.train.epochs
+    return _with_train(run, epochs=epochs, batch_size=QUICK_BATCH)
 
 
-QUICK_DIM, QUICK_SIZES = 24, (320, 64, 64)
+QUICK_DIM, QUICK_SIZES, QUICK_EPOCHS, QUICK_BATCH = 24, (320, 64, 64), 3, 16
 
 
 def synthetic(num_classes: int = 10, seed: int = 0):
@@ -302,7 +307,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         raise UsageError(str(e)) from None
     seeds = list(range(args.seeds))
     mesh = _mesh()
-    data = train.device_data(ds, mesh)
+    data = device_data(ds, mesh)
     todo = distributed.members_for_process(runner.members(runs, seeds), job.index,
                                            job.count)
     groups = runner.groups(todo, args.engine)
