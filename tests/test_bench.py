@@ -238,6 +238,12 @@ def test_parity_rows_tolerance_verdict_stops_and_cuts(tmp_path):
     assert table.count("\n") == 2 + len(rows)
     assert "| toy | far |" in table and "**fuera**" in table
     assert "2,4 · 2,4 · 2,4" in table  # our cuts, 1-based as Keras prints epochs
+    cov = parity_table.coverage(list(rows.values()))["toy"]
+    assert cov == {"runs": 5, "within": ["near", "other_def"], "beyond": ["far"],
+                   "configs_differ": ["other_def"],
+                   "not_compared": {"ours_only": "ours, no Keras equivalent",
+                                    "missing": "no Keras records yet"}}
+    assert "3 of 5 runs compared, 2 within" in parity_table.coverage_text(list(rows.values()))
 
 
 def test_parity_table_imports_no_jax():

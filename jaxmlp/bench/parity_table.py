@@ -11,7 +11,8 @@ at whose end ReduceLROnPlateau cut the LR (1-based; ours read from the LR column
 invisible where a scheduler overwrites the LR each epoch, so only counted there). Stop epochs
 swing with tiny val_loss differences, so where EarlyStopping is on their means are compared the
 same way: within max(1 epoch, 2 x pooled std) or not.
-`rows()` returns plain dicts, `markdown(rows)` the table for the bench page.
+`rows()` returns plain dicts, `markdown(rows)` the table for the bench page and
+`coverage_text(rows)` what it covers.
 """
 
 from __future__ import annotations
@@ -196,6 +197,41 @@ def markdown(table: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def coverage(table: list[dict]) -> dict:
+    """Per experiment: which runs were compared (within / beyond the tolerance) and which not."""
+    out: dict[str, dict] = {}
+    for r in table:
+        c = out.setdefault(r["experiment"], {"runs": 0, "within": [], "beyond": [],
+                                             "configs_differ": [], "not_compared": {}})
+        c["runs"] += 1
+        if "diff" not in r:
+            c["not_compared"][r["run"]] = r["status"]
+            continue
+        c["within" if r["within"] else "beyond"].append(r["run"])
+        if r["status"] != "compared":
+            c["configs_differ"].append(r["run"])
+    return out
+
+
+def coverage_text(table: list[dict]) -> str:
+    """One markdown paragraph per experiment saying what the table covers."""
+    lines = []
+    for exp, c in coverage(table).items():
+        done = len(c["within"]) + len(c["beyond"])
+        text = (f"**{exp}**: {done} of {c['runs']} runs compared, {len(c['within'])} within "
+                "the tolerance")
+        if c["beyond"]:
+            text += "; beyond: " + ", ".join(c["beyond"])
+        if c["configs_differ"]:
+            text += "; compared with results of another definition: " + ", ".join(
+                c["configs_differ"])
+        for status in sorted(set(c["not_compared"].values())):
+            names = [n for n, s in c["not_compared"].items() if s == status]
+            text += f"; {status}: " + ", ".join(names)
+        lines.append(text + ".")
+    return "\n\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.parity_table",
                                 description=__doc__.split("\n")[0])
@@ -203,7 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead")
     args = p.parse_args(argv)
     table = rows(args.experiments_dir)
-    print(json.dumps(table, indent=2) if args.json else markdown(table), end="")
+    print(json.dumps(table, indent=2) if args.json
+          else markdown(table) + "\n" + coverage_text(table), end="")
     return 0
 
 
