@@ -121,18 +121,19 @@ def epochs_cell(run: dict) -> str:
 
 
 def results_table(runs: list[dict], varying: list[str], against: dict | None = None) -> str:
-    """Per run: what varies, test accuracy mean ± std and range over seeds, epochs run, and
-    (with `against`) the verdict against that run."""
-    what = varying[0] if len(varying) == 1 else "Cambia respecto a la referencia"
-    header = ["Run", what, "Test (%)", "Rango (%)", "Épocas"]
-    ref, rows = reference(runs, varying), []
-    for r in runs:
-        acc = r["summary"].get("test_accuracy")
-        rows.append([label(r), changes(r, varying, ref), pm(acc), span(acc), epochs_cell(r)])
+    """Per run: what varies, test accuracy «mean ± std (min–max)» over seeds, the epochs run
+    when they differ between runs, and (with `against`) the verdict against that run."""
+    ref = reference(runs, varying)
+    header = ["Run"] + ([varying[0] if len(varying) == 1 else "Cambia respecto a la referencia"]
+                        if varying else []) + ["Test (%): media ± std (rango)"]
+    rows = [[label(r)] + ([changes(r, varying, ref)] if varying else [])
+            + [f"{pm(r['summary'].get('test_accuracy'))} "
+               f"({span(r['summary'].get('test_accuracy'))})"] for r in runs]
+    if len({epochs_cell(r) for r in runs}) > 1:
+        header.append("Épocas")
+        rows = [row + [epochs_cell(r)] for row, r in zip(rows, runs)]
     if against is not None:
         header.append(f"Frente a «{label(against)}»")
         rows = [row + [versus(r, against)] for row, r in zip(rows, runs)]
-    if not varying:
-        header, rows = header[:1] + header[2:], [row[:1] + row[2:] for row in rows]
-        return markdown(header, rows, numeric=(1, 2, 3))
-    return markdown(header, rows, numeric=(2, 3, 4))
+    numeric = {i for i, h in enumerate(header) if h.startswith(("Test", "Épocas"))}
+    return markdown(header, rows, numeric=numeric)
