@@ -272,3 +272,17 @@ def test_portfolio_pages_show_their_figures(site):
         html = (site / page / "index.html").read_text(encoding="utf-8")
         assert html.count(".svg#only-light") == html.count(".svg#only-dark") > 0, page
         assert "glightbox" in html, page
+
+
+def test_portfolio_pages_stay_within_about_one_and_a_half_times_the_original(site):
+    """Words of each page's article (code, tables and captions included) against the original
+    page's word count kept in jaxmlp/experiments/<name>_original.json."""
+    for name, page in (("p8d", "portfolio/08d-Callbacks-MLP/"),
+                       ("ta8", "portfolio/TA8-Backpropagation-Optimizadores/")):
+        original = json.loads((ROOT / "jaxmlp" / "experiments" / f"{name}_original.json")
+                              .read_text())["words"]
+        html = (site / page / "index.html").read_text(encoding="utf-8")
+        article = html[html.index("<article"):html.index("</article>")]
+        article = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", article, flags=re.S)
+        words = len(re.sub(r"<[^>]+>", " ", article).split())
+        assert words <= 1.6 * original, (name, words, original)
