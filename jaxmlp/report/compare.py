@@ -46,7 +46,8 @@ def pp(d: float) -> str:
 
 
 def num(x: float | None, fmt: str = ",.0f") -> str:
-    return "—" if x is None else format(x, fmt)
+    """A number with a narrow space between thousands, as Spanish writes them: 54 000."""
+    return "—" if x is None else format(x, fmt).replace(",", "\u202f")
 
 
 @dataclass(frozen=True)
