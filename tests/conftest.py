@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from jaxmlp import config as C
-from jaxmlp import train
+from jaxmlp.epoch import Data
 
 
-def tiny_data(n_train=200, n_val=40, n_test=40, dim=12, classes=4, seed=0) -> train.Data:
+def tiny_data(n_train=200, n_val=40, n_test=40, dim=12, classes=4, seed=0) -> Data:
     """A learnable problem: labels are the argmax of a fixed random linear map of the inputs."""
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(dim, classes))
@@ -15,7 +15,7 @@ def tiny_data(n_train=200, n_val=40, n_test=40, dim=12, classes=4, seed=0) -> tr
     x = rng.uniform(size=(n, dim)).astype(np.float32)
     y = np.argmax((x - 0.5) @ w, axis=1).astype(np.int32)
     a, b = n_train, n_train + n_val
-    return train.Data(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:])
+    return Data(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:])
 
 
 def tiny_run(name="tiny", *, hidden=(16, 8), epochs=4, batch_size=32, seed=0, lr=1e-2,
