@@ -63,6 +63,11 @@ def test_the_main_job_twice_in_a_clone_leaves_git_status_clean(clone, capsys):
     print("training the tiny experiment, committing it, then running the same command again")
     (clone / ".gitignore").write_text("/runs/\n/data/\n/home/\n")
     assert run(capsys=capsys)[0] == 0
+    # As if written by an older version of the code: the layout around the records differs.
+    results = clone / "experiments/tiny/results.json"
+    doc = json.loads(results.read_text())
+    doc["runs"][0]["summary"]["a_field_of_the_past"] = 1
+    results.write_text(json.dumps(doc))
     git("init", "-q", cwd=clone)
     git("add", ".", cwd=clone)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results", cwd=clone)

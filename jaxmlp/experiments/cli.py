@@ -386,13 +386,16 @@ def _compiled(future, label: str, args):
 
 
 def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
-    """Nothing trained: whether results.json already holds these runs (then it stays as it is,
-    provenance included, and so does the site)."""
+    """Nothing trained: whether results.json already holds these runs with these seed records
+    (then it stays as it is, provenance included, and so does the site). Only the records are
+    compared, not the layout around them, so results written by an older version of the code
+    are not rewritten by a no-op either."""
     try:
         old = json.loads(path.read_text())
-    except (OSError, ValueError):
+        held = [[r["name"], r["seeds"]] for r in old["runs"]]
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    if old.get("runs") != json.loads(json.dumps(atomic.plain(doc["runs"]))):
+    if held != json.loads(json.dumps(atomic.plain([(r["name"], r["seeds"]) for r in doc["runs"]]))):
         return False
     _say(args, f"[{exp.name}] nothing to train: every run has finished; {path} and the site "
          "are left as they are")
