@@ -18,23 +18,22 @@ same way: within max(1 epoch, 2 x pooled std) or not.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import statistics
 import sys
 from pathlib import Path
 
+from jaxmlp import records
+
 PARITY = Path("bench") / "parity"  # under the experiments folder
 MIN_TOLERANCE = 0.01  # 1 pp
 
 
 def _stats(values) -> dict | None:
-    if not values:
-        return None
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values),
-            "values": list(values)}
+    """records.stats (mean, sample std, min, max, n) and the values themselves."""
+    s = records.stats(values)
+    return None if s is None else {**s, "values": list(values)}
 
 
 def pooled_std(a: dict, b: dict) -> float | None:
@@ -72,9 +71,7 @@ def our_cuts(exp_dir: Path, seed: dict) -> list[int] | None:
     path = exp_dir / seed.get("history_csv", "")
     if not seed.get("history_csv") or not path.is_file():
         return None
-    with open(path, newline="") as f:
-        lrs = [float(row["learning_rate"]) for row in csv.DictReader(f)]
-    lrs.append(float(seed["final_lr"]))
+    lrs = [*records.read_history(path)["learning_rate"], float(seed["final_lr"])]
     return [e for e in range(len(lrs) - 1) if lrs[e + 1] < lrs[e] * (1 - 1e-6)]
 
 
