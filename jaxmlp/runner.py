@@ -27,7 +27,7 @@ from jaxmlp import hooks as H
 from jaxmlp.config import RunConfig
 from jaxmlp.epoch import Data
 from jaxmlp.group import build_group, compile_group, group_key, init_group
-from jaxmlp.loop import fit_group
+from jaxmlp.loop import Result, fit_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +124,26 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
             state, histories = fit_group(compiled, data, state=state, histories=histories,
                                                observe=observer)
             wall = time.perf_counter() - start
-            _, scores = jax.device_get(compiled.final(state, data))
+            kept, scores = jax.device_get(compiled.final(state, data))
         finally:
             observer.close()
     state = jax.device_get(state)
+    for i, m in enumerate(group):
+        save_model(runs_dir, m, kept, i, histories[i])
     return [{**member_result(m, i, state, histories[i], scores, n_train, len(group), wall),
              "resumed": resumed} for i, m in enumerate(group)]
+
+
+def model_path(runs_dir: Path, m: Member) -> Path:
+    """Where a finished member's final weights are, as a model `jaxmlp.load` reads."""
+    return runs_dir / "models" / m.id
+
+
+def save_model(runs_dir: Path, m: Member, kept, i: int, history: dict) -> None:
+    """Member `i`'s weights as its scores were computed with (the best epoch's where
+    EarlyStopping restored them), saved with `jaxmlp.load`'s format."""
+    params, batch_stats = jax.tree.map(lambda a: np.asarray(a[i]), kept)
+    Result(m.run, params, batch_stats, history).save(model_path(runs_dir, m))
 
 
 def member_result(m: Member, i: int, state, history: dict, scores, n_train: int,
@@ -235,6 +249,7 @@ def discard(group: list[Member], out_dir: Path, runs_dir: Path) -> None:
         (out_dir / "histories" / m.run.name / f"seed{m.seed}.csv").unlink(missing_ok=True)
         shutil.rmtree(runs_dir / "tb" / m.run.name / f"seed{m.seed}", ignore_errors=True)
         shutil.rmtree(runs_dir / "best" / m.id, ignore_errors=True)
+        shutil.rmtree(model_path(runs_dir, m), ignore_errors=True)
 
 
 def check_data(runs, x_train, labels, num_classes: int) -> None:

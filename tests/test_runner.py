@@ -81,6 +81,23 @@ def test_each_member_of_a_group_gets_its_solo_results(dataset, solo, members, sh
                                        [v[0] for v in s_scores[split]], rtol=1e-5, atol=1e-5)
 
 
+def test_a_finished_member_saves_the_weights_its_scores_come_from(dataset, tmp_path):
+    # m0 restores its best weights (EarlyStopping restore_best_weights=True): the saved model,
+    # evaluated on the validation split, gives the member record's val_loss, i.e. the best
+    # epoch's, not the last one's.
+    run = members_with_their_own_hooks()[0]
+    m = runner.Member(run, 0)
+    records = runner.run_group([m], dataset, dataset.x_train.shape[0], out_dir=tmp_path / "out",
+                               runs_dir=tmp_path / "runs", epochs_per_call=1, mesh=MESH,
+                               label="t", quiet=True)
+    model = loop.load(runner.model_path(tmp_path / "runs", m))
+    val = model.evaluate(np.asarray(dataset.x_val), np.asarray(dataset.y_val))
+    np.testing.assert_allclose(val["loss"], records[0]["val"]["loss"], rtol=1e-5)
+    history = model.history["val_loss"]
+    assert records[0]["best_epoch"] != len(history) - 1  # restored: not the last epoch
+    np.testing.assert_allclose(val["loss"], history[records[0]["best_epoch"]], rtol=1e-5)
+
+
 def test_a_stopped_member_stops_changing(dataset):
     runs = members_with_their_own_hooks()
     group = build_group(runs, dataset, mesh=MESH)
