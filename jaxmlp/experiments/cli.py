@@ -26,6 +26,7 @@ import numpy as np
 from jaxmlp import atomic, distributed, observers, records, runner
 from jaxmlp import config as C
 from jaxmlp.epoch import device_data
+from jaxmlp.group import local_mesh
 from jaxmlp.records import count_params
 
 
@@ -308,7 +309,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     seeds = list(range(args.seeds))
-    mesh = _mesh()
+    mesh = local_mesh()
     data = device_data(ds, mesh)
     todo = distributed.members_for_process(runner.members(runs, seeds), job.index,
                                            job.count)
@@ -464,14 +465,6 @@ def _fit_to(run: C.RunConfig, ds) -> C.RunConfig:
     model = dataclasses.replace(run.model, input_dim=ds.x_train.shape[1],
                                 num_classes=ds.num_classes)
     return dataclasses.replace(run, model=model)
-
-
-def _mesh():
-    import jax
-
-    if jax.device_count() == 1:
-        return None
-    return jax.sharding.Mesh(np.array(jax.devices()), ("data",))
 
 
 def _document(exp, args, runs, seeds, identity, out: Path) -> dict:
