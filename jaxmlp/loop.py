@@ -37,12 +37,15 @@ def empty_history() -> dict:
     return {"epoch": [], **{k: [] for k in METRIC_KEYS}, "learning_rate": [], "epoch_time_s": []}
 
 
-def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=None):
+def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=None,
+              clock=None):
     """Train every member until all have stopped; returns (state, histories).
 
     `state`/`histories` resume a group (from a checkpoint). `observe(state, histories, chunk)`
     is called on the host after every `epochs_per_call` epochs; it must not change anything.
     Per-epoch times are the chunk's wall time divided by its epochs (one sync per chunk).
+    `clock.add(phase, seconds)`, if given, receives the seconds spent in "train" (the device
+    step up to its records on the host) and "observe" (the observer's host work).
     """
     state = init_group(group) if state is None else state
     histories = histories or [empty_history() for _ in group.runs]
@@ -50,10 +53,14 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
         start = time.perf_counter()
         state, rec = group.step(state, data)
         rec = jax.device_get(rec)
-        seconds = (time.perf_counter() - start) / group.epochs_per_call
+        trained = time.perf_counter()
+        seconds = (trained - start) / group.epochs_per_call
         chunk = _append(histories, rec, seconds)
         if observe is not None:
             observe(state, histories, chunk)
+        if clock is not None:
+            clock.add("train", trained - start)
+            clock.add("observe", time.perf_counter() - trained)
     return state, histories
 
 

@@ -15,7 +15,9 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -28,6 +30,34 @@ from jaxmlp.config import RunConfig
 from jaxmlp.epoch import Data
 from jaxmlp.group import build_group, compile_group, group_key, init_group
 from jaxmlp.loop import Result, fit_group
+
+
+class Clock:
+    """Where an invocation's wall time goes: seconds per phase (load, compile, train, observe,
+    eval, io), added up across groups. Thread-safe, since groups compile in parallel threads:
+    `compile` sums the threads' compile times, which overlap each other and training, while
+    `compile_wait` is the part the main thread spent waiting for a program. Host-side timers
+    only (each phase ends with a sync, so device time lands in the phase that waited for it)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, phase: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - start)
+
+
+def _clock(clock: Clock | None) -> Clock:
+    return clock if clock is not None else Clock()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,43 +123,53 @@ def shard_for(group: list[Member], mesh, shard: str) -> str:
 
 
 def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
-            shard: str = "batch"):
+            shard: str = "batch", clock: Clock | None = None):
     """Build, initialise and compile one group (thread-safe: groups compile in parallel)."""
-    built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
-                              mesh=mesh, shard=shard_for(group, mesh, shard))
-    state = init_group(built)
-    return compile_group(built, state, data), state
+    with _clock(clock)("compile"):
+        built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
+                            mesh=mesh, shard=shard_for(group, mesh, shard))
+        state = init_group(built)
+        compiled = compile_group(built, state, data)
+        jax.block_until_ready(state)
+    return compiled, state
 
 
 def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
               runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
-              prepared=None) -> list[dict]:
+              prepared=None, clock: Clock | None = None) -> list[dict]:
     """Train (or resume) one group; write and return each member's result record."""
+    clock = _clock(clock)
     compiled, state = prepared or prepare(group, data, epochs_per_call=epochs_per_call,
-                                          mesh=mesh)
+                                          mesh=mesh, clock=clock)
     ckpt_dir = runs_dir / "checkpoints" / group_id(group)
     histories = None
     with observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min") as ckpt:
-        restored = ckpt.restore_latest(state)
+        with clock("io"):
+            restored = ckpt.restore_latest(state)
         calls, resumed = 0, restored is not None
         if restored is not None:
             _, state, extra = restored
             histories, calls = extra["histories"], extra["calls"]
             if not quiet:
                 print(f"{label} resumed after {calls} chunks", file=sys.stderr)
-        observer = observers.GroupObserver(group, ckpt, histories, calls, runs_dir=runs_dir,
-                                           out_dir=out_dir, label=label, quiet=quiet)
+        with clock("io"):
+            observer = observers.GroupObserver(group, ckpt, histories, calls,
+                                               runs_dir=runs_dir, out_dir=out_dir, label=label,
+                                               quiet=quiet)
         start = time.perf_counter()
         try:
             state, histories = fit_group(compiled, data, state=state, histories=histories,
-                                               observe=observer)
+                                         observe=observer, clock=clock)
             wall = time.perf_counter() - start
-            kept, scores = jax.device_get(compiled.final(state, data))
+            with clock("eval"):
+                kept, scores = jax.device_get(compiled.final(state, data))
         finally:
-            observer.close()
-    state = jax.device_get(state)
-    for i, m in enumerate(group):
-        save_model(runs_dir, m, kept, i, histories[i])
+            with clock("io"):
+                observer.close()  # waits for the checkpoint writes still in flight
+    with clock("io"):
+        state = jax.device_get(state)
+        for i, m in enumerate(group):
+            save_model(runs_dir, m, kept, i, histories[i])
     return [{**member_result(m, i, state, histories[i], scores, n_train, len(group), wall),
              "resumed": resumed} for i, m in enumerate(group)]
 

@@ -81,11 +81,17 @@ def whole_sweep(results_path: str) -> dict:
                          f"({inv or 'no this_invocation record'}); rerun it from scratch")
     members = sum(len(r["seeds"]) for r in doc["runs"])
     epochs = sum(s["epochs_run"] for r in doc["runs"] for s in r["seeds"])
-    return {"benchmark": "whole_sweep", "experiment": doc["experiment"], "command": doc["command"],
-            "runs": len(doc["runs"]), "members": members, "epochs": epochs,
-            "groups": inv["groups_total"], "wall_time_s": inv["wall_time_s"],
-            "n_train": doc["dataset"]["n_train"], "dataset": doc["dataset"]["name"],
-            "created": doc["created"], "environment": doc["environment"]}
+    out = {"benchmark": "whole_sweep", "experiment": doc["experiment"], "command": doc["command"],
+           "runs": len(doc["runs"]), "members": members, "epochs": epochs,
+           "groups": inv["groups_total"], "wall_time_s": inv["wall_time_s"],
+           "n_train": doc["dataset"]["n_train"], "dataset": doc["dataset"]["name"],
+           "created": doc["created"], "environment": doc["environment"]}
+    # Newer records also say where the time went (runner.Clock) and the time from the first
+    # load on; a sweep's epochs_per_call is in its command.
+    for key in ("since_start_s", "time_split_s"):
+        if key in inv:
+            out[key] = inv[key]
+    return out
 
 
 def main(argv=None) -> int:
@@ -101,14 +107,27 @@ def main(argv=None) -> int:
     p.add_argument("--whole-sweep", metavar="RESULTS_JSON",
                    help="record the wall time of a finished sweep instead of benchmarking")
     p.add_argument("--note", help="recorded with the numbers, e.g. what else ran on the machine")
+    p.add_argument("--cache", choices=("cold", "warm"),
+                   help="with --whole-sweep: whether JAX's persistent compilation cache was "
+                   "empty (cold) or held the sweep's programs (warm)")
+    p.add_argument("--process-wall", type=float, metavar="S",
+                   help="with --whole-sweep: the process's wall time measured outside it "
+                   "(interpreter start and imports included)")
     args = p.parse_args(argv)
     if args.whole_sweep:
         out = whole_sweep(args.whole_sweep)
         if args.note:
             out["note"] = args.note
+        if args.cache:
+            out["compile_cache"] = args.cache
+        if args.process_wall is not None:
+            out["process_wall_time_s"] = args.process_wall
         print(f"{out['experiment']}: {out['runs']} runs x seeds = {out['members']} members, "
               f"{out['epochs']} epochs, {out['groups']} groups: {out['wall_time_s']:.1f} s on "
               f"{out['environment']['device']}")
+        if "time_split_s" in out:
+            print("time split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in
+                                                  out["time_split_s"].items()))
         if args.json:
             atomic.write_json(args.json, out)
         return 0

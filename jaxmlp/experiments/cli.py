@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from jaxmlp import atomic, distributed, observers, records, runner
@@ -301,7 +302,9 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         return 0
     _compile_settings(runs_dir, quick=args.quick)
     job = distributed.join_sweep()  # JAXMLP_* env: several processes split the members
-    ds = load_data(exp, args, runs)
+    clock, begun = runner.Clock(), time.perf_counter()
+    with clock("load"):
+        ds = load_data(exp, args, runs)
     runs = [_fit_to(r, ds) for r in runs]
     try:
         runner.check_data(runs, ds.x_train, {"train": ds.y_train, "validation": ds.y_val,
@@ -310,7 +313,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         raise UsageError(str(e)) from None
     seeds = list(range(args.seeds))
     mesh = local_mesh()
-    data = device_data(ds, mesh)
+    with clock("load"):
+        data = jax.block_until_ready(device_data(ds, mesh))
     todo = distributed.members_for_process(runner.members(runs, seeds), job.index,
                                            job.count)
     groups = runner.groups(todo, args.engine)
@@ -330,7 +334,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     # Every pending group compiles in a thread pool while earlier groups train.
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), os.cpu_count() or 1)))
     prepared = {id(g): pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
-                                   mesh=mesh, shard=args.shard) for g in pending}
+                                   mesh=mesh, shard=args.shard, clock=clock) for g in pending}
     if mesh is not None and not args.quiet:
         for g in pending:
             print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
@@ -341,19 +345,21 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         if id(group) not in prepared:
             _say(args, f"{label}: done, skipped")
             continue
-        compiled = _compiled(prepared.pop(id(group)), label, args)
+        with clock("compile_wait"):
+            compiled = _compiled(prepared.pop(id(group)), label, args)
         try:
             records = runner.run_group(group, data, ds.x_train.shape[0], out_dir=out,
                                        runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
                                        mesh=mesh, label=label, quiet=args.quiet,
-                                       prepared=compiled)
+                                       prepared=compiled, clock=clock)
         except observers.CheckpointError as e:
             pool.shutdown(cancel_futures=True)
             raise UsageError(f"{str(e).splitlines()[0]} Add --retrain to train group "
                              f"{group[0].run.name} from scratch.") from None
         trained += 1
         for m, rec in zip(group, records):
-            runner.write_member(out, m, rec)
+            with clock("io"):
+                runner.write_member(out, m, rec)
             if rec["diverged"] and not args.quiet:
                 print(f"{label} DIVERGED: {m.run.name} seed {m.seed}: {rec['diverged_reason']}",
                       file=sys.stderr)
@@ -369,7 +375,9 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     doc["settings"]["this_invocation"] = {
         "groups_trained": trained, "groups_total": len(groups), "wall_time_s": wall,
         "complete": trained == len(groups) and not any(_resumed(out, groups)),
-        "processes": job.count}  # >1: the groups counted are process 0's share
+        "processes": job.count,  # >1: the groups counted are process 0's share
+        "since_start_s": time.perf_counter() - begun,  # load and the first compile included
+        "time_split_s": clock.seconds}  # runner.Clock: where the time went, per phase
     atomic.write_json(out / "results.json", doc)
     _say(args, f"[{exp.name}] wrote {out / 'results.json'}")
     if not args.quick and not args.no_report and out == Path("experiments") / exp.name:

@@ -1,0 +1,144 @@
+"""Benchmark: an honest roofline. Peak matmul rate, then what an epoch and a whole sweep achieve.
+
+    python -m jaxmlp.bench.roofline [--size 8192] [--members 1 8 32] [--sweep results.json ...]
+                                    [--json PATH]
+
+- Peak: the best of timed blocks of one large square matmul (default 8192, 2048 on a CPU) in
+  float32 at the precision training uses (`jax_default_matmul_precision`; unset means XLA's
+  default, which on NVIDIA Ampere/Hopper lets float32 dots run as TF32) and, for reference, at
+  `highest` (true float32) and in bfloat16.
+- Epoch: TA8's combined model (jaxmlp/experiments/ta8.py) on synthetic CIFAR-shaped data at batch
+  64, as a group of M members; FLOPs per member-epoch = 6 x dense weights x training examples
+  (forward 2, backward 4) + 2 x dense weights x validation examples (the epoch's evaluation).
+- Sweep: a finished sweep's results.json (one uninterrupted invocation): the same count over
+  every member's epochs plus its final evaluation of train, validation and test, divided by the
+  invocation's wall time from the first load to the last record (`since_start_s`).
+Every rate is reported with its percentage of the training-precision peak; nothing is a ratio
+below 1 dressed up as a speedup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxmlp import atomic, records
+from jaxmlp.bench.epoch_floor import dense_weights, epoch_times, synthetic_cifar
+from jaxmlp.bench.sweep import members
+from jaxmlp.config import ModelConfig
+
+
+def peak_tflops(size: int, dtype, precision, blocks: int = 5, seconds: float = 0.5) -> float:
+    """Best of `blocks` timed blocks of `size`^3 matmuls on random data."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(ka, (size, size), dtype)
+    b = jax.random.normal(kb, (size, size), dtype)
+    f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=precision))
+    f(a, b).block_until_ready()
+    start, reps = time.perf_counter(), 0
+    while time.perf_counter() - start < 0.1:
+        f(a, b).block_until_ready()
+        reps += 1
+    reps = max(1, int(reps * seconds / 0.1))
+    best = 0.0
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(reps):
+            out = f(a, b)
+        out.block_until_ready()
+        best = max(best, 2 * size**3 * reps / (time.perf_counter() - start) / 1e12)
+    return best
+
+
+def epoch_flops(model: ModelConfig, n_train: int, n_val: int) -> float:
+    w = dense_weights(model)
+    return 6 * w * n_train + 2 * w * n_val
+
+
+def sweep_flops(doc: dict) -> float:
+    """Dense-layer FLOPs of every member's epochs and final evaluation in a results.json."""
+    ds = doc["dataset"]
+    total = 0.0
+    for r in doc["runs"]:
+        m = r["config"]["model"]
+        model = ModelConfig(hidden=tuple(m["hidden"]), input_dim=m["input_dim"],
+                            num_classes=m["num_classes"])
+        epochs = sum(s["epochs_run"] for s in r["seeds"])
+        final = 2 * dense_weights(model) * (ds["n_train"] + ds["n_val"] + ds["n_test"])
+        total += epochs * epoch_flops(model, ds["n_train"], ds["n_val"]) + len(r["seeds"]) * final
+    return total
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.roofline",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, help="square matmul size for the peak "
+                   "(default 8192 on an accelerator, 2048 on a CPU)")
+    p.add_argument("--members", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--n", type=int, default=45000, help="training examples per epoch")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--sweep", nargs="*", default=[], metavar="RESULTS_JSON",
+                   help="finished sweeps to place on the roofline")
+    p.add_argument("--json", help="write the numbers to this JSON file")
+    p.add_argument("--note")
+    args = p.parse_args(argv)
+    env = records.environment("group")
+    gpu = env["platform"] != "cpu"
+    size = args.size or (8192 if gpu else 2048)
+    training_precision = jax.config.jax_default_matmul_precision
+    print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}; training matmul "
+          f"precision: {training_precision or 'default (XLA: TF32 on Ampere/Hopper GPUs)'}",
+          flush=True)
+    peak = {"float32_training_precision": peak_tflops(size, jnp.float32, None),
+            "float32_highest": peak_tflops(size, jnp.float32, "highest"),
+            "bfloat16": peak_tflops(size, jnp.bfloat16, None)}
+    for k, v in peak.items():
+        print(f"peak {k} ({size}^3 matmul): {v:.2f} TFLOP/s", flush=True)
+    ref = peak["float32_training_precision"]
+    out = {"benchmark": "roofline", "matmul_size": size,
+           "training_matmul_precision": training_precision or "default",
+           "peak_tflops": peak, "environment": env, "batch": args.batch, "n_train": args.n}
+
+    data = synthetic_cifar(args.n)
+    out["epoch"] = []
+    for m in args.members:
+        runs = members(m, args.batch)
+        t = statistics.median(epoch_times(runs, data, args.repeats))
+        flops = m * epoch_flops(runs[0].model, args.n, data.x_val.shape[0])
+        row = {"members": m, "epoch_s": t, "tflops": flops / t / 1e12,
+               "percent_of_peak": 100 * flops / t / 1e12 / ref}
+        out["epoch"].append(row)
+        print(f"epoch, group of {m:>2}: {t:.4f} s, {row['tflops']:.2f} TFLOP/s = "
+              f"{row['percent_of_peak']:.1f} % of peak", flush=True)
+
+    out["sweeps"] = []
+    for path in args.sweep:
+        with open(path) as f:
+            doc = json.load(f)
+        inv = doc["settings"].get("this_invocation", {})
+        wall = inv.get("since_start_s") or inv.get("wall_time_s")
+        flops = sweep_flops(doc)
+        row = {"experiment": doc["experiment"], "results": path, "wall_time_s": wall,
+               "complete": inv.get("complete"), "pflop": flops / 1e15,
+               "tflops": flops / wall / 1e12, "percent_of_peak": 100 * flops / wall / 1e12 / ref,
+               "device": doc["environment"]["device"]}
+        out["sweeps"].append(row)
+        print(f"sweep {doc['experiment']} ({path}): {flops / 1e15:.3f} PFLOP in {wall:.1f} s = "
+              f"{row['tflops']:.2f} TFLOP/s = {row['percent_of_peak']:.2f} % of peak "
+              f"(on {row['device']})", flush=True)
+    if args.note:
+        out["note"] = args.note
+    if args.json:
+        atomic.write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
