@@ -13,8 +13,12 @@ import secrets
 from pathlib import Path
 
 
-def write_bytes(path, data: bytes) -> None:
-    """Replace `path` with `data` atomically, creating parent folders as needed."""
+def write_bytes(path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically, creating parent folders as needed.
+
+    `durable=False` skips the fsyncs: still all-or-nothing when the process is killed (the
+    rename is atomic and the page cache outlives the process), but a power loss may lose the
+    write. For files rebuilt anyway after a crash, written many times a second on a GPU."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -24,12 +28,14 @@ def write_bytes(path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -46,8 +52,8 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_text(path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path, text: str, *, durable: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
 def plain(obj):
@@ -63,6 +69,6 @@ def plain(obj):
     return obj
 
 
-def write_json(path, obj) -> None:
+def write_json(path, obj, *, durable: bool = True) -> None:
     """Strict JSON, indent 2, keys in insertion order, NaN and infinities as null."""
-    write_text(path, json.dumps(plain(obj), indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(plain(obj), indent=2, allow_nan=False) + "\n", durable=durable)

@@ -52,7 +52,7 @@ class CheckpointStore:
     """
 
     def __init__(self, directory, *, monitor: str = "val_loss", mode: str = "min",
-                 keep_latest: int = 2):
+                 keep_latest: int = 2, min_interval: float | None = None):
         if mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r}: allowed 'min' or 'max'")
         if keep_latest < 1:
@@ -60,10 +60,20 @@ class CheckpointStore:
         self.directory = Path(directory).absolute()
         self.monitor, self.mode = monitor, mode
         self._best_value: float | None = None
+        # min_interval=None: every save_latest saves (waiting for the previous write to end).
+        # A number: Orbax's ContinuousCheckpointingPolicy, which skips a save while the previous
+        # one is still being written, or if the last was under `min_interval` s ago. Saves are
+        # asynchronous either way (Orbax's default); on a GPU, where a chunk of epochs takes
+        # less than writing the state, waiting for each write would double a sweep's time.
+        policy = None
+        if min_interval is not None:
+            policy = ocp.checkpoint_managers.ContinuousCheckpointingPolicy(
+                minimum_interval_secs=int(min_interval) or None)
         self.latest = ocp.CheckpointManager(
             self.directory / "latest", item_handlers=_item_handlers(),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep_latest,
-                                                 cleanup_tmp_directories=True))
+                                                 cleanup_tmp_directories=True,
+                                                 save_decision_policy=policy))
         # best_mode defaults to 'max' in Orbax: always pass it. Only `best_fn` (not a
         # `preservation_policy=BestN`) makes Orbax write the metrics that ranking needs.
         self._set_aside_bad_metrics()
@@ -73,15 +83,16 @@ class CheckpointStore:
                 max_to_keep=1, best_fn=lambda metrics: metrics[monitor], best_mode=mode,
                 keep_checkpoints_without_metrics=False, cleanup_tmp_directories=True))
 
-    def save_latest(self, epoch: int, state, extra: dict | None = None) -> None:
-        """Save `state` (any pytree) and a small JSON-able `extra` dict as step `epoch`."""
+    def save_latest(self, epoch: int, state, extra: dict | None = None) -> bool:
+        """Save `state` (any pytree) and a small JSON-able `extra` dict as step `epoch`; False
+        where the `min_interval` policy skipped it."""
         newest = self.latest.latest_step()
         if newest is not None and epoch <= newest:
             # Orbax would skip this save silently (should_save is False for old steps).
             raise ValueError(f"save_latest(epoch={epoch}): {self.latest.directory} already holds "
                              f"epoch {newest}; restore_latest first or use a fresh directory")
-        self.latest.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra or {})))
+        return bool(self.latest.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra or {}))))
 
     def save_best(self, epoch: int, state, value: float) -> bool:
         """Save `state` if `value` beats the best seen (also across restarts); True if saved."""
@@ -204,12 +215,16 @@ class HistoryLog:
     CSV: first column `epoch` (0-based, as Keras writes it), then the metric names sorted, a
     missing value written `NA` (as Keras). Lines end in `\\n` (Keras uses the csv module's
     `\\r\\n`). JSON: `{"epoch": [...], "<metric>": [...], ...}`, NaN and missing as null. Both
-    files are rewritten atomically on every append; they are tiny.
+    files are rewritten atomically on every append; they are tiny. `durable=False` skips the
+    fsyncs on appends (a sweep's logs are rebuilt from the checkpoint after a crash); `close`
+    then writes them durably once.
     """
 
-    def __init__(self, csv_path, json_path=None, *, initial: dict | None = None):
+    def __init__(self, csv_path, json_path=None, *, initial: dict | None = None,
+                 durable: bool = True):
         self.csv_path = Path(csv_path)
         self.json_path = Path(json_path) if json_path else None
+        self.durable, self._unsynced = durable, False
         self.rows: list[dict] = []
         if initial:
             names = [k for k in initial if k != "epoch"]
@@ -220,7 +235,14 @@ class HistoryLog:
         """Record `epoch`; rows from this epoch on are replaced (a replay after a resume)."""
         self.rows = [r for r in self.rows if r["epoch"] < epoch]
         self.rows.append({"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
-        self._write()
+        self._write(self.durable)
+        self._unsynced = not self.durable
+
+    def close(self) -> None:
+        """Write the files durably if appends skipped the fsyncs."""
+        if self._unsynced:
+            self._write(True)
+            self._unsynced = False
 
     @property
     def history(self) -> dict:
@@ -230,11 +252,12 @@ class HistoryLog:
     def _columns(self) -> list[str]:
         return ["epoch"] + sorted({k for r in self.rows for k in r if k != "epoch"})
 
-    def _write(self) -> None:
-        atomic.write_text(self.csv_path, records.history_csv(self.rows))
+    def _write(self, durable: bool = True) -> None:
+        atomic.write_text(self.csv_path, records.history_csv(self.rows), durable=durable)
         if self.json_path:
             columns = self._columns()
-            atomic.write_json(self.json_path, {k: [r.get(k) for r in self.rows] for k in columns})
+            atomic.write_json(self.json_path, {k: [r.get(k) for r in self.rows] for k in columns},
+                              durable=durable)
 
     @staticmethod
     def load(csv_path) -> dict:
@@ -251,9 +274,13 @@ class TensorBoardLog:
     `train`, one per leaf, tagged with its path (`dense_0/kernel`).
     """
 
-    def __init__(self, logdir):
+    def __init__(self, logdir, *, flush_every: float = 0.0):
+        """`flush_every`: seconds between flushes of the scalars (0: after every call); a
+        sweep's logs are rebuilt from the checkpoint after a crash, so they need not be
+        flushed at every chunk of epochs. `close` flushes."""
         self.logdir = Path(logdir)
         self._writers = {}
+        self.flush_every, self._flushed = flush_every, time.monotonic()
 
     def _writer(self, split: str):
         if split not in self._writers:
@@ -279,7 +306,8 @@ class TensorBoardLog:
         for name, value in metrics.items():
             split, base = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
             self._writer(split).add_scalar(f"epoch_{base}", float(value), epoch)
-        self.flush()
+        if time.monotonic() - self._flushed >= self.flush_every:
+            self.flush()
 
     def histograms(self, epoch: int, params) -> None:
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -291,6 +319,7 @@ class TensorBoardLog:
     def flush(self) -> None:
         for writer in self._writers.values():
             writer.flush()
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
         for writer in self._writers.values():
@@ -331,6 +360,13 @@ def format_epoch(epoch: int, total: int, metrics: dict) -> str:
     return "  ".join(parts)
 
 
+@jax.jit
+def _member(tree, i):
+    """Member `i` of a group's stacked pytree: one compiled program per tree structure, the
+    index traced (indexing with a Python int compiles a program per leaf shape and index)."""
+    return jax.tree.map(lambda a: a[i], tree)
+
+
 class GroupObserver:
     """A sweep group's effects after each chunk of epochs: the group's latest checkpoint (state
     and histories, for exact resume), each member's history CSV, TensorBoard scalars and best
@@ -339,11 +375,12 @@ class GroupObserver:
     def __init__(self, members, ckpt: CheckpointStore, histories, calls: int, *, runs_dir: Path,
                  out_dir: Path, label: str, quiet: bool):
         self.members, self.ckpt = members, ckpt
+        # Logs are rebuilt from the checkpoint on resume: no fsync or flush at every chunk.
         self.logs = [HistoryLog(out_dir / "histories" / m.run.name / f"seed{m.seed}.csv",
-                                initial=histories[i] if histories else None)
+                                initial=histories[i] if histories else None, durable=False)
                      for i, m in enumerate(members)]
-        self.tb = [TensorBoardLog(runs_dir / "tb" / m.run.name / f"seed{m.seed}")
-                   for m in members]
+        self.tb = [TensorBoardLog(runs_dir / "tb" / m.run.name / f"seed{m.seed}",
+                                  flush_every=5.0) for m in members]
         for i, tb in enumerate(self.tb):  # exactly once: the logs hold what the checkpoint holds
             tb.rewrite(histories[i] if histories else None)
         self.best = {i: CheckpointStore(runs_dir / "best" / m.id,
@@ -373,7 +410,7 @@ class GroupObserver:
         for i, store in self.best.items():
             epoch = int(best[0][i])
             if epoch > self.saved_best[i]:
-                weights = jax.tree.map(lambda a, i=i: a[i], s.checkpoint_weights)
+                weights = _member(s.checkpoint_weights, i)
                 store.save_best(epoch, weights, float(best[1][i]))
                 self.saved_best[i] = epoch
 
@@ -395,6 +432,8 @@ class GroupObserver:
 
     def close(self):
         self.heartbeat.stop()
+        for log in self.logs:
+            log.close()
         for tb in self.tb:
             tb.close()
         for store in self.best.values():

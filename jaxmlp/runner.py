@@ -136,14 +136,20 @@ def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
 
 def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
               runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
-              prepared=None, clock: Clock | None = None) -> list[dict]:
-    """Train (or resume) one group; write and return each member's result record."""
+              prepared=None, clock: Clock | None = None,
+              checkpoint_every: float | None = None) -> list[dict]:
+    """Train (or resume) one group; write and return each member's result record.
+
+    `checkpoint_every`: None saves the resume checkpoint after every call; seconds (0 too)
+    skip a save while the previous one is still being written or was under that long ago
+    (`observers.CheckpointStore(min_interval=...)`). Resume is exact from any saved call."""
     clock = _clock(clock)
     compiled, state = prepared or prepare(group, data, epochs_per_call=epochs_per_call,
                                           mesh=mesh, clock=clock)
     ckpt_dir = runs_dir / "checkpoints" / group_id(group)
     histories = None
-    with observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min") as ckpt:
+    with observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min",
+                                   min_interval=checkpoint_every) as ckpt:
         with clock("io"):
             restored = ckpt.restore_latest(state)
         calls, resumed = 0, restored is not None

@@ -80,35 +80,46 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, help="square matmul size for the peak "
                    "(default 8192 on an accelerator, 2048 on a CPU)")
-    p.add_argument("--members", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--members", type=int, nargs="*", default=[1, 8, 32],
+                   help="group sizes to time an epoch of (none: no epoch rows)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--n", type=int, default=45000, help="training examples per epoch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sweep", nargs="*", default=[], metavar="RESULTS_JSON",
                    help="finished sweeps to place on the roofline")
     p.add_argument("--json", help="write the numbers to this JSON file")
+    p.add_argument("--peak-from", metavar="ROOFLINE_JSON",
+                   help="take the peak (and device) from an earlier record of this benchmark "
+                   "instead of measuring: to place sweeps timed on that device afterwards")
     p.add_argument("--note")
     args = p.parse_args(argv)
-    env = records.environment("group")
-    gpu = env["platform"] != "cpu"
-    size = args.size or (8192 if gpu else 2048)
-    training_precision = jax.config.jax_default_matmul_precision
-    print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}; training matmul "
-          f"precision: {training_precision or 'default (XLA: TF32 on Ampere/Hopper GPUs)'}",
-          flush=True)
-    peak = {"float32_training_precision": peak_tflops(size, jnp.float32, None),
-            "float32_highest": peak_tflops(size, jnp.float32, "highest"),
-            "bfloat16": peak_tflops(size, jnp.bfloat16, None)}
-    for k, v in peak.items():
-        print(f"peak {k} ({size}^3 matmul): {v:.2f} TFLOP/s", flush=True)
+    if args.peak_from:
+        with open(args.peak_from) as f:
+            out = json.load(f)
+        out.pop("sweeps", None)
+        env, peak = out["environment"], out["peak_tflops"]
+        print(f"peak from {args.peak_from} ({env['device']}): "
+              + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peak.items()))
+    else:
+        env = records.environment("group")
+        size = args.size or (8192 if env["platform"] != "cpu" else 2048)
+        training_precision = jax.config.jax_default_matmul_precision
+        print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}; training matmul "
+              f"precision: {training_precision or 'default (XLA: TF32 on Ampere/Hopper GPUs)'}",
+              flush=True)
+        peak = {"float32_training_precision": peak_tflops(size, jnp.float32, None),
+                "float32_highest": peak_tflops(size, jnp.float32, "highest"),
+                "bfloat16": peak_tflops(size, jnp.bfloat16, None)}
+        for k, v in peak.items():
+            print(f"peak {k} ({size}^3 matmul): {v:.2f} TFLOP/s", flush=True)
+        out = {"benchmark": "roofline", "matmul_size": size,
+               "training_matmul_precision": training_precision or "default",
+               "peak_tflops": peak, "environment": env, "batch": args.batch, "n_train": args.n,
+               "epoch": []}
     ref = peak["float32_training_precision"]
-    out = {"benchmark": "roofline", "matmul_size": size,
-           "training_matmul_precision": training_precision or "default",
-           "peak_tflops": peak, "environment": env, "batch": args.batch, "n_train": args.n}
 
-    data = synthetic_cifar(args.n)
-    out["epoch"] = []
-    for m in args.members:
+    data = synthetic_cifar(args.n) if args.members and not args.peak_from else None
+    for m in args.members if data is not None else []:
         runs = members(m, args.batch)
         t = statistics.median(epoch_times(runs, data, args.repeats))
         flops = m * epoch_flops(runs[0].model, args.n, data.x_val.shape[0])
@@ -125,6 +136,9 @@ def main(argv=None) -> int:
         inv = doc["settings"].get("this_invocation", {})
         wall = inv.get("since_start_s") or inv.get("wall_time_s")
         flops = sweep_flops(doc)
+        if doc["environment"]["device"] != env["device"]:
+            raise SystemExit(f"{path} ran on {doc['environment']['device']}, the peak is "
+                             f"{env['device']}'s")
         row = {"experiment": doc["experiment"], "results": path, "wall_time_s": wall,
                "complete": inv.get("complete"), "pflop": flops / 1e15,
                "tflops": flops / wall / 1e12, "percent_of_peak": 100 * flops / wall / 1e12 / ref,

@@ -89,6 +89,10 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
     p.add_argument("--epochs-per-call", type=int,
                    help="epochs per host round-trip (default 1; 3 with --quick); observers see "
                    "every epoch either way, checkpoints are saved once per call")
+    p.add_argument("--checkpoint-every", type=float, default=0.0, metavar="S",
+                   help="save the resume checkpoint at most every S seconds, and never wait for "
+                   "a save still being written: skip that call's instead (default 0: as often "
+                   "as the writes keep up; resume is exact from any saved call)")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
                    "a group's members over them (groups whose size does not divide evenly "
@@ -114,6 +118,9 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
                              ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL)):
         if value is not None and not 1 <= value <= top:
             raise UsageError(f"{flag} {value}: allowed an integer from 1 to {top:,}")
+    if not 0 <= args.checkpoint_every <= 86_400:  # NaN fails this too
+        raise UsageError(f"--checkpoint-every {args.checkpoint_every}: allowed seconds from 0 to "
+                         "86,400")
     for flag, value in (("--out", args.out), ("--data-dir", args.data_dir),
                         ("--mirror", args.mirror)):
         try:
@@ -351,7 +358,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
             records = runner.run_group(group, data, ds.x_train.shape[0], out_dir=out,
                                        runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
                                        mesh=mesh, label=label, quiet=args.quiet,
-                                       prepared=compiled, clock=clock)
+                                       prepared=compiled, clock=clock,
+                                       checkpoint_every=args.checkpoint_every)
         except observers.CheckpointError as e:
             pool.shutdown(cancel_futures=True)
             raise UsageError(f"{str(e).splitlines()[0]} Add --retrain to train group "
