@@ -98,13 +98,18 @@ def environment(engine: str) -> dict:
             "python": platform.python_version(), **versions, "engine": engine}
 
 
+def now() -> str:
+    """The current UTC time as results and benchmark records write it."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def document(*, experiment: str, title: str, command: str, engine: str, dataset: dict,
              seeds: list[int], notes: list[str], runs: list[dict]) -> dict:
     """The whole results.json."""
     return {
         "experiment": experiment, "title": title,
-        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": command, "environment": environment(engine), "dataset": dataset,
+        "created": now(), "command": command, "environment": environment(engine),
+        "dataset": dataset,
         "settings": {"seeds": list(seeds), "notes": list(notes)}, "runs": runs,
     }
 

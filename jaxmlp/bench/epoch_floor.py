@@ -100,7 +100,8 @@ def bench(batches, repeats: int, n: int) -> dict:
         rows.append({"batch": b, "epoch_s": t, "examples_per_s": n / t,
                      "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
                      "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9))})
-    return {"benchmark": "epoch_vs_floor", "n_train": n, "repeats": repeats,
+    return {"created": records.now(), "benchmark": "epoch_vs_floor", "n_train": n,
+            "repeats": repeats,
             "environment": records.environment("solo"), "rows": rows}
 
 

@@ -114,7 +114,8 @@ def main(argv=None) -> int:
             print(f"peak {k} ({size}^3 matmul): {v:.2f} TFLOP/s", flush=True)
         out = {"benchmark": "roofline", "matmul_size": size,
                "training_matmul_precision": training_precision or "default",
-               "peak_tflops": peak, "environment": env, "batch": args.batch, "n_train": args.n,
+               "created": records.now(), "peak_tflops": peak, "environment": env,
+               "batch": args.batch, "n_train": args.n,
                "epoch": []}
     ref = peak["float32_training_precision"]
 

@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     env = records.environment("group")
     print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}, n={args.n}, "
           f"batch {args.batch}", flush=True)
-    out = {"benchmark": "sweep", "n_train": args.n, "batch": args.batch, "environment": env}
+    out = {"created": records.now(), "benchmark": "sweep", "n_train": args.n,
+           "batch": args.batch, "environment": env}
     out["scaling"] = scaling(data, args.members, args.batch, args.repeats)
 
     runs = members(args.solo, args.batch)

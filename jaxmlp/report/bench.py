@@ -4,6 +4,7 @@ and the Keras parity table from jaxmlp.bench.parity_table when that module is pr
 from __future__ import annotations
 
 import importlib
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +47,65 @@ def sweep(b: dict) -> str:
     return text
 
 
+# runner.Clock's phases, in the order a sweep meets them.
+PHASES = {"load": "carga de datos", "compile_wait": "espera de compilación",
+          "train": "entrenamiento (dispositivo)", "observe": "observadores (checkpoints, logs)",
+          "eval": "evaluación final", "io": "escritura (modelos, registros)"}
+
+
 def whole_sweep(b: dict) -> str:
-    return (f"El barrido completo de {b['experiment'].upper()}: {b['runs']} runs, "
-            f"{b['members']} entrenamientos (runs × semillas), {b['epochs']:,} épocas en "
-            f"total, {b['groups']} grupos compilados, **{b['wall_time_s']:.0f} s** de reloj "
-            f"(`{b['command']}`).\n")
+    cache = {"cold": " con la caché de compilación de JAX vacía (en frío)",
+             "warm": " con la caché de compilación de JAX ya llena (en caliente)"}
+    how = cache.get(b.get("compile_cache"), "")
+    text = (f"El barrido completo de {b['experiment'].upper()}{how}: {b['runs']} runs, "
+            f"{b['members']} entrenamientos (runs × semillas), "
+            f"{b['epochs']:,} épocas en total, {b['groups']} grupos compilados, "
+            f"**{b['wall_time_s']:.0f} s** de reloj para entrenarlos")
+    if b.get("process_wall_time_s"):
+        text += (f", **{b['process_wall_time_s']:.0f} s** el proceso entero (arranque de Python, "
+                 "carga de datos y compilación incluidos)")
+    text += f" (`{b['command']}`).\n"
+    split = b.get("time_split_s")
+    if split:
+        rows = [[label, f"{split[k]:.1f}"] for k, label in PHASES.items() if k in split]
+        text += ("\nA dónde va el tiempo del hilo principal (`runner.Clock`):\n\n"
+                 + markdown(["Fase", "Segundos"], rows, numeric=(1,)))
+        if "compile" in split:
+            text += (f"\nLos hilos que compilan en paralelo sumaron {split['compile']:.0f} s de "
+                     "compilación; solo la espera de compilación queda en el camino crítico.\n")
+    if b.get("note"):
+        text += f"\nNota del registro: {b['note']}\n"
+    return text
+
+
+def roofline(b: dict) -> str:
+    p = b["peak_tflops"]
+    n = b["matmul_size"]
+    text = (f"Pico medido con un producto de matrices {n}×{n}×{n}: "
+            f"**{p['float32_training_precision']:.0f} TFLOP/s** en float32 con la precisión con "
+            "la que se entrena "
+            f"(`jax_default_matmul_precision` = {b['training_matmul_precision']}: en una GPU "
+            f"NVIDIA Ampere/Hopper, XLA hace esos productos en TF32), {p['float32_highest']:.0f} "
+            f"TFLOP/s en float32 exacto (`highest`) y {p['bfloat16']:.0f} TFLOP/s en bfloat16. "
+            "Los porcentajes de abajo son sobre el primero; cuentan solo las capas densas "
+            "(6 × pesos por ejemplo entrenado, 2 × por ejemplo evaluado).\n")
+    if b.get("epoch"):
+        rows = [[r["members"], f"{r['epoch_s']:.4f}", f"{r['tflops']:.2f}",
+                 f"{r['percent_of_peak']:.1f}"] for r in b["epoch"]]
+        text += (f"\nUna época del modelo combinado de TA8 (batch {b['batch']}, "
+                 f"{b['n_train']:,} ejemplos sintéticos):\n\n"
+                 + markdown(["Runs en el grupo", "Época (s)", "TFLOP/s", "% del pico"], rows,
+                            numeric=range(4)))
+    if b.get("sweeps"):
+        rows = [[s["experiment"].upper(), s["results"], f"{s['wall_time_s']:.0f}",
+                 f"{s['pflop']:.3f}", f"{s['tflops']:.2f}", f"{s['percent_of_peak']:.2f}"]
+                for s in b["sweeps"]]
+        text += ("\nBarridos completos (desde la carga de datos hasta el último registro):\n\n"
+                 + markdown(["Barrido", "Registro", "Reloj (s)", "PFLOP", "TFLOP/s", "% del pico"],
+                            rows, numeric=(2, 3, 4, 5)))
+    if b.get("note"):
+        text += f"\nNota del registro: {b['note']}\n"
+    return text
 
 
 def keras_parity(b: dict) -> str:
@@ -68,7 +123,30 @@ def keras_parity(b: dict) -> str:
 
 
 KINDS = {"epoch_vs_floor": epoch_floor, "sweep": sweep, "whole_sweep": whole_sweep,
-         "keras_parity": keras_parity}
+         "keras_parity": keras_parity, "roofline": roofline}
+
+
+def measured_on(stem: str, b: dict, experiments: Path) -> str:
+    """The record's date: its own `created`, else the date of the commit that last wrote it."""
+    if b.get("created"):
+        return b["created"][:10]
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%cs", "--",
+                              f"bench/{stem}.json"], cwd=experiments, capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return f"{out} (fecha del commit que lo escribió)" if out else "sin fecha"
+
+
+def gpu_status(benches: list[tuple[str, dict]], experiments: Path) -> str:
+    gpu = [(stem, b) for stem, b in benches if b.get("environment", {}).get("platform") == "gpu"]
+    if not gpu:
+        return ("**Sin mediciones de GPU**: ninguna sesión con GPU ha medido todavía el código "
+                "actual; las cifras de GPU faltan en vez de mostrarse otras antiguas.")
+    dates = sorted({measured_on(stem, b, experiments)[:10] for stem, b in gpu})
+    return (f"Las mediciones de GPU ({len(gpu)} archivos) son de {', '.join(dates)}; cada "
+            "sección dice con qué código y en qué máquina se tomaron.")
 
 
 def parity_table(experiments: Path) -> str | None:
@@ -96,9 +174,11 @@ def parity_table(experiments: Path) -> str | None:
 
 
 def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
-    sections = [{"file": stem, "device": device(b), "text": KINDS[b["benchmark"]](b)}
+    sections = [{"file": stem, "device": device(b), "date": measured_on(stem, b, experiments),
+                 "text": KINDS[b["benchmark"]](b)}
                 for stem, b in benches if b.get("benchmark") in KINDS]
     keras = [(stem, b["keras"]) for stem, b in benches if b.get("keras")]
     return {"sections": sections, "parity": parity_table(experiments),
+            "gpu": gpu_status(benches, experiments),
             "keras": keras[-1][1] if keras else None,
             "keras_device": device(dict(benches)[keras[-1][0]]) if keras else ""}
