@@ -74,6 +74,11 @@ class ModelConfig:
     # and no regularizer whatever the hidden layers use; these say otherwise when wanted.
     output_init: str = "glorot_uniform"
     output_l2: float = 0.0
+    # Keras's loss on a softmax output (sparse_categorical_crossentropy, from_logits=False)
+    # clips the probabilities to [eps, 1 - eps] with eps = 1e-7 before the log, so no example
+    # costs more than -log(1e-7) = 16.1 and its gradient stops there. 0 (ours, the default): the
+    # exact cross-entropy from the logits.
+    output_clip: float = 0.0
 
     def __post_init__(self):
         o = "ModelConfig"
@@ -98,6 +103,7 @@ class ModelConfig:
         _check_range(o, "l2", self.l2, 0.0, math.inf, hi_open=True)
         _check_choice(o, "output_init", self.output_init, KERNEL_INITS)
         _check_range(o, "output_l2", self.output_l2, 0.0, math.inf, hi_open=True)
+        _check_range(o, "output_clip", self.output_clip, 0.0, 0.5, hi_open=True)
         _check_int(o, "input_dim", self.input_dim, 1)
         _check_int(o, "num_classes", self.num_classes, 2)
 

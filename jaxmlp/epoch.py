@@ -136,7 +136,7 @@ def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=
     def loss_fn(params, batch_stats, x, y, dropout, l2, key):
         logits, batch_stats = fns.apply(params, batch_stats, x, train=True,
                                         dropout_rates=dropout, key=key)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        ce = fns.loss(logits, y).mean()
         return ce + models.l2_penalty(params, l2), (batch_stats, logits)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -199,7 +199,7 @@ def evaluate(fns: models.ModelFns, params, batch_stats, l2, x, y):
 
     def chunk(xc, yc):
         logits, _ = fns.apply(params, batch_stats, xc, train=False)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, yc).sum()
+        ce = fns.loss(logits, yc).sum()
         return ce, jnp.sum(jnp.argmax(logits, -1) == yc)
 
     n_full = n // EVAL_CHUNK * EVAL_CHUNK

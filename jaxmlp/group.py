@@ -24,7 +24,7 @@ from jaxmlp.epoch import Data, TrainState, evaluate, init_states, make_epoch
 def group_key(run: RunConfig) -> tuple:
     """Runs with equal keys train as one vmapped program (numbers may differ, shapes may not)."""
     m = run.model
-    return (m.hidden, m.activation, m.batch_norm, m.input_dim, m.num_classes,
+    return (m.hidden, m.activation, m.batch_norm, m.input_dim, m.num_classes, m.output_clip,
             optim.structure_key(run.optim), run.train.batch_size, run.train.dataset,
             run.train.validation_split, run.train.split)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from jaxmlp.config import ModelConfig
@@ -78,6 +80,7 @@ class ModelFns(NamedTuple):
 
     init: object  # key -> (params, batch_stats)
     apply: object  # (params, batch_stats, x, train, dropout_rates, key) -> (logits, batch_stats)
+    loss: object  # (logits, labels) -> per-example cross-entropy (`cross_entropy`)
 
 
 def build(cfg: ModelConfig) -> ModelFns:
@@ -98,7 +101,19 @@ def build(cfg: ModelConfig) -> ModelFns:
         logits = model(x, train=train, dropout_rates=dropout_rates, key=key)
         return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
-    return ModelFns(init, apply)
+    return ModelFns(init, apply, functools.partial(cross_entropy, clip=cfg.output_clip))
+
+
+def cross_entropy(logits, labels, *, clip: float = 0.0):
+    """Per-example cross-entropy of integer labels. clip=0: exact, from the logits (optax).
+    clip>0: Keras 3's sparse_categorical_crossentropy on softmax probabilities
+    (keras/src/backend/jax/nn.py): the probabilities are clipped to [clip, 1 - clip] before
+    the log, which also stops the gradient of an example beyond the clip."""
+    if not clip:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    probs = jax.nn.softmax(logits, axis=-1)
+    probs = jnp.clip(probs / jnp.sum(probs, -1, keepdims=True), clip, 1.0 - clip)
+    return -jnp.take_along_axis(jnp.log(probs), labels[..., None], axis=-1)[..., 0]
 
 
 def l2_coefs(cfg: ModelConfig):

@@ -291,20 +291,17 @@ def test_whole_sweep_reads_a_complete_invocation(tmp_path):
         sweep.whole_sweep(path)
 
 
-@needs_keras
-def test_val_loss_is_kerass_on_the_same_weights():
-    """Keras `evaluate` and jaxmlp's validation loss on identical weights: cross-entropy plus the
-    L2 term of the hidden kernels, BatchNorm from its moving statistics (epsilon 1e-3). The L2
-    term here is about 1e-2 * (192 * 2/12 + 128 * 2/16) ~ 0.5 next to a cross-entropy ~ 1.4,
-    so leaving it out on either side fails. (Keras clips probabilities to [1e-7, 1 - 1e-7]
-    before the log; ours works on logits: equal unless a prediction saturates.)"""
+def _ours_and_kerass_val_loss(out_scale: float = 1.0, output_clip: float = 0.0):
+    """Keras `evaluate` and jaxmlp's validation loss on identical weights (the output kernel
+    multiplied by `out_scale`: large values saturate the softmax)."""
     import jax
 
     from jaxmlp import epoch, models
 
     cfg = C.ModelConfig(hidden=(16, 8), batch_norm=True, dropout=0.3, l2=1e-2, input_dim=12,
-                        num_classes=4, kernel_init="he_normal")
+                        num_classes=4, kernel_init="he_normal", output_clip=output_clip)
     params, stats = models.build(cfg).init(jax.random.key(3))
+    params["out"]["kernel"] = params["out"]["kernel"] * out_scale
     rng = np.random.default_rng(0)
     for i, width in enumerate(cfg.hidden):  # non-trivial BatchNorm state on both sides
         stats[f"norm_{i}"] = {"mean": rng.normal(size=width).astype(np.float32),
@@ -322,5 +319,28 @@ def test_val_loss_is_kerass_on_the_same_weights():
     theirs = net.evaluate(d.x_val, d.y_val, verbose=0, return_dict=True)
     loss, acc = epoch.evaluate(models.build(cfg), params, stats, models.l2_coefs(cfg),
                                d.x_val, d.y_val)
-    np.testing.assert_allclose(float(loss), theirs["loss"], rtol=1e-5)
-    np.testing.assert_allclose(float(acc), theirs["accuracy"], rtol=1e-6)
+    return (float(loss), float(acc)), (theirs["loss"], theirs["accuracy"])
+
+
+@needs_keras
+def test_val_loss_is_kerass_on_the_same_weights():
+    """Keras `evaluate` and jaxmlp's validation loss on identical weights: cross-entropy plus the
+    L2 term of the hidden kernels, BatchNorm from its moving statistics (epsilon 1e-3). The L2
+    term here is about 1e-2 * (192 * 2/12 + 128 * 2/16) ~ 0.5 next to a cross-entropy ~ 1.4,
+    so leaving it out on either side fails. Nothing saturates here, so the exact loss and
+    Keras's clipped one agree."""
+    (loss, acc), (k_loss, k_acc) = _ours_and_kerass_val_loss()
+    np.testing.assert_allclose(loss, k_loss, rtol=1e-5)
+    np.testing.assert_allclose(acc, k_acc, rtol=1e-6)
+
+
+@needs_keras
+def test_saturated_val_loss_is_kerass_only_with_output_clip():
+    """With a saturated softmax, Keras's loss caps each example at -log(1e-7): ours equals it
+    with output_clip=1e-7 and is larger without (what makes val_loss, and so EarlyStopping,
+    differ on BatchNorm models whose moving statistics drift)."""
+    (clipped, _), (k_loss, _) = _ours_and_kerass_val_loss(200.0, output_clip=1e-7)
+    (exact, _), _ = _ours_and_kerass_val_loss(200.0)
+    np.testing.assert_allclose(clipped, k_loss, rtol=1e-4)
+    assert exact > k_loss + 1.0
+

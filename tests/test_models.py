@@ -117,3 +117,41 @@ def test_eval_mode_ignores_dropout():
     b, _ = fns.apply(params, stats, x, train=False, dropout_rates=jnp.array([0.5]),
                      key=jax.random.key(3))
     np.testing.assert_array_equal(a, b)
+
+
+def keras_sparse_ce(probs, labels, eps):
+    """keras/src/backend/jax/nn.py sparse_categorical_crossentropy(from_logits=False), in numpy
+    float32 as Keras computes it (1 - 1e-7 rounds to 1 - 2**-23 there)."""
+    probs = (probs / probs.sum(-1, keepdims=True)).astype(np.float32)
+    probs = np.clip(probs, np.float32(eps), np.float32(1.0) - np.float32(eps))
+    return -np.log(probs[np.arange(len(labels)), labels])
+
+
+def test_output_clip_is_kerass_loss_on_softmax_probabilities():
+    logits = jnp.asarray([[0.0, 1.0, 2.0], [40.0, 0.0, -40.0], [-30.0, 30.0, 0.0]], jnp.float32)
+    labels = jnp.asarray([2, 2, 1])
+    probs = np.asarray(jax.nn.softmax(logits))
+    clipped = models.cross_entropy(logits, labels, clip=1e-7)
+    np.testing.assert_allclose(clipped, keras_sparse_ce(probs, np.asarray(labels), 1e-7),
+                               rtol=1e-5)
+    assert float(clipped[1]) == pytest.approx(-math.log(1e-7), rel=1e-5)  # capped at 16.1
+    exact = models.cross_entropy(logits, labels)
+    assert float(exact[1]) == pytest.approx(80.0, rel=1e-5)  # the logits' exact value
+    np.testing.assert_allclose(exact[0], clipped[0], rtol=1e-5)  # equal when nothing saturates
+
+
+def test_output_clip_stops_the_gradient_of_a_saturated_example():
+    labels = jnp.asarray([2])
+    grad = jax.grad(lambda z: models.cross_entropy(z, labels, clip=1e-7).sum())
+    assert not np.any(np.asarray(grad(jnp.asarray([[40.0, 0.0, -40.0]]))))
+    assert np.any(np.asarray(grad(jnp.asarray([[1.0, 0.0, -1.0]]))))
+
+
+def test_output_clip_is_checked_and_keys_its_own_program():
+    with pytest.raises(C.ConfigError, match="output_clip"):
+        C.ModelConfig(output_clip=0.5)
+    from jaxmlp.group import group_key
+
+    run = C.RunConfig("a", model=C.ModelConfig(input_dim=12))
+    clipped = dataclasses.replace(run, model=dataclasses.replace(run.model, output_clip=1e-7))
+    assert group_key(run) != group_key(clipped)

@@ -1,5 +1,6 @@
 """The group engine: members trained together equal members trained alone; exact resume."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -261,3 +262,24 @@ def tensorboard_steps(logdir: Path) -> dict:
             out[(split, tag)] = [e.step for e in acc.Scalars(tag)]
     return out
 
+
+
+@pytest.mark.parametrize("name", ["p8d", "ta8"])
+def test_committed_records_keep_their_fingerprints(name):
+    """Config fields added later (output_clip) at their default leave every committed member's
+    fingerprint as it was, so the committed results are not refused as stale."""
+    import importlib
+
+    from jaxmlp.experiments.cli import BUILTIN_CLASSES
+
+    exp = importlib.import_module(f"jaxmlp.experiments.{name}").EXPERIMENT
+    root = Path(__file__).resolve().parents[1] / "experiments" / name / "members"
+    runs = [dataclasses.replace(r, model=dataclasses.replace(
+        r.model, input_dim=C.INPUT_DIMS[r.train.dataset],
+        num_classes=BUILTIN_CLASSES[r.train.dataset])) for r in exp.runs]
+    checked = 0
+    for m in runner.members(runs, range(exp.seeds)):
+        record = json.loads((root / f"{m.id}.json").read_text())
+        assert record["config_sha1"] == m.fingerprint, m.id
+        checked += 1
+    assert checked == len(exp.runs) * exp.seeds

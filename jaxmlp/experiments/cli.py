@@ -195,6 +195,7 @@ def listing(runs: list[C.RunConfig]) -> str:
         opt = o.name + ("-nesterov" if o.nesterov else "")
         mix = h.lr_composition if h.schedule and h.reduce_lr else "-"
         output = m.output_init + (f"+l2 {m.output_l2:g}" if m.output_l2 else "")
+        output += f"+clip {m.output_clip:g}" if m.output_clip else ""
         p = count_params(m)
         lines.append(
             f"{r.name:<24} {r.part:>4} {'-'.join(map(str, m.hidden)):<16} {m.activation:<5} "

@@ -63,6 +63,9 @@ def aspects(run: dict) -> dict[str, str]:
     if "output_init" in m:
         out["Capa de salida"] = m["output_init"] + (
             f", L2 {m['output_l2']:g}" if m.get("output_l2") else ", sin L2")
+        if m.get("output_clip"):
+            out["Capa de salida"] += (f", pérdida con probabilidades recortadas a "
+                                      f"[{m['output_clip']:g}, 1 − {m['output_clip']:g}] (Keras)")
     out.update({
         "Optimizador": describe_optim(o),
         "Tasa de aprendizaje": f"{o['learning_rate']:g}",
