@@ -290,6 +290,21 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Fields added after results were committed, with the default that trains what the code
+# trained before they existed: (section of a RunConfig dict, field, default).
+LATER_FIELDS = (("model", "output_clip", 0.0),)
+
+
+def without_later_defaults(run: dict) -> dict:
+    """A RunConfig dict (`to_dict`) without the LATER_FIELDS that hold their default, so configs
+    written before and after such a field existed compare (and fingerprint) equal."""
+    out = dict(run)
+    for section, key, default in LATER_FIELDS:
+        if section in out and out[section].get(key, default) == default:
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
+
+
 _HOOK_KINDS = {"early_stopping": EarlyStopping, "reduce_lr": ReduceLROnPlateau,
                "schedule": CosineSchedule, "checkpoint": ModelCheckpoint}
 

@@ -79,17 +79,12 @@ class Member:
 
 
 PRESENTATION = ("label", "description", "part")
-LATER_FIELDS = (("model", "output_clip", 0.0),)
 
 
 def config_fingerprint(run: RunConfig, member_id: str) -> str:
     """A short hash of what a member trains: its id and every config field but presentation."""
-    cfg = {k: v for k, v in C.to_dict(run).items() if k not in PRESENTATION}
-    # Fields added after results were committed, at the default that trains what the code
-    # trained before they existed, leave the fingerprint as it was.
-    for section, key, default in LATER_FIELDS:
-        if cfg[section].get(key) == default:
-            del cfg[section][key]
+    cfg = {k: v for k, v in C.without_later_defaults(C.to_dict(run)).items()
+           if k not in PRESENTATION}
     return hashlib.sha1(repr((member_id, cfg)).encode()).hexdigest()[:12]
 
 

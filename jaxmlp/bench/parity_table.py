@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from jaxmlp import records
+from jaxmlp.config import without_later_defaults
 
 PARITY = Path("bench") / "parity"  # under the experiments folder
 MIN_TOLERANCE = 0.01  # 1 pp
@@ -52,7 +53,9 @@ def keras_equivalent(config: dict) -> bool:
 
 
 def _comparable(config: dict) -> dict:
-    """The config without the seed (each record has its own)."""
+    """The config without the seed (each record has its own) and without fields added later
+    that hold their default (config.LATER_FIELDS)."""
+    config = without_later_defaults(config)
     return {**config, "train": {k: v for k, v in config["train"].items() if k != "seed"}}
 
 
