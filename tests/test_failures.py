@@ -233,3 +233,27 @@ def test_two_invocations_at_once_one_trains_the_other_is_refused(clone):
     assert not list((clone / "shared").rglob("*.orbax-checkpoint-tmp"))
     assert json.loads((clone / "shared/results.json").read_text())["runs"]
 
+
+
+def test_more_seeds_for_some_runs_are_trained_recorded_and_kept(clone, capsys):
+    """Experiment.more_seeds: run `a` trains 3 seeds, `b` the experiment's 2; results.json says
+    so; adding seeds later trains only the new members and keeps the earlier provenance."""
+    assert run(capsys=capsys)[0] == 0
+    first = json.loads((clone / "experiments/tiny/results.json").read_text())
+    more = cli.Experiment(**{**EXP.__dict__, "more_seeds": {"a": 3}})
+    code, err = run(exp=more, capsys=capsys)
+    assert code == 0 and "2 group(s) of 5 member(s); 1 to train" in err
+    doc = json.loads((clone / "experiments/tiny/results.json").read_text())
+    assert doc["runs"][0]["seeds"][:2] == first["runs"][0]["seeds"]  # not trained again
+    assert {r["name"]: [s["seed"] for s in r["seeds"]] for r in doc["runs"]} == \
+        {"a": [0, 1, 2], "b": [0, 1]}
+    assert doc["settings"]["seeds_by_run"] == {"a": 3}
+    assert doc["settings"]["this_invocation"]["groups_trained"] == 1
+    assert doc["settings"]["earlier_invocations"][0]["command"] == first["command"]
+    assert doc["settings"]["earlier_invocations"][0]["groups_trained"] == 1
+    assert run("--seeds", "1", "--out", "one", exp=more, capsys=capsys)[0] == 0
+    one = json.loads((clone / "one/results.json").read_text())
+    assert [len(r["seeds"]) for r in one["runs"]] == [1, 1]
+    bad = cli.Experiment(**{**EXP.__dict__, "more_seeds": {"zzz": 3}})
+    code, err = run(exp=bad, capsys=capsys)
+    assert code == 2 and "more_seeds {'zzz': 3}" in err

@@ -41,6 +41,9 @@ class Experiment:
     runs: tuple[C.RunConfig, ...]
     notes: tuple[str, ...] = ()
     seeds: int = 3  # seeds per run in the committed results
+    # Runs that train another number of seeds, e.g. {"cb_early_stopping": 5}: noisy outcomes
+    # (the epoch EarlyStopping fires, the plateau's cuts) need more seeds to compare.
+    more_seeds: dict = dataclasses.field(default_factory=dict)
     # For its site page (`python -m jaxmlp run` records them in results.json["page"]):
     objective: str = ""     # one or two sentences: what the experiment wants to find out
     description: str = ""   # Markdown: how, and anything a reader needs first
@@ -113,6 +116,11 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
     if unknown:
         raise UsageError(f"unknown run name(s) {', '.join(unknown)}; valid names: "
                          + ", ".join(names))
+    bad = {k: v for k, v in exp.more_seeds.items()
+           if k not in names or type(v) is not int or not 1 <= v <= MAX_SEEDS}
+    if bad:
+        raise UsageError(f"{exp.name}: more_seeds {bad}: allowed names of its runs, each with "
+                         f"an integer from 1 to {MAX_SEEDS:,} seeds")
     for flag, value, top in (("--seeds", args.seeds, MAX_SEEDS),
                              ("--epochs", args.epochs, MAX_EPOCHS),
                              ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL)):
@@ -249,6 +257,18 @@ def run(exp: Experiment, argv=None) -> int:
         return 3
 
 
+def seed_list(exp: Experiment, args, run_name: str) -> list[int]:
+    """The seeds run `run_name` trains in this invocation: --seeds for every run when it differs
+    from the definition (and 1 with --quick), else the definition's count for that run."""
+    if args.seeds != exp.seeds:
+        return list(range(args.seeds))
+    return list(range(exp.more_seeds.get(run_name, exp.seeds)))
+
+
+def experiment_members(exp: Experiment, args, runs) -> list[runner.Member]:
+    return [m for r in runs for m in runner.members([r], seed_list(exp, args, r.name))]
+
+
 def variant(exp: Experiment, args) -> list[str]:
     """The flags by which this invocation differs from the experiment's own definition."""
     out = [f"--seeds {args.seeds}"] if args.seeds != exp.seeds else []
@@ -319,11 +339,10 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                                              "test": ds.y_test}, ds.num_classes)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    seeds = list(range(args.seeds))
     mesh = local_mesh()
     with clock("load"):
         data = jax.block_until_ready(device_data(ds, mesh))
-    todo = distributed.members_for_process(runner.members(runs, seeds), job.index,
+    todo = distributed.members_for_process(experiment_members(exp, args, runs), job.index,
                                            job.count)
     groups = runner.groups(todo, args.engine)
     if args.retrain:
@@ -334,9 +353,14 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     start, trained = time.perf_counter(), 0
     try:
         warn = lambda text: _say(args, f"[{exp.name}] warning: {text}")  # noqa: E731
-        pending = [g for g in groups if not all([runner.done(out, m, warn=warn) for m in g])]
+        finished = {m.id for m in todo if runner.done(out, m, warn=warn)}
     except runner.StaleResult as e:
         raise UsageError(str(e)) from None
+    # Members added to a finished group (more seeds) train as a group of their own; the
+    # finished ones are not trained again.
+    groups = [part for g in groups for part in (
+        [m for m in g if m.id in finished], [m for m in g if m.id not in finished]) if part]
+    pending = [g for g in groups if g[0].id not in finished]
     _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(todo)} member(s); "
          f"{len(pending)} to train, compiling them")
     # Every pending group compiles in a thread pool while earlier groups train.
@@ -378,9 +402,10 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     wall = time.perf_counter() - start  # across processes: until the last one's records came
     every_args = argparse.Namespace(**{**vars(args), "only": None})
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
-    doc = _document(exp, args, every, seeds, ds.identity, out)
+    doc = _document(exp, args, every, ds.identity, out)
     if trained == 0 and _unchanged(out / "results.json", doc, ds.identity, args, exp):
         return 0
+    doc["settings"]["earlier_invocations"] = _earlier(out / "results.json")
     doc["settings"]["this_invocation"] = {
         "groups_trained": trained, "groups_total": len(groups), "wall_time_s": wall,
         "complete": trained == len(groups) and not any(_resumed(out, groups)),
@@ -407,8 +432,6 @@ def _finished_without_data(exp: Experiment, args, runs, out: Path) -> bool:
         return False
     if any(r.train.dataset not in BUILTIN_CLASSES for r in runs):
         return False
-    seeds = list(range(args.seeds))
-
     def fitted(selected):
         return [dataclasses.replace(r, model=dataclasses.replace(
             r.model, input_dim=C.INPUT_DIMS[r.train.dataset],
@@ -416,12 +439,13 @@ def _finished_without_data(exp: Experiment, args, runs, out: Path) -> bool:
 
     try:
         warn = lambda text: _say(args, f"[{exp.name}] warning: {text}")  # noqa: E731
-        if not all(runner.done(out, m, warn=warn) for m in runner.members(fitted(runs), seeds)):
+        if not all(runner.done(out, m, warn=warn)
+                   for m in experiment_members(exp, args, fitted(runs))):
             return False
     except (runner.StaleResult, OSError, ValueError):
         return False
     every = fitted(select(exp, argparse.Namespace(**{**vars(args), "only": None})))
-    doc = _document(exp, args, every, seeds, {}, out)
+    doc = _document(exp, args, every, {}, out)
     return _unchanged(out / "results.json", doc, None, args, exp)
 
 
@@ -456,6 +480,21 @@ def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
     return True
 
 
+def _earlier(path: Path) -> list[dict]:
+    """The provenance of the invocations that trained the members already in results.json
+    (their command, date, machine and this_invocation), kept when a later one adds members."""
+    try:
+        old = json.loads(path.read_text())
+        inv = old["settings"].get("this_invocation", {})
+        earlier = list(old["settings"].get("earlier_invocations", []))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    if inv.get("groups_trained", 1):
+        earlier.append({"command": old.get("command"), "created": old.get("created"),
+                        "device": old.get("environment", {}).get("device"), **inv})
+    return earlier
+
+
 def _resumed(out: Path, groups) -> list[bool]:
     """Which groups resumed from a checkpoint in this invocation (their wall time is partial)."""
     return [any(json.loads(runner.member_path(out, m).read_text()).get("resumed", False)
@@ -484,17 +523,22 @@ def _fit_to(run: C.RunConfig, ds) -> C.RunConfig:
     return dataclasses.replace(run, model=model)
 
 
-def _document(exp, args, runs, seeds, identity, out: Path) -> dict:
+def _document(exp, args, runs, identity, out: Path) -> dict:
     entries = []
     for r in runs:  # every run of the experiment whose seeds have all finished
-        files = [out / "members" / f"{r.name}__seed{s}.json" for s in seeds]
+        files = [out / "members" / f"{r.name}__seed{s}.json" for s in seed_list(exp, args, r.name)]
         if all(f.exists() for f in files):
             entries.append(records.run_entry(r, [json.loads(f.read_text()) for f in files]))
     command = "python -m jaxmlp.experiments." + exp.name + (
         " " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
-    return records.document(experiment=exp.name, title=exp.title, command=command,
-                            engine=args.engine, dataset=identity, seeds=seeds,
-                            notes=list(exp.notes), runs=entries)
+    doc = records.document(experiment=exp.name, title=exp.title, command=command,
+                           engine=args.engine, dataset=identity,
+                           seeds=list(range(args.seeds)), notes=list(exp.notes), runs=entries)
+    more = {r.name: len(seed_list(exp, args, r.name)) for r in runs
+            if len(seed_list(exp, args, r.name)) != args.seeds}
+    if more:
+        doc["settings"]["seeds_by_run"] = more  # runs with another number of seeds than "seeds"
+    return doc
 
 
 def _report():

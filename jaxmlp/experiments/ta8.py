@@ -109,7 +109,14 @@ EXPERIMENT = Experiment(
         "its scores are at the final weights; the best checkpoint (val_loss) is saved too.",
         "Parameter counts are Keras count_params for these architectures; the seed's table "
         "gives counts for Deep and Pyramid that do not match them.",
+        "cb_early_stopping, cb_reduce_lr and cb_combined train 5 seeds: the epoch EarlyStopping "
+        "fires and the plateau's cuts swing from seed to seed, and 3 cannot tell a real "
+        "difference with Keras from noise.",
+        "The loss is the exact cross-entropy from the logits (ours); Keras clips softmax "
+        "probabilities to [1e-7, 1-1e-7]. The ta8_clip experiment measures what that changes "
+        "on cb_early_stopping.",
     ),
+    more_seeds={"cb_early_stopping": 5, "cb_reduce_lr": 5, "cb_combined": 5},
 )
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ def experiment(doc: dict, docs: Path, page: str) -> dict:
         "data": doc.get("dataset", {}), "synthetic": load.is_synthetic(doc),
         "jpeg": "JPEG" in (doc.get("dataset", {}).get("note") or ""),
         "seeds": doc.get("settings", {}).get("seeds", []), "env": doc.get("environment", {}),
+        "seeds_by_run": doc.get("settings", {}).get("seeds_by_run", {}),
         "runs": runs, "run": {r["name"]: r for r in runs}, "color": color, "times": times,
         "parts": views, "part": {v["number"]: v for v in views},
         "shared": shared, "varying": varying, "shared_table": tables.shared_table(shared),
