@@ -56,16 +56,20 @@ def test_ta8_list_shows_27_runs_with_keras_parameter_counts(tmp_path):
     assert rows["deep"].split()[-2] == "209,802"  # 3072*64+64 + 3*(64*64+64) + 64*10+10
     assert rows["pyramid"].split()[-2] == "828,490"  # the seed's table says 362,378
     # Every run's output layer is Keras's Dense default, even where hidden layers use he_normal.
-    assert all(row.split()[-3] == "glorot_uniform" for row in rows.values())
+    assert all(row.split()[-4] == "glorot_uniform" for row in rows.values())
     assert rows["cb_cosine"].split()[11] == "30"  # the seed's cosine budget
+    # 5 seeds where the stop epoch or the plateau's cuts are compared with Keras, else 3.
+    assert {n: r.split()[-3] for n, r in rows.items() if r.split()[-3] != "3"} == {
+        "cb_early_stopping": "5", "cb_reduce_lr": "5", "cb_combined": "5"}
 
 
 def test_p8d_list_shows_the_lr_composition_of_runs_with_schedule_and_plateau(tmp_path):
     out = cli("jaxmlp.experiments.p8d", "--list", cwd=tmp_path).stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
-    assert rows["con_callbacks"][-4] == "keras"
-    assert rows["con_callbacks_escalado"][-4] == "scale"
-    assert rows["solo_cosine"][-4] == "-"
+    assert rows["con_callbacks"][-5] == "keras"
+    assert rows["con_callbacks_escalado"][-5] == "scale"
+    assert rows["solo_cosine"][-5] == "-"
+    assert {r[-3] for r in rows.values()} == {"5"}
 
 
 def test_p8d_quick_writes_results_for_every_run_and_seed(tmp_path):

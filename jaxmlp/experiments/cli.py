@@ -190,11 +190,13 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"cannot write results to {path}: {e.strerror or e}") from None
 
 
-def listing(runs: list[C.RunConfig]) -> str:
-    """A table of the runs, their settings and parameter counts (Keras count_params)."""
+def listing(runs: list[C.RunConfig], seeds: dict | None = None) -> str:
+    """A table of the runs, their settings, seeds (`seeds`: {name: count}) and parameter
+    counts (Keras count_params)."""
+    seeds = seeds or {}
     head = f"{'name':<24} {'part':>4} {'hidden':<16} {'act':<5} {'bn':<3} {'dropout':<15} " \
            f"{'l2':<7} {'init':<15} {'optim':<8} {'lr':<7} {'batch':>5} {'ep':>3} " \
-           f"{'hooks':<22} {'lr-mix':<6} {'output':<18} {'params':>9} {'trainable':>9}"
+           f"{'hooks':<22} {'lr-mix':<6} {'output':<18} {'seeds':>5} {'params':>9} {'trainable':>9}"
     lines = [head, "-" * len(head)]
     for r in runs:
         m, o, t, h = r.model, r.optim, r.train, r.hooks
@@ -209,7 +211,8 @@ def listing(runs: list[C.RunConfig]) -> str:
             f"{r.name:<24} {r.part:>4} {'-'.join(map(str, m.hidden)):<16} {m.activation:<5} "
             f"{'y' if m.batch_norm else 'n':<3} {'/'.join(f'{d:g}' for d in m.dropout):<15} "
             f"{m.l2:<7g} {m.kernel_init:<15} {opt:<8} {o.learning_rate:<7g} {t.batch_size:>5} "
-            f"{t.epochs:>3} {hooks or '-':<22} {mix:<6} {output:<18} {p['total']:>9,} "
+            f"{t.epochs:>3} {hooks or '-':<22} {mix:<6} {output:<18} "
+            f"{seeds.get(r.name, '-'):>5} {p['total']:>9,} "
             f"{p['trainable']:>9,}")
     return "\n".join(lines)
 
@@ -314,7 +317,7 @@ def _suffix(args) -> str:
 def _run(exp: Experiment, args) -> int:
     runs = select(exp, args)
     if args.list:
-        print(listing(runs))
+        print(listing(runs, {r.name: len(seed_list(exp, args, r.name)) for r in runs}))
         return 0
     out, runs_dir = roots(exp, args)
     check_writable(out)
@@ -538,6 +541,8 @@ def _document(exp, args, runs, identity, out: Path) -> dict:
             if len(seed_list(exp, args, r.name)) != args.seeds}
     if more:
         doc["settings"]["seeds_by_run"] = more  # runs with another number of seeds than "seeds"
+    if exp.objective or exp.description:  # for the report's page (python -m jaxmlp run too)
+        doc["page"] = {"objective": exp.objective, "description": exp.description}
     return doc
 
 

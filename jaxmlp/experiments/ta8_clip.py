@@ -1,14 +1,15 @@
-"""TA8's EarlyStopping run with and without Keras's probability clipping: the cause of the
-stop-epoch gap between jaxmlp and Keras 3 on that run (issue 13).
+"""TA8's EarlyStopping run with and without Keras's probability clipping: whether the clipping
+causes the stop-epoch gap between jaxmlp and Keras 3 on that run (issue 13).
 
     python -m jaxmlp.experiments.ta8_clip --data-dir DATA     # 2 runs x 5 seeds
 
 Keras's loss on a softmax output clips each probability to [1e-7, 1 - 1e-7] before the log
-(ModelConfig.output_clip); the committed TA8 runs use the exact loss from the logits. On the
-combined model (BatchNorm, whose moving statistics drift from epoch to epoch) some validation
-predictions saturate, the exact val_loss jumps above Keras's, and EarlyStopping(patience=5)
-fires earlier. Same model, data, seeds and callbacks as ta8's cb_early_stopping; only the loss
-differs.
+(ModelConfig.output_clip); the committed TA8 runs use the exact loss from the logits. The
+hypothesis tested: on the combined model (BatchNorm, whose moving statistics drift from epoch
+to epoch) some validation predictions saturate, the exact val_loss jumps above Keras's, and
+EarlyStopping(patience=5) fires earlier. Same model, data, seeds and callbacks as ta8's
+cb_early_stopping (seeds 0-2 of `exacta` reproduce TA8's records bit for bit); only the loss
+differs. The results page says what came out.
 """
 
 from __future__ import annotations

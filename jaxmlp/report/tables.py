@@ -120,7 +120,9 @@ def epochs_cell(run: dict) -> str:
     s = run["summary"].get("epochs_run")
     if not s:
         return "—"
-    return f"{s['min']:.0f}" if s["min"] == s["max"] else f"{s['min']:.0f}–{s['max']:.0f}"
+    if s["min"] == s["max"]:
+        return f"{s['min']:.0f}"
+    return f"{s['mean']:.1f} ({s['min']:.0f}–{s['max']:.0f})"  # where EarlyStopping fired
 
 
 def results_table(runs: list[dict], varying: list[str], against: dict | None = None) -> str:
@@ -133,7 +135,7 @@ def results_table(runs: list[dict], varying: list[str], against: dict | None = N
             + [f"{pm(r['summary'].get('test_accuracy'))} "
                f"({span(r['summary'].get('test_accuracy'))})"] for r in runs]
     if len({epochs_cell(r) for r in runs}) > 1:
-        header.append("Épocas")
+        header.append("Épocas: media (rango)")
         rows = [row + [epochs_cell(r)] for row, r in zip(rows, runs)]
     if against is not None:
         header.append(f"Frente a «{label(against)}»")
