@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def run(argv: list[str]) -> int:
     file = Path(argv[0])
     exp = load_experiment(file)
     status = cli.run(exp, argv[1:])
-    if status == 0 and "--list" not in argv and not {"-h", "--help"} & set(argv):
+    process0 = os.environ.get("JAXMLP_PROCESS_ID", "0").strip() in ("", "0")  # writes results
+    if status == 0 and process0 and "--list" not in argv and not {"-h", "--help"} & set(argv):
         record_page(exp, file, results_folder(exp, argv[1:]))
     return status
 

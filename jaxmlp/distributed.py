@@ -49,6 +49,11 @@ class Processes(NamedTuple):
     count: int
 
 
+class EnvError(ValueError):
+    """A JAXMLP_* variable that does not describe a job (one line: what is wrong, what is
+    allowed)."""
+
+
 def from_env(env=None) -> tuple[str, Processes] | None:
     """(coordinator address, Processes) from JAXMLP_* variables; None when not set or count 1."""
     env = os.environ if env is None else env
@@ -57,14 +62,14 @@ def from_env(env=None) -> tuple[str, Processes] | None:
     try:
         count, index = int(env[ENV_NUM_PROCESSES]), int(env.get(ENV_PROCESS_ID, ""))
     except ValueError:
-        raise ValueError(f"{ENV_NUM_PROCESSES}={env.get(ENV_NUM_PROCESSES)!r} and {ENV_PROCESS_ID}="
+        raise EnvError(f"{ENV_NUM_PROCESSES}={env.get(ENV_NUM_PROCESSES)!r} and {ENV_PROCESS_ID}="
                          f"{env.get(ENV_PROCESS_ID)!r}: both must be integers") from None
     if not 0 <= index < count:
-        raise ValueError(f"{ENV_PROCESS_ID}={index}: must be in 0..{count - 1} "
+        raise EnvError(f"{ENV_PROCESS_ID}={index}: must be in 0..{count - 1} "
                          f"({ENV_NUM_PROCESSES}={count})")
     address = env.get(ENV_COORDINATOR, "")
     if ":" not in address:
-        raise ValueError(f"{ENV_COORDINATOR}={address!r}: must be host:port of process 0")
+        raise EnvError(f"{ENV_COORDINATOR}={address!r}: must be host:port of process 0")
     return address, Processes(index, count)
 
 

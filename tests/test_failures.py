@@ -257,3 +257,18 @@ def test_more_seeds_for_some_runs_are_trained_recorded_and_kept(clone, capsys):
     bad = cli.Experiment(**{**EXP.__dict__, "more_seeds": {"zzz": 3}})
     code, err = run(exp=bad, capsys=capsys)
     assert code == 2 and "more_seeds {'zzz': 3}" in err
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"JAXMLP_NUM_PROCESSES": "2", "JAXMLP_PROCESS_ID": "x"}, "both must be integers"),
+    ({"JAXMLP_NUM_PROCESSES": "2", "JAXMLP_PROCESS_ID": "5"}, "JAXMLP_PROCESS_ID=5: must be in"),
+    ({"JAXMLP_NUM_PROCESSES": "2", "JAXMLP_PROCESS_ID": "1"}, "JAXMLP_COORDINATOR=''"),
+])
+def test_bad_multiprocess_environment_is_one_line_exit_2(clone, capsys, monkeypatch, env, says):
+    monkeypatch.delenv("JAXMLP_COORDINATOR", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code, err = run(capsys=capsys)
+    assert code == 2 and err.startswith("error: JAXMLP_") and says in err
+    assert len(err.splitlines()) == 1
+    assert sorted(p.name for p in clone.iterdir()) == ["data"]

@@ -252,7 +252,7 @@ def run(exp: Experiment, argv=None) -> int:
     args = parse(exp, argv)
     try:
         return _run(exp, args)
-    except UsageError as e:
+    except (UsageError, distributed.EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except runner.Locked as e:
@@ -319,6 +319,7 @@ def _run(exp: Experiment, args) -> int:
     if args.list:
         print(listing(runs, {r.name: len(seed_list(exp, args, r.name)) for r in runs}))
         return 0
+    distributed.from_env()  # a bad JAXMLP_* environment is refused before anything is written
     out, runs_dir = roots(exp, args)
     check_writable(out)
     check_writable(runs_dir)
