@@ -166,11 +166,30 @@ def parity_table(experiments: Path) -> str | None:
             pm(r["keras"]["test_accuracy"], fmt=".2f"), f"{100 * r['diff']:+.2f}",
             f"{100 * r['tolerance']:.2f}", "dentro" if r["within"] else "**fuera**"]
            for r in compared]
-    return (markdown(["Run", "jaxmlp test (%)", "Keras 3 test (%)", "Δ (pp)", "Tolerancia (pp)",
+    text = (markdown(["Run", "jaxmlp test (%)", "Keras 3 test (%)", "Δ (pp)", "Tolerancia (pp)",
                       "Veredicto"], out, numeric=(1, 2, 3, 4))
             + f"\n{len(compared)} de {len(rows)} runs tienen ya su réplica en Keras 3 "
             "(`python -m jaxmlp.bench.keras_parity`); la tolerancia es el mayor de 1 pp y dos "
             "desviaciones estándar combinadas.\n")
+    stops = [r for r in compared if r.get("epochs")]
+    if stops:
+        def mean_of(side):
+            ep = side["epochs"]
+            return f"{np.mean(ep):.1f} ({min(ep)}–{max(ep)}; n = {len(ep)})"
+        table = [[f"{r['experiment']} / {r['run']}", mean_of(r["ours"]), mean_of(r["keras"]),
+                  f"{r['epochs']['diff']:+.1f}", f"{r['epochs']['tolerance']:.1f}",
+                  "dentro" if r["epochs"]["within"] else "**fuera**"] for r in stops]
+        text += ("\nDónde paró EarlyStopping (épocas entrenadas, media y rango entre semillas), "
+                 "con la misma tolerancia en épocas (el mayor de 1 y dos desviaciones "
+                 "combinadas):\n\n"
+                 + markdown(["Run", "jaxmlp", "Keras 3", "Δ (épocas)", "Tolerancia",
+                             "Veredicto"], table, numeric=(3, 4)))
+    outside = [f"{r['experiment']} / {r['run']}" for r in compared
+               if not r["within"] or not r.get("epochs", {"within": True})["within"]]
+    if outside:
+        text += ("\n**Fuera de la tolerancia, sin explicación todavía:** " + ", ".join(outside)
+                 + ".\n")
+    return text
 
 
 def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
