@@ -97,12 +97,13 @@ def roofline(b: dict) -> str:
                  + markdown(["Runs en el grupo", "Época (s)", "TFLOP/s", "% del pico"], rows,
                             numeric=range(4)))
     if b.get("sweeps"):
-        rows = [[s["experiment"].upper(), s["results"], f"{s['wall_time_s']:.0f}",
+        rows = [[f"{s['experiment'].upper()} ({s['results']})", f"{s['wall_time_s']:.0f}",
                  f"{s['pflop']:.3f}", f"{s['tflops']:.2f}", f"{s['percent_of_peak']:.2f}"]
                 for s in b["sweeps"]]
-        text += ("\nBarridos completos (desde la carga de datos hasta el último registro):\n\n"
-                 + markdown(["Barrido", "Registro", "Reloj (s)", "PFLOP", "TFLOP/s", "% del pico"],
-                            rows, numeric=(2, 3, 4, 5)))
+        text += ("\nBarridos completos (desde la carga de datos hasta el último registro; entre "
+                 "paréntesis, su registro en esta página):\n\n"
+                 + markdown(["Barrido", "Reloj (s)", "PFLOP", "TFLOP/s", "% del pico"],
+                            rows, numeric=(1, 2, 3, 4)))
     if b.get("note"):
         text += f"\nNota del registro: {b['note']}\n"
     return text
