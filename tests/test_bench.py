@@ -215,22 +215,26 @@ def test_parity_rows_tolerance_verdict_stops_and_cuts(tmp_path):
     scaled = _config(reduce_lr={}, schedule={}, lr_composition="scale")
     _write(tmp_path, [("near", plateau, [0.80, 0.82, 0.84]), ("far", _config(), [0.80, 0.82, 0.84]),
                       ("ours_only", scaled, [0.8]), ("missing", _config(), [0.8]),
-                      ("other_def", _config(), [0.8, 0.8])],
-           [("near", plateau, [0.79, 0.80, 0.81]), ("far", _config(), [0.70, 0.71, 0.72]),
-            ("other_def", _config(early_stopping={}), [0.8, 0.8])])
+                      ("other_def", _config(), [0.8, 0.8]), ("few", plateau, [0.8, 0.8, 0.8])],
+           [("near", plateau, [0.79, 0.80, 0.81, 0.79, 0.81]),
+            ("far", _config(), [0.70, 0.71, 0.72]),
+            ("other_def", _config(early_stopping={}), [0.8, 0.8]),
+            ("few", plateau, [0.8, 0.8, 0.8])])
     rows = {r["run"]: r for r in parity_table.rows(tmp_path, experiments=("toy",))}
     near, far = rows["near"], rows["far"]
-    # ours: mean .82, std .02; Keras: mean .80, std .01. pooled = sqrt((2*.02^2 + 2*.01^2)/4)
-    # = sqrt(.00025) = .015811; tolerance = max(.01, 2 * .015811) = .031623; |diff| .02: within.
+    # ours: mean .82, std .02 (n 3); Keras (5 seeds: a plateau run needs 5): mean .80, std .01.
+    # pooled = sqrt((2*.02^2 + 4*.01^2)/6) = sqrt(.0002) = .014142; tolerance
+    # = max(.01, 2 * .014142) = .028284; |diff| .02: within.
     assert near["diff"] == pytest.approx(0.02)
-    assert near["pooled_std"] == pytest.approx(math.sqrt(0.00025))
-    assert near["tolerance"] == pytest.approx(2 * math.sqrt(0.00025))
+    assert near["pooled_std"] == pytest.approx(math.sqrt(0.0002))
+    assert near["tolerance"] == pytest.approx(2 * math.sqrt(0.0002))
     assert near["within"] is True and near["status"] == "compared"
     # Keras mean .71, std .01: pooled .015811 again, tolerance .031623 < |diff| .11: beyond.
     assert far["diff"] == pytest.approx(0.11) and far["within"] is False
     # Our LR column 1e-3, 1e-3, 5e-4, 5e-4 then final 2.5e-4: cuts at the end of epochs 1 and 3.
-    assert near["ours"]["cuts"] == [[1, 3]] * 3 and near["keras"]["cuts"] == [[0]] * 3
-    assert near["ours"]["epochs"] == [4] * 3 and near["keras"]["epochs"] == [3] * 3
+    assert near["ours"]["cuts"] == [[1, 3]] * 3 and near["keras"]["cuts"] == [[0]] * 5
+    assert near["ours"]["epochs"] == [4] * 3 and near["keras"]["epochs"] == [3] * 5
+    assert rows["few"]["status"] == "incomplete: 3 of 5 Keras seeds"
     assert rows["ours_only"]["status"] == "ours, no Keras equivalent"
     assert rows["missing"]["status"] == "no Keras records yet"
     assert rows["other_def"]["status"].startswith("configs differ")
@@ -239,11 +243,11 @@ def test_parity_rows_tolerance_verdict_stops_and_cuts(tmp_path):
     assert "| toy | far |" in table and "**fuera**" in table
     assert "2,4 · 2,4 · 2,4" in table  # our cuts, 1-based as Keras prints epochs
     cov = parity_table.coverage(list(rows.values()))["toy"]
-    assert cov == {"runs": 5, "within": ["near", "other_def"], "beyond": ["far"],
+    assert cov == {"runs": 6, "within": ["near", "other_def"], "beyond": ["far"],
                    "configs_differ": ["other_def"],
                    "not_compared": {"ours_only": "ours, no Keras equivalent",
-                                    "missing": "no Keras records yet"}}
-    assert "3 of 5 runs compared, 2 within" in parity_table.coverage_text(list(rows.values()))
+                                    "missing": "no Keras records yet", "few": "incomplete"}}
+    assert "3 of 6 runs compared, 2 within" in parity_table.coverage_text(list(rows.values()))
 
 
 def test_parity_table_imports_no_jax():

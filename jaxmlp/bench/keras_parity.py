@@ -52,8 +52,9 @@ def as_trained(run: C.RunConfig) -> C.RunConfig:
 
 def seeds_for(run: C.RunConfig) -> int:
     """5 seeds where the stop epoch or the plateau cuts are compared (noisy), else 3."""
-    h = run.hooks
-    return 5 if h.early_stopping is not None or h.reduce_lr is not None else 3
+    from jaxmlp.bench.parity_table import seeds_needed
+
+    return seeds_needed(C.to_dict(run.hooks))
 
 
 def ordered(runs) -> list:

@@ -45,6 +45,13 @@ def pooled_std(a: dict, b: dict) -> float | None:
     return math.sqrt(((a["n"] - 1) * a["std"] ** 2 + (b["n"] - 1) * b["std"] ** 2) / dof)
 
 
+def seeds_needed(hooks: dict) -> int:
+    """Keras seeds a comparison needs: 5 where the stop epoch or the plateau's cuts are
+    compared (noisy), else 3 (`hooks`: a RunConfig dict's hooks)."""
+    return 5 if hooks.get("early_stopping") is not None or hooks.get("reduce_lr") is not None \
+        else 3
+
+
 def keras_equivalent(config: dict) -> bool:
     """False for our own LR composition (a schedule scaled by the plateau): Keras has none."""
     h = config["hooks"]
@@ -102,6 +109,9 @@ def compare(exp: str, run: dict, keras: list[dict], exp_dir: Path) -> dict:
         row["status"] = "no Keras records yet"
         return row
     row["keras"] = _side(keras)
+    row["keras_needed"] = seeds_needed(hooks)
+    if len(keras) < row["keras_needed"]:
+        row["status"] = f"incomplete: {len(keras)} of {row['keras_needed']} Keras seeds"
     if hooks.get("reduce_lr") is not None:
         row["keras"]["cuts"] = [r["plateau_cuts"] for r in keras]
     row["same_config_as"] = keras[0].get("same_config_as")
@@ -204,8 +214,8 @@ def coverage(table: list[dict]) -> dict:
         c = out.setdefault(r["experiment"], {"runs": 0, "within": [], "beyond": [],
                                              "configs_differ": [], "not_compared": {}})
         c["runs"] += 1
-        if "diff" not in r:
-            c["not_compared"][r["run"]] = r["status"]
+        if "diff" not in r or r["status"].startswith("incomplete"):
+            c["not_compared"][r["run"]] = r["status"].split(":")[0]
             continue
         c["within" if r["within"] else "beyond"].append(r["run"])
         if r["status"] != "compared":

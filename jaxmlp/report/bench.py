@@ -160,16 +160,22 @@ def parity_table(experiments: Path) -> str | None:
     rows = module.rows(experiments)
     if not rows:
         return None
-    compared = [r for r in rows if "diff" in r]
-    if not compared:
+    compared = [r for r in rows if "diff" in r and r["status"] == "compared"]
+    pending = [r for r in rows if "diff" in r and r["status"] != "compared"]
+    if not compared and not pending:
         return None
     out = [[f"{r['experiment']} / {r['run']}", pm(r["ours"]["test_accuracy"], fmt=".2f"),
             pm(r["keras"]["test_accuracy"], fmt=".2f"), f"{100 * r['diff']:+.2f}",
             f"{100 * r['tolerance']:.2f}", "dentro" if r["within"] else "**fuera**"]
            for r in compared]
+    out += [[f"{r['experiment']} / {r['run']}", pm(r["ours"]["test_accuracy"], fmt=".2f"),
+             f"{100 * r['keras']['test_accuracy']['mean']:.2f} "
+             f"(n = {r['keras']['test_accuracy']['n']})", "—", "—",
+             f"pendiente: {r['keras']['test_accuracy']['n']} de {r['keras_needed']} semillas "
+             "de Keras"] for r in pending]
     text = (markdown(["Run", "jaxmlp test (%)", "Keras 3 test (%)", "Δ (pp)", "Tolerancia (pp)",
                       "Veredicto"], out, numeric=(1, 2, 3, 4))
-            + f"\n{len(compared)} de {len(rows)} runs tienen ya su réplica en Keras 3 "
+            + f"\n{len(compared)} de {len(rows)} runs tienen ya su réplica completa en Keras 3 "
             "(`python -m jaxmlp.bench.keras_parity`); la tolerancia es el mayor de 1 pp y dos "
             "desviaciones estándar combinadas.\n")
     stops = [r for r in compared if r.get("epochs")]
