@@ -31,3 +31,73 @@ def tiny_run(name="tiny", *, hidden=(16, 8), epochs=4, batch_size=32, seed=0, lr
 @pytest.fixture
 def data():
     return tiny_data()
+
+
+# --- Long subprocesses started as soon as the tests are collected -----------------------------
+# A test that needs a long, self-contained subprocess (4 forced CPU devices, a pytest of its
+# own) registers it at import with `background(key, argv, env)` and marks itself
+# `@pytest.mark.background(key)`. After collection every selected one starts at once, so it
+# runs on the second core while the other tests run on the first; the test then waits for it
+# with `background_result(key)`. Nothing is timed; the 30-minute wait only guards a hang.
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+_SPECS: dict[str, tuple[list[str], dict]] = {}
+_STARTED: dict[str, tuple[subprocess.Popen, object, object]] = {}
+
+
+def background(key: str, argv: list[str], env: dict) -> None:
+    _SPECS[key] = (argv, env)
+
+
+def _start(key: str) -> None:
+    if key in _STARTED:
+        return
+    argv, env = _SPECS[key]
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    _STARTED[key] = (subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err,
+                                      text=True), out, err)
+
+
+def background_result(key: str) -> subprocess.CompletedProcess:
+    """The finished subprocess `key` (started now if collection did not start it)."""
+    _start(key)
+    proc, out, err = _STARTED[key]
+    code = proc.wait(timeout=1800)
+    out.seek(0)
+    err.seek(0)
+    return subprocess.CompletedProcess(proc.args, code, out.read(), err.read())
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "background(key): needs the registered subprocess key")
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only the selected tests' processes
+def pytest_collection_modifyitems(session, config, items):
+    for item in items:
+        for mark in item.iter_markers("background"):
+            if mark.args[0] in _SPECS:  # registered where it can run
+                _start(mark.args[0])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for proc, out, err in _STARTED.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.close()
+        err.close()
+
+
+def four_devices_env() -> dict:
+    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+
+
+PYTHON = sys.executable

@@ -3,14 +3,14 @@ restored weights, devices."""
 
 import json
 import logging
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import conftest
 import jax
 import numpy as np
+import pytest
 from conftest import tiny_data, tiny_run
 
 from jaxmlp import config as C
@@ -114,19 +114,21 @@ TRAIN_METRICS = ("loss", "accuracy", "learning_rate")
 VAL_METRICS = ("val_loss", "val_accuracy")
 
 
-def on_four_devices(script: str) -> dict:
-    """Run `script` in a subprocess with 4 forced CPU devices; its last stdout line as JSON.
-    The timeout only guards against a hang (30 min); nothing here is timed."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1800)
+conftest.background("epoch-four", [sys.executable, "-c", FOUR_DEVICES],
+                    conftest.four_devices_env())
+
+
+def on_four_devices(key: str) -> dict:
+    """The subprocess `key` (a script on 4 forced CPU devices, started by conftest as soon as
+    the tests are collected): its last stdout line as JSON. Nothing here is timed."""
+    proc = conftest.background_result(key)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.background("epoch-four")
 def test_four_devices_give_the_same_metrics_as_one():
-    out = on_four_devices(FOUR_DEVICES)
+    out = on_four_devices("epoch-four")
 
     def close(model, keys, atol):
         one, four = out[model + "/one"], out[model + "/four"]
@@ -171,10 +173,15 @@ PUBLIC_FOUR_DEVICES = textwrap.dedent("""
 """)
 
 
+conftest.background("fit-four", [sys.executable, "-c", PUBLIC_FOUR_DEVICES],
+                    conftest.four_devices_env())
+
+
+@pytest.mark.background("fit-four")
 def test_the_public_fit_runs_data_parallel_over_every_local_device():
     # jaxmlp.fit shards each batch over the 4 local devices by itself; the same run on one
     # device (fit_run without a mesh) gives the same metrics up to float32 summation order.
-    out = on_four_devices(PUBLIC_FOUR_DEVICES)
+    out = on_four_devices("fit-four")
     for key in TRAIN_METRICS + VAL_METRICS:
         np.testing.assert_allclose(out["four"][key], out["one"][key], rtol=0, atol=1e-5,
                                    err_msg=key)

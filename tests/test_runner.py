@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import conftest
 import jax
 import numpy as np
 import pytest
@@ -125,14 +126,17 @@ def test_several_epochs_per_call_give_the_same_results_as_one(dataset):
         np.testing.assert_allclose(s1[split], s4[split], rtol=rtol, atol=0)
 
 
+if MESH is None:  # this module again on 4 forced devices, started as soon as tests are collected
+    conftest.background("runner-four", [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+        "-k", "solo_results or stops_changing or per_call or members_are_split"],
+        conftest.four_devices_env())
+
+
 @pytest.mark.skipif(MESH is not None, reason="already on several devices")
+@pytest.mark.background("runner-four")
 def test_equivalence_on_four_devices():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-         "-k", "solo_results or stops_changing or per_call or members_are_split"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)  # a hang guard only
+    proc = conftest.background_result("runner-four")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "6 passed" in proc.stdout
 
