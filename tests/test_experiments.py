@@ -158,7 +158,8 @@ def _wait_for_checkpoint(runs: Path, at_least: int, proc, timeout=1800) -> None:
 
 def test_kill_9_twice_then_rerun_gives_the_uninterrupted_results(tmp_path):
     args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--seeds", "2", "--epochs", "8",
-            "--epochs-per-call", "1", "--only", "sin_callbacks", "con_callbacks"]
+            "--epochs-per-call", "1", "--checkpoint-every", "0",  # a checkpoint every epoch
+            "--only", "sin_callbacks", "con_callbacks"]
     cli(*args, "--out", "straight", cwd=tmp_path)
 
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}

@@ -272,3 +272,12 @@ def test_bad_multiprocess_environment_is_one_line_exit_2(clone, capsys, monkeypa
     assert code == 2 and err.startswith("error: JAXMLP_") and says in err
     assert len(err.splitlines()) == 1
     assert sorted(p.name for p in clone.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize("argv, policy", [
+    ([], 0.0),                            # default: skip a save only while one is being written
+    (["--checkpoint-every", "0"], None),  # after every call, waiting for the previous write
+    (["--checkpoint-every", "30"], 30.0),  # and at most every 30 s
+])
+def test_checkpoint_every_selects_the_resume_checkpoint_policy(argv, policy):
+    assert cli._checkpoint_policy(cli.parse(EXP, argv)) == policy

@@ -92,10 +92,11 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
     p.add_argument("--epochs-per-call", type=int,
                    help="epochs per host round-trip (default 1; 3 with --quick); observers see "
                    "every epoch either way, checkpoints are saved once per call")
-    p.add_argument("--checkpoint-every", type=float, default=0.0, metavar="S",
-                   help="save the resume checkpoint at most every S seconds, and never wait for "
-                   "a save still being written: skip that call's instead (default 0: as often "
-                   "as the writes keep up; resume is exact from any saved call)")
+    p.add_argument("--checkpoint-every", type=float, metavar="S",
+                   help="S > 0: save the resume checkpoint at most every S seconds; 0: after "
+                   "every call, waiting for the previous write. Default: after a call whenever "
+                   "the previous write has finished, never waiting for it (skipped calls are "
+                   "harmless: resume is exact from any saved call)")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
                    "a group's members over them (groups whose size does not divide evenly "
@@ -126,7 +127,7 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
                              ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL)):
         if value is not None and not 1 <= value <= top:
             raise UsageError(f"{flag} {value}: allowed an integer from 1 to {top:,}")
-    if not 0 <= args.checkpoint_every <= 86_400:  # NaN fails this too
+    if args.checkpoint_every is not None and not 0 <= args.checkpoint_every <= 86_400:  # NaN too
         raise UsageError(f"--checkpoint-every {args.checkpoint_every}: allowed seconds from 0 to "
                          "86,400")
     for flag, value in (("--out", args.out), ("--data-dir", args.data_dir),
@@ -388,7 +389,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                                        runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
                                        mesh=mesh, label=label, quiet=args.quiet,
                                        prepared=compiled, clock=clock,
-                                       checkpoint_every=args.checkpoint_every)
+                                       checkpoint_every=_checkpoint_policy(args))
         except observers.CheckpointError as e:
             pool.shutdown(cancel_futures=True)
             raise UsageError(f"{str(e).splitlines()[0]} Add --retrain to train group "
@@ -482,6 +483,14 @@ def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
         _say(args, f"[{exp.name}] note: those results were trained on other data files than "
              "the ones found now; add --retrain to train on these")
     return True
+
+
+def _checkpoint_policy(args) -> float | None:
+    """--checkpoint-every as run_group takes it: None saves after every call (0 on the command
+    line), seconds skip saves (the default, 0.0: only while a write is in flight)."""
+    if args.checkpoint_every is None:
+        return 0.0
+    return None if args.checkpoint_every == 0 else args.checkpoint_every
 
 
 def _earlier(path: Path) -> list[dict]:
