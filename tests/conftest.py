@@ -95,6 +95,28 @@ def pytest_sessionfinish(session, exitstatus):
         err.close()
 
 
+IN_BACKGROUND = os.environ.get("JAXMLP_TEST_IN_BACKGROUND") == "1"
+
+
+def runs_beside(fn):
+    """Decorator: a long, self-contained test runs as its own pytest process, started when the
+    tests are collected, beside the others; here it only waits for that process and reports
+    its result. In that process (JAXMLP_TEST_IN_BACKGROUND=1) it is the test itself."""
+    if IN_BACKGROUND:
+        return fn
+    node = f"{sys.modules[fn.__module__].__file__}::{fn.__name__}"
+    background(node, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
+               {**os.environ, "JAXMLP_TEST_IN_BACKGROUND": "1"})
+
+    def wait():
+        proc = background_result(node)
+        assert proc.returncode == 0 and "1 passed" in proc.stdout, \
+            proc.stdout[-4000:] + proc.stderr[-2000:]
+
+    wait.__name__, wait.__doc__ = fn.__name__, fn.__doc__
+    return pytest.mark.background(node)(wait)
+
+
 def four_devices_env() -> dict:
     return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
             "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 
@@ -81,6 +82,7 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+@conftest.runs_beside
 def test_two_processes_train_one_run_like_a_single_process():
     port = free_port()
     script = [sys.executable, "-c", DATA_PARALLEL]
@@ -146,6 +148,7 @@ def assert_same_members(merged: dict, single: dict, folder: Path) -> None:
     assert single["settings"]["this_invocation"]["processes"] == 1
 
 
+@conftest.runs_beside
 def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path):
     # Separate results folders, as on hosts without a shared filesystem: process 0's folder
     # can only get process 1's records through the merge.

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import conftest
 from test_failures import compile_cache  # noqa: F401  (one XLA cache for the module's runs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,7 @@ def _wait_for_checkpoint(runs: Path, at_least: int, proc, timeout=1800) -> None:
     raise AssertionError("no checkpoint appeared")
 
 
+@conftest.runs_beside
 def test_kill_9_twice_then_rerun_gives_the_uninterrupted_results(tmp_path):
     args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--seeds", "2", "--epochs", "8",
             "--epochs-per-call", "1", "--checkpoint-every", "0",  # a checkpoint every epoch

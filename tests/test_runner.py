@@ -212,6 +212,7 @@ def final_state(out: Path):
     return epoch, state, extra
 
 
+@conftest.runs_beside
 def test_kill_9_twice_then_resume_is_bitwise_the_uninterrupted_run_and_logged_once(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert run_script(straight, 0) == 0
