@@ -516,14 +516,17 @@ def _resumed(out: Path, groups) -> list[bool]:
 
 def _compile_settings(runs_dir: Path, *, quick: bool) -> None:
     """A persistent compilation cache (reruns and resumes skip XLA compiles; in
-    $JAXMLP_COMPILE_CACHE when set, else in the runs folder); for --quick, a
-    cheaper XLA CPU pipeline, since compile time dominates a smoke run. Must run before JAX
+    $JAXMLP_COMPILE_CACHE when set, else in the runs folder; none for --quick unless that
+    variable is set); for --quick, a cheaper XLA CPU pipeline, since compile time dominates a
+    smoke run. Must run before JAX
     initialises its backend (the first device use)."""
     import jax
 
     if quick:
         flags = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
+        if not os.environ.get("JAXMLP_COMPILE_CACHE"):
+            return  # a smoke run is one-off: serializing its programs to disk only costs time
     cache = os.environ.get("JAXMLP_COMPILE_CACHE") or runs_dir / "jax-cache"
     jax.config.update("jax_compilation_cache_dir", str(Path(cache).absolute()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
