@@ -56,20 +56,26 @@ def matmul_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> float:
     a = jnp.ones((batch, 3072), jnp.float32)
     b = jnp.ones((3072, 256), jnp.float32)
     f = jax.jit(lambda a, b: a @ b)
-    f(a, b).block_until_ready()
-    flops = 2 * batch * 3072 * 256
+    return best_rate(f, (a, b), 2 * batch * 3072 * 256, blocks=blocks, seconds=seconds) / 1e9
+
+
+def best_rate(f, args, flops: float, *, blocks: int, seconds: float,
+              calibrate: float = 0.05) -> float:
+    """FLOP/s of `f(*args)` (`flops` each call): the best of `blocks` timed blocks of about
+    `seconds` each, the block length calibrated over `calibrate` seconds after a warm-up."""
+    f(*args).block_until_ready()
     start, reps = time.perf_counter(), 0
-    while time.perf_counter() - start < 0.05:  # calibrate the block length
-        f(a, b).block_until_ready()
+    while time.perf_counter() - start < calibrate:
+        f(*args).block_until_ready()
         reps += 1
-    reps = max(1, int(reps * seconds / 0.05))
+    reps = max(1, int(reps * seconds / calibrate))
     best = 0.0
     for _ in range(blocks):
         start = time.perf_counter()
         for _ in range(reps):
-            out = f(a, b)
+            out = f(*args)
         out.block_until_ready()
-        best = max(best, flops * reps / (time.perf_counter() - start) / 1e9)
+        best = max(best, flops * reps / (time.perf_counter() - start))
     return best
 
 

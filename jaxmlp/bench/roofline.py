@@ -23,13 +23,12 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
 from jaxmlp import atomic, records
-from jaxmlp.bench.epoch_floor import dense_weights, epoch_times, synthetic_cifar
+from jaxmlp.bench.epoch_floor import best_rate, dense_weights, epoch_times, synthetic_cifar
 from jaxmlp.bench.sweep import members
 from jaxmlp.config import ModelConfig
 
@@ -40,20 +39,8 @@ def peak_tflops(size: int, dtype, precision, blocks: int = 5, seconds: float = 0
     a = jax.random.normal(ka, (size, size), dtype)
     b = jax.random.normal(kb, (size, size), dtype)
     f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=precision))
-    f(a, b).block_until_ready()
-    start, reps = time.perf_counter(), 0
-    while time.perf_counter() - start < 0.1:
-        f(a, b).block_until_ready()
-        reps += 1
-    reps = max(1, int(reps * seconds / 0.1))
-    best = 0.0
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(reps):
-            out = f(a, b)
-        out.block_until_ready()
-        best = max(best, 2 * size**3 * reps / (time.perf_counter() - start) / 1e12)
-    return best
+    return best_rate(f, (a, b), 2 * size**3, blocks=blocks, seconds=seconds,
+                     calibrate=0.1) / 1e12
 
 
 def epoch_flops(model: ModelConfig, n_train: int, n_val: int) -> float:

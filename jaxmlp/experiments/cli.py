@@ -550,8 +550,8 @@ def _document(exp, args, runs, identity, out: Path) -> dict:
     doc = records.document(experiment=exp.name, title=exp.title, command=command,
                            engine=args.engine, dataset=identity,
                            seeds=list(range(args.seeds)), notes=list(exp.notes), runs=entries)
-    more = {r.name: len(seed_list(exp, args, r.name)) for r in runs
-            if len(seed_list(exp, args, r.name)) != args.seeds}
+    counts = {r.name: len(seed_list(exp, args, r.name)) for r in runs}
+    more = {name: n for name, n in counts.items() if n != args.seeds}
     if more:
         doc["settings"]["seeds_by_run"] = more  # runs with another number of seeds than "seeds"
     if exp.objective or exp.description:  # for the report's page (python -m jaxmlp run too)
