@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -38,8 +39,58 @@ _KERNEL_INITS = {
 def dropout(x, rate, key):
     """Inverted dropout with a traced rate (so vmapped members may differ); rate 0 is identity."""
     keep = 1.0 - rate
-    mask = jax.random.bernoulli(key, keep, x.shape)
+    mask = bernoulli(key, keep, x.shape)
     return jnp.where(mask, x / keep, 0.0)
+
+
+# --- Dropout masks: jax.random.bernoulli's bits, computed without its CPU loop ---------------
+# On the CPU, JAX lowers the Threefry-2x32 hash as a rolled 5-iteration while loop (to keep
+# compile times short), so every dropout layer of every train step runs a loop of small unfused
+# kernels: a sixth of a CPU epoch of TA8's combined model (it has three dropout layers). The same
+# hash written with jnp ops fuses into one elementwise kernel. `bernoulli` computes exactly the
+# bits jax.random.bernoulli does (partitionable Threefry, JAX's default since 0.5) and falls back
+# to it under any other PRNG configuration; tests/test_models.py checks equality bit for bit.
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _rotl(x, r):
+    return (x << jnp.uint32(r)) | (x >> jnp.uint32(32 - r))
+
+
+def threefry2x32(k1, k2, x1, x2):
+    """The Threefry-2x32 hash (20 rounds), unrolled: JAX's `threefry2x32_p`, in jnp ops."""
+    ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(0x1BD11BDA))
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x1 = x1 + x2
+            x2 = _rotl(x2, r) ^ x1
+        x1 = x1 + ks[(i + 1) % 3]
+        x2 = x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x1, x2
+
+
+def _fast_bits_apply(key) -> bool:
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    impl = str(jax.random.key_impl(key)) if typed else jax.config.jax_default_prng_impl
+    return jax.config.jax_threefry_partitionable and impl == "threefry2x32"
+
+
+def bernoulli(key, p, shape):
+    """`jax.random.bernoulli(key, p, shape)` for a float32 `p`, the same bits, fused."""
+    size = math.prod(shape)
+    if (not _fast_bits_apply(key) or size >= 2**32
+            or jnp.dtype(jnp.result_type(p)) != jnp.float32):
+        return jax.random.bernoulli(key, p, shape)
+    k = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    counts = jax.lax.iota(jnp.uint32, size).reshape(shape)  # the low words; the high ones are 0
+    b1, b2 = threefry2x32(k[0], k[1], jnp.zeros_like(counts), counts)
+    bits = b1 ^ b2
+    # jax.random.uniform's float: 23 random mantissa bits under the exponent of 1.0, minus 1.
+    floats = jax.lax.bitcast_convert_type((bits >> jnp.uint32(9)) | jnp.uint32(0x3F800000),
+                                          jnp.float32) - jnp.float32(1.0)
+    return jnp.maximum(jnp.float32(0.0), floats) < p
 
 
 class MLP(nnx.Module):

@@ -155,3 +155,50 @@ def test_output_clip_is_checked_and_keys_its_own_program():
     run = C.RunConfig("a", model=C.ModelConfig(input_dim=12))
     clipped = dataclasses.replace(run, model=dataclasses.replace(run.model, output_clip=1e-7))
     assert group_key(run) != group_key(clipped)
+
+
+# Random123's known-answer vectors for Threefry-2x32 with 20 rounds (the ones JAX tests too).
+THREEFRY_KAT = [
+    ((0x00000000, 0x00000000), (0x00000000, 0x00000000), (0x6B200159, 0x99BA4EFE)),
+    ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+    ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0)),
+]
+
+
+@pytest.mark.parametrize("key,count,expected", THREEFRY_KAT)
+def test_unrolled_threefry_matches_random123_answers(key, count, expected):
+    k = [jnp.uint32(v) for v in key]
+    x = [jnp.asarray([v], jnp.uint32) for v in count]
+    out = jax.jit(models.threefry2x32)(*k, *x)
+    assert [int(o[0]) for o in out] == list(expected)
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (8, 128), (3,), (7, 5, 3), (1, 1)])
+def test_dropout_masks_are_jax_random_bernoulli_bit_for_bit(shape):
+    """The fused masks are exactly jax.random.bernoulli's (so no committed result moves):
+    several keys, rates (0 and 1 included), jitted and vmapped over members with own rates."""
+    for seed in range(3):
+        key = jax.random.fold_in(jax.random.key(seed), 7)
+        for p in (0.7, 0.5, 0.123, 0.0, 1.0):
+            want = jax.random.bernoulli(key, jnp.float32(p), shape)
+            got = jax.jit(models.bernoulli, static_argnums=2)(key, jnp.float32(p), shape)
+            np.testing.assert_array_equal(got, want)
+    keys = jax.random.split(jax.random.key(1), 4)
+    rates = jnp.asarray([0.7, 0.5, 0.9, 0.3], jnp.float32)
+    want = jax.vmap(lambda k, p: jax.random.bernoulli(k, p, shape))(keys, rates)
+    got = jax.jit(jax.vmap(lambda k, p: models.bernoulli(k, p, shape)))(keys, rates)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_dropout_masks_fall_back_to_jax_under_another_prng():
+    """Another key implementation, or Threefry's non-partitionable bits: jax's own masks."""
+    key = jax.random.key(0, impl="rbg")
+    np.testing.assert_array_equal(models.bernoulli(key, jnp.float32(0.6), (16, 8)),
+                                  jax.random.bernoulli(key, jnp.float32(0.6), (16, 8)))
+    key = jax.random.key(3)
+    with jax.threefry_partitionable(False):
+        want = jax.random.bernoulli(key, jnp.float32(0.6), (16, 8))
+        got = models.bernoulli(key, jnp.float32(0.6), (16, 8))
+    np.testing.assert_array_equal(got, want)
+    # The same key under the default (partitionable) bits gives other masks: the switch matters.
+    assert not np.array_equal(models.bernoulli(key, jnp.float32(0.6), (16, 8)), want)

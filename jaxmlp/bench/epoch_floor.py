@@ -1,12 +1,19 @@
 """Benchmark: epoch time of the TA8 combined model against this machine's matmul floor.
 
-    python -m jaxmlp.bench.epoch_floor [--batch 128 64] [--repeats 5] [--n 45000] [--json PATH]
+    python -m jaxmlp.bench.epoch_floor [--batch 128 64] [--repeats 5] [--n 45000] [--keras]
+                                       [--json PATH]
 
 The model is TA8's combined run as jaxmlp/experiments/ta8.py defines it. Prints, per batch
 size, the median epoch time after a warm-up epoch, examples/s, achieved
 GFLOP/s (6 x dense weights x examples: forward 2, backward 4), the machine's measured f32
 matmul GFLOP/s (the best of timed blocks before and after the epochs), and
 `epoch/floor ratio (batch B): R` where floor = FLOPs / matmul rate.
+
+`--keras` also times Keras 3 `fit` (JAX backend) on the same model (built from the same run
+definition by jaxmlp.bench.keras_replica), data and batch, in this process, interleaved with ours:
+after a warm-up (compile) epoch on each side, `--rounds` rounds of `--repeats` epochs of ours then
+`--repeats` epochs of Keras, so that a slow minute of a shared machine falls on both sides. It
+prints `Keras/jaxmlp epoch time (batch B): R` from the medians of all the timed epochs.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 
 from jaxmlp import atomic, records
 from jaxmlp import config as C
+from jaxmlp.bench import keras_replica
 from jaxmlp.epoch import Data
 from jaxmlp.experiments import ta8
 from jaxmlp.group import build_group, init_group
@@ -81,34 +89,91 @@ def best_rate(f, args, flops: float, *, blocks: int, seconds: float,
 
 def epoch_times(runs: list[C.RunConfig], data: Data, repeats: int) -> list[float]:
     """Wall time of `repeats` epochs of `runs` as one group, after a warm-up (compile) epoch."""
+    return jaxmlp_epochs(runs, data)(repeats)
+
+
+def jaxmlp_epochs(runs: list[C.RunConfig], data: Data):
+    """`more(k)`: the wall times of k more epochs of `runs` as one group (compiled and warmed
+    up by one epoch first)."""
     group = build_group(runs, data)
     state = init_group(group)
     state, _ = group.step(state, data)
     jax.block_until_ready(state)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state, _ = group.step(state, data)
-        jax.block_until_ready(state)
-        times.append(time.perf_counter() - start)
-    return times
+
+    def more(k: int) -> list[float]:
+        nonlocal state
+        times = []
+        for _ in range(k):
+            start = time.perf_counter()
+            state, _ = group.step(state, data)
+            jax.block_until_ready(state)
+            times.append(time.perf_counter() - start)
+        return times
+
+    return more
 
 
-def bench(batches, repeats: int, n: int) -> dict:
+def keras_epochs(run: C.RunConfig, data: Data):
+    """`more(k)`: the wall times of k more epochs of Keras 3 `fit` (JAX backend) on `run`'s
+    model (jaxmlp.bench.keras_replica, the same definition), data and batch; one warm-up
+    (compile) epoch first. Each call is one `fit(epochs=k)`; the model keeps training."""
+    keras = keras_replica.import_keras()
+    model = keras_replica.compiled(run)
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train)
+    val = (np.asarray(data.x_val), np.asarray(data.y_val))
+    times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    def more(k: int) -> list[float]:
+        del times[:]
+        model.fit(x, y, batch_size=run.train.batch_size, epochs=k, validation_data=val,
+                  verbose=0, callbacks=[Timer()])
+        return list(times)
+
+    more(1)
+    return more
+
+
+def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
     data = synthetic_cifar(n)
     rows = []
     for b in batches:
         run = combined_run(b)
         before = matmul_gflops(b)
-        t = statistics.median(epoch_times([run], data, repeats))
+        ours = jaxmlp_epochs([run], data)
+        if keras_rounds:
+            theirs = keras_epochs(run, data)
+            ours_t, keras_t = [], []
+            for _ in range(keras_rounds):
+                ours_t += ours(repeats)
+                keras_t += theirs(repeats)
+        else:
+            ours_t = ours(repeats)
+        t = statistics.median(ours_t)
         flops = 6 * dense_weights(run.model) * n
         rate = max(before, matmul_gflops(b))  # measured on both sides of the epochs
-        rows.append({"batch": b, "epoch_s": t, "examples_per_s": n / t,
-                     "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
-                     "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9))})
+        row = {"batch": b, "epoch_s": t, "examples_per_s": n / t,
+               "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
+               "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9)),
+               "epochs_s": ours_t}
+        if keras_rounds:
+            k = statistics.median(keras_t)
+            row["keras"] = {"epoch_s": k, "epochs_s": keras_t, "speedup": k / t,
+                            "rounds": keras_rounds, "keras": keras_version()}
+        rows.append(row)
     return {"created": records.now(), "benchmark": "epoch_vs_floor", "n_train": n,
             "repeats": repeats,
             "environment": records.environment("solo"), "rows": rows}
+
+
+def keras_version() -> str:
+    return keras_replica.import_keras().__version__
 
 
 def main(argv=None) -> int:
@@ -117,20 +182,34 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, nargs="+", default=[128, 64])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--n", type=int, default=45000, help="training examples per epoch")
+    p.add_argument("--keras", action="store_true",
+                   help="also time Keras 3 fit (JAX backend), interleaved with ours")
+    p.add_argument("--rounds", type=int, default=3, help="with --keras: interleaved rounds")
     p.add_argument("--json", help="also write the numbers to this JSON file")
     p.add_argument("--note", help="recorded with the numbers, e.g. what else ran on the machine")
     args = p.parse_args(argv)
-    out = bench(args.batch, args.repeats, args.n)
+    for name in ("repeats", "rounds", "n"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    out = bench(args.batch, args.repeats, args.n, args.rounds if args.keras else 0)
     if args.note:
         out["note"] = args.note
     env = out["environment"]
     print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}")
     for r in out["rows"]:
-        print(f"batch {r['batch']}: epoch {r['epoch_s']:.3f} s (median of {args.repeats}), "
+        print(f"batch {r['batch']}: epoch {r['epoch_s']:.3f} s (median of {len(r['epochs_s'])}), "
               f"{r['examples_per_s']:,.0f} examples/s, {r['achieved_gflops']:.1f} GFLOP/s "
               f"achieved, matmul {r['matmul_gflops']:.1f} GFLOP/s, floor {r['floor_s']:.3f} s")
+        if "keras" in r:
+            k = r["keras"]
+            print(f"batch {r['batch']}: Keras {k['keras']} fit {k['epoch_s']:.3f} s/epoch "
+                  f"(median of {len(k['epochs_s'])}), jaxmlp {r['epoch_s']:.3f} s/epoch "
+                  f"(median of {len(r['epochs_s'])})")
     for r in out["rows"]:
         print(f"epoch/floor ratio (batch {r['batch']}): {r['ratio']:.2f}")
+    for r in out["rows"]:
+        if "keras" in r:
+            print(f"Keras/jaxmlp epoch time (batch {r['batch']}): {r['keras']['speedup']:.2f}")
     if args.json:
         atomic.write_json(args.json, out)
     return 0

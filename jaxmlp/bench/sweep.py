@@ -20,12 +20,10 @@ import dataclasses
 import json
 import statistics
 import sys
-import time
 
 from jaxmlp import atomic, records
 from jaxmlp import config as C
-from jaxmlp.bench import keras_replica
-from jaxmlp.bench.epoch_floor import combined_run, epoch_times, synthetic_cifar
+from jaxmlp.bench.epoch_floor import combined_run, epoch_times, keras_epochs, synthetic_cifar
 
 
 def members(m: int, batch: int) -> list[C.RunConfig]:
@@ -47,28 +45,6 @@ def scaling(data, sizes, batch, repeats) -> list[dict]:
         rows.append({"members": m, "epoch_s": t, "per_member_s": t / m})
         print(f"group of {m:>2}: epoch {t:.3f} s, {t / m:.3f} s per member", flush=True)
     return rows
-
-
-def keras_epoch(data, batch: int, epochs: int) -> float:
-    """Median epoch time of Keras 3 `fit` (JAX backend) on the same model and data."""
-    import numpy as np
-
-    keras = keras_replica.import_keras()
-    model = keras_replica.compiled(combined_run(batch))
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
-    times: list[float] = []
-    x, y = np.asarray(data.x_train), np.asarray(data.y_train)
-    val = (np.asarray(data.x_val), np.asarray(data.y_val))
-    model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=val, verbose=0,
-              callbacks=[Timer()])
-    return statistics.median(times[1:])
 
 
 def whole_sweep(results_path: str) -> dict:
@@ -149,7 +125,7 @@ def main(argv=None) -> int:
 
     if args.keras:
         ours = group_epoch(runs[:1], data, args.repeats)
-        theirs = keras_epoch(data, args.batch, args.repeats + 1)
+        theirs = statistics.median(keras_epochs(combined_run(args.batch), data)(args.repeats))
         out["keras"] = {"jaxmlp_epoch_s": ours, "keras_epoch_s": theirs,
                         "speedup": theirs / ours}
         print(f"jaxmlp {ours:.3f} s/epoch vs Keras 3 fit (JAX backend) {theirs:.3f} s/epoch: "
