@@ -23,10 +23,24 @@ def device(b: dict) -> str:
 def epoch_floor(b: dict) -> str:
     rows = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r['examples_per_s']:,.0f}",
              f"{r['floor_s']:.3f}", f"{r['ratio']:.2f}"] for r in b.get("rows", [])]
-    return ("Una época frente al mínimo que permite la máquina (el tiempo de sus productos de "
+    text = ("Una época frente al mínimo que permite la máquina (el tiempo de sus productos de "
             "matrices a la velocidad medida de `matmul`):\n\n"
             + markdown(["Batch", "Época (s)", "Ejemplos/s", "Mínimo (s)", "Época / mínimo"],
                        rows, numeric=range(5)))
+    keras = [r for r in b.get("rows", []) if "keras" in r]
+    if keras:
+        def spread(ts):
+            return f"{np.median(ts):.3f} ({min(ts):.3f}–{max(ts):.3f})"
+        rows = [[r["batch"], spread(r["epochs_s"]), spread(r["keras"]["epochs_s"]),
+                 f"×{r['keras']['speedup']:.2f}", f"{r['keras']['epoch_s'] / r['floor_s']:.2f}"]
+                for r in keras]
+        k = keras[0]["keras"]
+        text += (f"\nEl mismo modelo, datos y batch con Keras {k['keras']} `fit` (backend JAX), "
+                 f"medido en el mismo proceso y alternado con el nuestro ({k['rounds']} rondas; "
+                 "mediana de las épocas, entre paréntesis la más rápida y la más lenta):\n\n"
+                 + markdown(["Batch", "jaxmlp (s)", "Keras (s)", "Keras / jaxmlp",
+                             "Keras / mínimo"], rows, numeric=range(5)))
+    return text
 
 
 def sweep(b: dict) -> str:
