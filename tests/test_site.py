@@ -198,6 +198,13 @@ FONTS_JS = """async () => {
   return out;
 }"""
 
+# On a phone: does the page itself scroll sideways, and which code listings do (they wrap)?
+PHONE_JS = """() => ({
+  page: document.documentElement.scrollWidth - window.innerWidth,
+  code: Array.from(document.querySelectorAll("article pre > code"))
+    .filter(c => c.getBoundingClientRect().width > 0 && c.scrollWidth > c.clientWidth + 1)
+    .map(c => c.innerText.split("\\n")[0].slice(0, 60))})"""
+
 VIEWS = [(w, scheme) for w in (1280, 390) for scheme in ("light", "dark")]
 MIN_FIGURE_PX = 11
 
@@ -237,6 +244,7 @@ def check_page(browser, served, path, width, scheme) -> list[str]:
         images = page.evaluate(IMAGES_JS)
         wide = page.evaluate(TABLES_JS) if width >= 1280 else []
         fonts = page.evaluate(FONTS_JS) if width >= 1280 else []
+        phone = page.evaluate(PHONE_JS) if width < 720 else {"page": 0, "code": []}
         title, h1 = page.title(), page.locator("article h1").first.inner_text().strip()
         ARTIFACTS.mkdir(exist_ok=True)
         name = (path.strip("/").replace("/", "_") or "index") + f"-{width}-{scheme}.png"
@@ -248,6 +256,9 @@ def check_page(browser, served, path, width, scheme) -> list[str]:
     problems += [f"request to another host: {u}" for u in external]
     problems += [f"table {t['width']} px wide in a {t['room']:.0f} px column: {t['head']!r}"
                  for t in wide]
+    if phone["page"] > 0:
+        problems.append(f"the page scrolls sideways by {phone['page']} px")
+    problems += [f"code listing scrolls sideways: {c!r}" for c in phone["code"]]
     problems += [f"figure text {f['px']:.1f} px < {MIN_FIGURE_PX}: {f['src']}"
                  for f in fonts if f["px"] < MIN_FIGURE_PX]
     if not (title.endswith("jaxmlp") and h1):
@@ -259,7 +270,7 @@ def check_page(browser, served, path, width, scheme) -> list[str]:
 def test_every_page_reads_well(browser, served, pages, width, scheme):
     """Every page, in this viewport and palette: no console error, every image loaded, no
     request elsewhere; at desktop width no table wider than its column and figure text of at
-    least 11 px. Screenshots land in test-artifacts/."""
+    least 11 px; on a phone no sideways scrolling of the page or of a code listing. Screenshots land in test-artifacts/."""
     problems = {p or "index": check_page(browser, served, p, width, scheme) for p in pages}
     problems = {p: v for p, v in problems.items() if v}
     assert not problems, "\n".join(f"{p}:\n  " + "\n  ".join(v) for p, v in problems.items())
