@@ -348,3 +348,31 @@ def test_saturated_val_loss_is_kerass_only_with_output_clip():
     np.testing.assert_allclose(clipped, k_loss, rtol=1e-4)
     assert exact > k_loss + 1.0
 
+
+
+# --- epoch_profile: categories read from real compiled HLO and a real profiler trace ---------
+
+def test_epoch_profile_puts_real_hlo_instructions_in_categories(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmlp.bench import epoch_profile as EP
+
+    def step(w, m, x, idx):
+        xb = x[idx]  # the batch gather
+        g = xb.T @ jnp.tanh(xb @ w)  # matmuls, a batch-sized activation
+        m = 0.9 * m + 0.1 * g  # a weight-sized update
+        return w - 0.01 * m / (jnp.sqrt(m * m) + 1e-7), m, jnp.sum(g, axis=0)
+
+    w, m = jnp.ones((32, 32)), jnp.zeros((32, 32))
+    x, idx = jnp.ones((500, 32)), jnp.arange(16)
+    f = jax.jit(step)
+    ins = EP.hlo_instructions(f.lower(w, m, x, idx).compile().as_text())
+    cats = {EP.category(i, {(32, 32)}, 16) for i in ins.values()}
+    assert {"matmul", "parameter-sized update", "batch gather"} <= cats
+    assert cats <= set(EP.CATEGORIES)
+    f(w, m, x, idx)
+    times, wall = EP.trace_ops(f, w, m, x, idx, directory=str(tmp_path))
+    traced = [k for k in times if k in ins]
+    assert traced and wall > 0
+    assert any(EP.category(ins[k], {(32, 32)}, 16) == "matmul" for k in traced)

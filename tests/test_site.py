@@ -270,7 +270,8 @@ def check_page(browser, served, path, width, scheme) -> list[str]:
 def test_every_page_reads_well(browser, served, pages, width, scheme):
     """Every page, in this viewport and palette: no console error, every image loaded, no
     request elsewhere; at desktop width no table wider than its column and figure text of at
-    least 11 px; on a phone no sideways scrolling of the page or of a code listing. Screenshots land in test-artifacts/."""
+    least 11 px; on a phone no sideways scrolling of the page or of a code listing.
+    Screenshots land in test-artifacts/."""
     problems = {p or "index": check_page(browser, served, p, width, scheme) for p in pages}
     problems = {p: v for p, v in problems.items() if v}
     assert not problems, "\n".join(f"{p}:\n  " + "\n  ".join(v) for p, v in problems.items())

@@ -137,8 +137,35 @@ def keras_parity(b: dict) -> str:
                         "Rango (%)"], rows, numeric=(2, 3)))
 
 
-KINDS = {"epoch_vs_floor": epoch_floor, "sweep": sweep, "whole_sweep": whole_sweep,
-         "keras_parity": keras_parity, "roofline": roofline}
+PROFILE_CATEGORIES = {
+    "matmul": "productos de matrices", "parameter-sized update": "actualización de los pesos "
+    "(Adam, del tamaño de cada peso)", "batch elementwise": "activaciones, BatchNorm y "
+    "dropout (del tamaño del batch)", "reduction": "reducciones (gradientes de sesgos y "
+    "BatchNorm, pérdida, L2)", "batch gather": "lectura del batch barajado",
+    "copy": "copias", "sort": "permutación de la época", "loop": "bucles", "other": "otras"}
+
+
+def epoch_profile(b: dict) -> str:
+    parts = []
+    for r in b.get("rows", []):
+        cats = sorted(((c, s) for c, s in r["categories_s"].items() if s > 0),
+                      key=lambda cs: -cs[1])
+        rows = [[PROFILE_CATEGORIES.get(c, c), f"{s:.3f}", f"{100 * s / r['ops_s']:.1f}",
+                 f"{1e3 * s / r['steps']:.3f}"] for c, s in cats]
+        parts.append(
+            f"Batch {r['batch']}: una época trazada de {r['epoch_s']:.2f} s ({r['steps']} "
+            f"pasos); las instrucciones de XLA suman {r['ops_s']:.2f} s "
+            f"({100 * r['ops_s'] / r['epoch_s']:.0f} %; el resto es el runtime entre ellas y el "
+            "propio perfilador).\n\n"
+            + markdown(["Qué", "s por época", "% de las instrucciones", "ms por paso"], rows,
+                       numeric=(1, 2, 3)))
+    return ("Dónde va el tiempo de una época (`python -m jaxmlp.bench.epoch_profile`: una traza "
+            "de `jax.profiler`, cada instrucción de XLA clasificada por su HLO):\n\n"
+            + "\n".join(parts))
+
+
+KINDS = {"epoch_vs_floor": epoch_floor, "epoch_profile": epoch_profile, "sweep": sweep,
+         "whole_sweep": whole_sweep, "keras_parity": keras_parity, "roofline": roofline}
 
 
 def measured_on(stem: str, b: dict, experiments: Path) -> str:
