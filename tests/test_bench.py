@@ -39,9 +39,12 @@ def test_plan_covers_every_run_with_enough_seeds():
         ["p8d", "ta8"])}
     assert set(todo) == {("p8d", r.name) for r in p8d.RUNS} | {("ta8", r.name)
                                                                 for r in ta8.EXPERIMENT.runs}
-    for (_, name), (run, seeds, skip) in todo.items():
+    exps = {"p8d": p8d.EXPERIMENT, "ta8": ta8.EXPERIMENT}
+    for (exp, name), (run, seeds, skip) in todo.items():
         noisy = run.hooks.early_stopping is not None or run.hooks.reduce_lr is not None
-        assert seeds == (5 if noisy else 3), name
+        ours = exps[exp].more_seeds.get(name, exps[exp].seeds)
+        # 5 for noisy runs, else 3, and never fewer than our own seeds of the run.
+        assert seeds == max(5 if noisy else 3, ours), name
         assert run.model.input_dim == C.INPUT_DIMS[run.train.dataset]
         # Only our scaled composition lacks a Keras equivalent.
         assert (skip is not None) == (name == "con_callbacks_escalado"), name
@@ -376,3 +379,20 @@ def test_epoch_profile_puts_real_hlo_instructions_in_categories(tmp_path):
     traced = [k for k in times if k in ins]
     assert traced and wall > 0
     assert any(EP.category(ins[k], {(32, 32)}, 16) == "matmul" for k in traced)
+
+
+def test_plateau_cuts_compare_first_cut_and_count_by_hand():
+    """First cut over the seeds that cut (1-based), and the count of cuts, each against
+    max(1, 2 x pooled std). Ours first cuts 5, 6 vs Keras 10, 8: diff -3.5, pooled std
+    sqrt((0.5 + 2) / 2) = 1.118, tolerance 2.236: outside. Counts 2, 1, 0 vs 1, 2: diff -0.5,
+    pooled sqrt((2 * 1 + 1 * 0.5) / 3) = 0.913, tolerance 1.826: within."""
+    out = parity_table.compare_cuts([[4, 10], [5], []], [[9], [7, 12]])
+    assert out["first_ours"] == [5, 6] and out["first_keras"] == [10, 8]
+    assert out["first"]["diff"] == pytest.approx(-3.5)
+    assert out["first"]["tolerance"] == pytest.approx(2 * math.sqrt(1.25))
+    assert not out["first"]["within"]
+    assert out["count"]["diff"] == pytest.approx(-0.5)
+    assert out["count"]["tolerance"] == pytest.approx(2 * math.sqrt(2.5 / 3))
+    assert out["count"]["within"]
+    assert parity_table.compare_cuts([[3], None], [[4]]) is None  # a history missing
+    assert parity_table.compare_cuts([[], []], [[4]]) is None  # no cut on one side

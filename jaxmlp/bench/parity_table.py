@@ -47,7 +47,8 @@ def pooled_std(a: dict, b: dict) -> float | None:
 
 def seeds_needed(hooks: dict) -> int:
     """Keras seeds a comparison needs: 5 where the stop epoch or the plateau's cuts are
-    compared (noisy), else 3 (`hooks`: a RunConfig dict's hooks)."""
+    compared (noisy), else 3 (`hooks`: a RunConfig dict's hooks); never fewer than our own
+    seeds of the run (see `compare`)."""
     return 5 if hooks.get("early_stopping") is not None or hooks.get("reduce_lr") is not None \
         else 3
 
@@ -109,7 +110,7 @@ def compare(exp: str, run: dict, keras: list[dict], exp_dir: Path) -> dict:
         row["status"] = "no Keras records yet"
         return row
     row["keras"] = _side(keras)
-    row["keras_needed"] = seeds_needed(hooks)
+    row["keras_needed"] = max(seeds_needed(hooks), len(run["seeds"]))
     if len(keras) < row["keras_needed"]:
         row["status"] = f"incomplete: {len(keras)} of {row['keras_needed']} Keras seeds"
     if hooks.get("reduce_lr") is not None:
@@ -125,12 +126,29 @@ def compare(exp: str, run: dict, keras: list[dict], exp_dir: Path) -> dict:
     row["within"] = abs(row["diff"]) <= row["tolerance"]
     if hooks.get("early_stopping") is not None:
         row["epochs"] = compare_epochs(row["ours"]["epochs"], row["keras"]["epochs"])
+    if plateau_visible and (cuts := compare_cuts(row["ours"]["cuts"], row["keras"]["cuts"])):
+        row["cuts"] = cuts
     return row
 
 
+def compare_cuts(ours: list, keras: list) -> dict | None:
+    """ReduceLROnPlateau's cuts, ours against Keras, each with `compare_epochs`'s rule: the
+    epoch of the first cut (over the seeds that cut at all) and the number of cuts. None when a
+    side lacks its histories or no seed of a side cut."""
+    if any(c is None for c in ours + keras):
+        return None
+    first_ours, first_keras = [c[0] + 1 for c in ours if c], [c[0] + 1 for c in keras if c]
+    if not first_ours or not first_keras:
+        return None
+    return {"first": compare_epochs(first_ours, first_keras),
+            "first_ours": first_ours, "first_keras": first_keras,
+            "count": compare_epochs([len(c) for c in ours], [len(c) for c in keras])}
+
+
 def compare_epochs(ours: list[int], keras: list[int]) -> dict:
-    """Epochs run (the stop epoch where EarlyStopping fired), ours against Keras: the difference
-    of the means and whether it is within max(1 epoch, 2 x pooled std), as for accuracy."""
+    """Epochs run (the stop epoch where EarlyStopping fired), or any per-seed count, ours
+    against Keras: the difference of the means and whether it is within max(1, 2 x pooled
+    std), as for accuracy."""
     a, b = _stats([float(e) for e in ours]), _stats([float(e) for e in keras])
     pooled = pooled_std(a, b)
     tol = max(1.0, 2 * pooled) if pooled is not None else 1.0

@@ -116,7 +116,9 @@ EXPERIMENT = Experiment(
         "probabilities to [1e-7, 1-1e-7]. The ta8_clip experiment measures what that changes "
         "on cb_early_stopping.",
     ),
-    more_seeds={"cb_early_stopping": 5, "cb_reduce_lr": 5, "cb_combined": 5},
+    # 10 for cb_reduce_lr: with 5 a side, its first plateau cut came 4.4 epochs earlier than
+    # Keras's against a tolerance of 4.3 (see the bench page), so both sides get 5 more.
+    more_seeds={"cb_early_stopping": 5, "cb_reduce_lr": 10, "cb_combined": 5},
 )
 
 if __name__ == "__main__":

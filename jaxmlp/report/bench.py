@@ -232,8 +232,28 @@ def parity_table(experiments: Path) -> str | None:
                  "combinadas):\n\n"
                  + markdown(["Run", "jaxmlp", "Keras 3", "Δ (épocas)", "Tolerancia",
                              "Veredicto"], table, numeric=(3, 4)))
+    cuts = [r for r in compared if r.get("cuts")]
+    if cuts:
+        def mean_of(values):
+            return f"{np.mean(values):.1f} ({min(values)}–{max(values)}; n = {len(values)})"
+
+        def counts(side):
+            return mean_of([len(c) for c in side["cuts"]])
+        table = [[f"{r['experiment']} / {r['run']}", mean_of(r["cuts"]["first_ours"]),
+                  mean_of(r["cuts"]["first_keras"]), f"{r['cuts']['first']['diff']:+.1f}",
+                  f"{r['cuts']['first']['tolerance']:.1f}",
+                  "dentro" if r["cuts"]["first"]["within"] else "**fuera**",
+                  counts(r["ours"]), counts(r["keras"]),
+                  "dentro" if r["cuts"]["count"]["within"] else "**fuera**"] for r in cuts]
+        text += ("\nReduceLROnPlateau: la época de su primer recorte (media y rango entre "
+                 "semillas) y cuántos recortes hizo, con la misma tolerancia:\n\n"
+                 + markdown(["Run", "1.er recorte jaxmlp", "1.er recorte Keras", "Δ (épocas)",
+                             "Tolerancia", "Veredicto", "Recortes jaxmlp", "Recortes Keras",
+                             "Veredicto"], table, numeric=(3, 4)))
     outside = [f"{r['experiment']} / {r['run']}" for r in compared
-               if not r["within"] or not r.get("epochs", {"within": True})["within"]]
+               if not r["within"] or not r.get("epochs", {"within": True})["within"]
+               or not all(c["within"] for c in (r.get("cuts") or {}).values()
+                          if isinstance(c, dict) and "within" in c)]
     if outside:
         text += ("\n**Fuera de la tolerancia, sin explicación todavía:** " + ", ".join(outside)
                  + ".\n")
