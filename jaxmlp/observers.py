@@ -428,7 +428,7 @@ class GroupObserver:
         active = np.asarray(jax.device_get(state.active))
         text = progress_text(histories, chunk, active, [m.run.train.epochs for m in self.members])
         print(f"{self.label} {text}", file=sys.stderr, flush=True)
-        self.heartbeat.beat(f"training epoch {max(e for _, e in chunk) + 2}")
+        self.heartbeat.beat(next_status(chunk, active))
 
     def close(self):
         self.heartbeat.stop()
@@ -470,6 +470,14 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+def next_status(chunk, active) -> str:
+    """What the group does after this chunk, for the heartbeat: the next epoch while a member
+    is active, else the final evaluation and the saving of its models."""
+    if not active.any():
+        return "final evaluation, saving the models"
+    return f"training epoch {max(e for _, e in chunk) + 2}"
 
 
 def progress_text(histories, chunk, active, max_epochs) -> str:

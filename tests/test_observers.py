@@ -427,3 +427,12 @@ def test_progress_line_of_the_last_epoch_says_done_not_0_active():
     text = observers.progress_text([_hist(3)], [(0, 2)], np.array([False]), [3])
     assert text == "epoch 3/3: done, val_accuracy mean 0.5000, 2.00 s/epoch"
     assert "0/1" not in text
+
+
+def test_heartbeat_after_the_last_epoch_names_the_final_work_not_another_epoch():
+    import numpy as np
+
+    assert observers.next_status([(0, 2), (1, 2)], np.array([True, False])) == \
+        "training epoch 4"
+    assert observers.next_status([(0, 49)], np.array([False])) == \
+        "final evaluation, saving the models"
