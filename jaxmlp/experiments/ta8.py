@@ -116,9 +116,11 @@ EXPERIMENT = Experiment(
         "probabilities to [1e-7, 1-1e-7]. The ta8_clip experiment measures what that changes "
         "on cb_early_stopping.",
     ),
-    # 10 for cb_reduce_lr: with 5 a side, its first plateau cut came 4.4 epochs earlier than
-    # Keras's against a tolerance of 4.3 (see the bench page), so both sides get 5 more.
-    more_seeds={"cb_early_stopping": 5, "cb_reduce_lr": 10, "cb_combined": 5},
+    # 10 where the Keras comparison was near the noise with fewer (the bench page): for
+    # cb_reduce_lr, with 5 a side, the first plateau cut came 4.4 epochs earlier than Keras's
+    # against a tolerance of 4.3; for lr_0.01, with 3 a side, test accuracy was 3.7 pp under
+    # Keras's against 3.1, its validation accuracy swinging 3-5 pp from one epoch to the next.
+    more_seeds={"cb_early_stopping": 5, "cb_reduce_lr": 10, "cb_combined": 5, "lr_0.01": 10},
 )
 
 if __name__ == "__main__":
