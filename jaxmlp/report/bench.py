@@ -218,7 +218,13 @@ def parity_table(experiments: Path) -> str | None:
                       "Veredicto"], out, numeric=(1, 2, 3, 4))
             + f"\n{len(compared)} de {len(rows)} runs tienen ya su réplica completa en Keras 3 "
             "(`python -m jaxmlp.bench.keras_parity`); la tolerancia es el mayor de 1 pp y dos "
-            "desviaciones estándar combinadas.\n")
+            "desviaciones estándar combinadas.")
+    alone = [f"{r['experiment']} / {r['run']}" for r in rows
+             if r["status"].startswith("ours, no Keras equivalent")]
+    if alone:
+        text += (" Sin equivalente en Keras, por ser una composición nuestra del coseno y la "
+                 "meseta: " + ", ".join(alone) + ".")
+    text += "\n"
     stops = [r for r in compared if r.get("epochs")]
     if stops:
         def mean_of(side):
