@@ -116,15 +116,26 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
                  data.x_val.shape[0] > 0)
 
 
-def compile_group(group: Group, state: TrainState, data: Data) -> Group:
+def compile_group(group: Group, state: TrainState, data: Data,
+                  compiler_options: dict | None = None) -> Group:
     """The group with its step and final programs compiled ahead of time for these shapes.
 
     Safe to call from several threads at once: XLA compiles in parallel, which is how a sweep
-    overlaps the compilation of all its groups.
+    overlaps the compilation of all its groups. `compiler_options` (XLA debug options, e.g.
+    {"xla_cpu_use_fusion_emitters": False}) are dropped, with the default compile, when this
+    XLA does not know one of them.
     """
-    step = group.step.lower(state, data).compile()
-    final = group.final.lower(state, data).compile()
-    return group._replace(step=step, final=final)
+    def compile_(fn):
+        lowered = fn.lower(state, data)
+        if compiler_options:
+            try:
+                return lowered.compile(compiler_options=compiler_options)
+            except jax.errors.JaxRuntimeError as e:
+                if "No such compile option" not in str(e):
+                    raise
+        return lowered.compile()
+
+    return group._replace(step=compile_(group.step), final=compile_(group.final))
 
 
 def init_group(group: Group) -> TrainState:

@@ -190,3 +190,19 @@ def test_the_public_fit_runs_data_parallel_over_every_local_device():
 def test_tiny_data_helper_is_learnable():
     d = tiny_data()
     assert d.x_train.shape == (200, 12) and d.y_train.dtype == np.int32
+
+
+def test_compile_options_apply_and_an_unknown_one_falls_back_to_the_default(data):
+    """--quick's compile option gives the same numbers here (tiny data, f32), and an option this
+    XLA does not know is dropped instead of failing the sweep."""
+    from jaxmlp.group import compile_group
+
+    group = build_group([tiny_run()], data)
+    state = init_group(group)
+    plain = compile_group(group, state, data)
+    quick = compile_group(group, state, data, {"xla_cpu_use_fusion_emitters": False})
+    unknown = compile_group(group, state, data, {"xla_cpu_no_such_option": True})
+    outs = [jax.device_get(g.step(init_group(group), data)[1]["metrics"])
+            for g in (plain, quick, unknown)]
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5)
+    np.testing.assert_array_equal(outs[2], outs[0])
