@@ -240,22 +240,24 @@ def parity_table(experiments: Path) -> str | None:
                              "Veredicto"], table, numeric=(3, 4)))
     cuts = [r for r in compared if r.get("cuts")]
     if cuts:
-        def mean_of(values):
-            return f"{np.mean(values):.1f} ({min(values)}–{max(values)}; n = {len(values)})"
+        def spread(values):
+            return f"{np.mean(values):.1f} ({min(values)}–{max(values)})"
 
-        def counts(side):
-            return mean_of([len(c) for c in side["cuts"]])
-        table = [[f"{r['experiment']} / {r['run']}", mean_of(r["cuts"]["first_ours"]),
-                  mean_of(r["cuts"]["first_keras"]), f"{r['cuts']['first']['diff']:+.1f}",
-                  f"{r['cuts']['first']['tolerance']:.1f}",
-                  "dentro" if r["cuts"]["first"]["within"] else "**fuera**",
-                  counts(r["ours"]), counts(r["keras"]),
-                  "dentro" if r["cuts"]["count"]["within"] else "**fuera**"] for r in cuts]
-        text += ("\nReduceLROnPlateau: la época de su primer recorte (media y rango entre "
-                 "semillas) y cuántos recortes hizo, con la misma tolerancia:\n\n"
-                 + markdown(["Run", "1.er recorte jaxmlp", "1.er recorte Keras", "Δ (épocas)",
-                             "Tolerancia", "Veredicto", "Recortes jaxmlp", "Recortes Keras",
-                             "Veredicto"], table, numeric=(3, 4)))
+        def verdict(c):
+            mark = "" if c["within"] else " **fuera**"
+            return f"{c['diff']:+.1f} ({c['tolerance']:.1f}){mark}"
+        table = []
+        for r in cuts:
+            name = f"{r['experiment']} / {r['run']}"
+            table += [[name, "1.er recorte (época)", spread(r["cuts"]["first_ours"]),
+                       spread(r["cuts"]["first_keras"]), verdict(r["cuts"]["first"])],
+                      [name, "recortes", spread([len(c) for c in r["ours"]["cuts"]]),
+                       spread([len(c) for c in r["keras"]["cuts"]]), verdict(r["cuts"]["count"])]]
+        text += ("\nReduceLROnPlateau: la época de su primer recorte y cuántos recortes hizo "
+                 "(media y rango entre semillas; Δ con su tolerancia entre paréntesis, la misma "
+                 "regla):\n\n"
+                 + markdown(["Run", "Medida", "jaxmlp", "Keras 3", "Δ (tolerancia)"], table,
+                            numeric=(4,)))
     outside = [f"{r['experiment']} / {r['run']}" for r in compared
                if not r["within"] or not r.get("epochs", {"within": True})["within"]
                or not all(c["within"] for c in (r.get("cuts") or {}).values()
