@@ -46,7 +46,7 @@ def dropout(x, rate, key):
 # --- Dropout masks: jax.random.bernoulli's bits, computed without its CPU loop ---------------
 # On the CPU, JAX lowers the Threefry-2x32 hash as a rolled 5-iteration while loop (to keep
 # compile times short), so every dropout layer of every train step runs a loop of small unfused
-# kernels: a sixth of a CPU epoch of TA8's combined model (it has three dropout layers). The same
+# kernels: about a tenth of a CPU epoch of TA8's combined model (three dropout layers). The same
 # hash written with jnp ops fuses into one elementwise kernel. `bernoulli` computes exactly the
 # bits jax.random.bernoulli does (partitionable Threefry, JAX's default since 0.5) and falls back
 # to it under any other PRNG configuration; tests/test_models.py checks equality bit for bit.

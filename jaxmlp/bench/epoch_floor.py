@@ -165,15 +165,12 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
         if keras_rounds:
             k = statistics.median(keras_t)
             row["keras"] = {"epoch_s": k, "epochs_s": keras_t, "speedup": k / t,
-                            "rounds": keras_rounds, "keras": keras_version()}
+                            "rounds": keras_rounds,
+                            "keras": keras_replica.import_keras().__version__}
         rows.append(row)
     return {"created": records.now(), "benchmark": "epoch_vs_floor", "n_train": n,
             "repeats": repeats,
             "environment": records.environment("solo"), "rows": rows}
-
-
-def keras_version() -> str:
-    return keras_replica.import_keras().__version__
 
 
 def main(argv=None) -> int:

@@ -121,23 +121,24 @@ def profile(batch: int, n: int, top: int) -> dict:
     run = combined_run(batch)
     group = build_group([run], data)
     state = init_group(group)
-    instructions = hlo_instructions(group.step.lower(state, data).compile().as_text())
-    state, _ = group.step(state, data)  # warm-up: compile (the same program) and one epoch
+    step = group.step.lower(state, data).compile()  # the program traced is the one read
+    instructions = hlo_instructions(step.as_text())
+    state, _ = step(state, data)  # warm-up epoch
     jax.block_until_ready(state)
     weight_shapes = {tuple(a.shape) for a in jax.tree.leaves(state.params)}
     weight_shapes |= {s[1:] for s in weight_shapes}  # with and without the member axis
     with tempfile.TemporaryDirectory() as tmp:
-        times, wall = trace_ops(group.step, state, data, directory=tmp)
+        times, wall = trace_ops(step, state, data, directory=tmp)
     ops = {k: v / 1e6 for k, v in times.items() if k in instructions}
+    cats = {k: category(instructions[k], weight_shapes, batch) for k in ops}
     by_cat = dict.fromkeys(CATEGORIES, 0.0)
     for name, s in ops.items():
-        by_cat[category(instructions[name], weight_shapes, batch)] += s
+        by_cat[cats[name]] += s
     covered = sum(ops.values())
     steps = -(-n // batch)
     return {"batch": batch, "epoch_s": wall, "steps": steps, "ops_s": covered,
             "categories_s": by_cat,
-            "top": [{"op": k, "s": v, "category": category(instructions[k], weight_shapes, batch),
-                     "shape": instructions[k]["shape"]}
+            "top": [{"op": k, "s": v, "category": cats[k], "shape": instructions[k]["shape"]}
                     for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:top]]}
 
 

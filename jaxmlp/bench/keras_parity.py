@@ -51,12 +51,11 @@ def as_trained(run: C.RunConfig) -> C.RunConfig:
 
 
 def seeds_for(run: C.RunConfig, ours: int = 0) -> int:
-    """5 seeds where the stop epoch or the plateau cuts are compared (noisy), else 3; at least
-    `ours`, the seeds our definition trains for the run (more where a difference was near the
-    noise), so both sides compare equal counts."""
+    """The Keras seeds of `run` (parity_table.seeds_needed: 5 where the stop epoch or the
+    plateau cuts are compared, else 3, and at least `ours`, the seeds our definition trains)."""
     from jaxmlp.bench.parity_table import seeds_needed
 
-    return max(seeds_needed(C.to_dict(run.hooks)), ours)
+    return seeds_needed(C.to_dict(run.hooks), ours)
 
 
 def ordered(runs) -> list:

@@ -45,12 +45,12 @@ def pooled_std(a: dict, b: dict) -> float | None:
     return math.sqrt(((a["n"] - 1) * a["std"] ** 2 + (b["n"] - 1) * b["std"] ** 2) / dof)
 
 
-def seeds_needed(hooks: dict) -> int:
+def seeds_needed(hooks: dict, ours: int = 0) -> int:
     """Keras seeds a comparison needs: 5 where the stop epoch or the plateau's cuts are
-    compared (noisy), else 3 (`hooks`: a RunConfig dict's hooks); never fewer than our own
-    seeds of the run (see `compare`)."""
-    return 5 if hooks.get("early_stopping") is not None or hooks.get("reduce_lr") is not None \
-        else 3
+    compared (noisy), else 3 (`hooks`: a RunConfig dict's hooks); never fewer than `ours`, the
+    seeds our definition trains for the run, so both sides compare equal counts."""
+    noisy = hooks.get("early_stopping") is not None or hooks.get("reduce_lr") is not None
+    return max(5 if noisy else 3, ours)
 
 
 def keras_equivalent(config: dict) -> bool:
@@ -110,7 +110,7 @@ def compare(exp: str, run: dict, keras: list[dict], exp_dir: Path) -> dict:
         row["status"] = "no Keras records yet"
         return row
     row["keras"] = _side(keras)
-    row["keras_needed"] = max(seeds_needed(hooks), len(run["seeds"]))
+    row["keras_needed"] = seeds_needed(hooks, len(run["seeds"]))
     if len(keras) < row["keras_needed"]:
         row["status"] = f"incomplete: {len(keras)} of {row['keras_needed']} Keras seeds"
     if hooks.get("reduce_lr") is not None:

@@ -260,8 +260,8 @@ def parity_table(experiments: Path) -> str | None:
                             numeric=(4,)))
     outside = [f"{r['experiment']} / {r['run']}" for r in compared
                if not r["within"] or not r.get("epochs", {"within": True})["within"]
-               or not all(c["within"] for c in (r.get("cuts") or {}).values()
-                          if isinstance(c, dict) and "within" in c)]
+               or (r.get("cuts") and not (r["cuts"]["first"]["within"]
+                                          and r["cuts"]["count"]["within"]))]
     if outside:
         text += ("\n**Fuera de la tolerancia, sin explicación todavía:** " + ", ".join(outside)
                  + ".\n")
