@@ -85,9 +85,23 @@ def init_states(runs, has_val: bool = True) -> TrainState:
     built once (vmapped) and then given each member's own hyperparameters. Host-side stacking
     keeps this to a couple of compilations per group, whatever its size. `has_val=False` (no
     validation data) leaves hooks on `val_*` metrics idle, with Keras's warning, once.
+
+    Computed on the CPU backend whatever the default device, then put on the default device:
+    every backend starts from the same initial weights, and an accelerator is spared dozens of
+    tiny compilations and hundreds of one-scalar transfers per group.
     """
     for message in dict.fromkeys(m for r in runs for m in H.unavailable(r.hooks, has_val)):
         warnings.warn(message, stacklevel=2)
+    try:
+        host = jax.devices("cpu")[0]
+    except RuntimeError:  # JAX_PLATFORMS left the CPU backend out
+        host = jax.devices()[0]
+    with jax.default_device(host):
+        state = _init_states_host(runs, has_val)
+    return jax.device_put(state)
+
+
+def _init_states_host(runs, has_val: bool) -> TrainState:
     members = []
     for run in runs:
         init_key, train_key = jax.random.split(jax.random.key(run.train.seed))
@@ -113,15 +127,17 @@ def init_states(runs, has_val: bool = True) -> TrainState:
         l2=np.stack([np.asarray(models.l2_coefs(r.model)) for r in runs]),
         max_epochs=np.asarray([r.train.epochs for r in runs], np.int32),
         active=np.ones(n, bool))
-    return jax.tree.map(jnp.asarray, state)
+    return jax.tree.map(np.asarray, state)
 
 
 def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=None,
-               schedule_fn=None):
+               schedule_fn=None, unroll: int = 1):
     """Build `run_epoch(state, data) -> (state, record)` for one run (vmap it for a group).
 
     `record` holds this epoch's metrics vector (config.METRICS order), the LR it trained with
     and whether the run was active (an inactive run's state passes through unchanged).
+    `unroll`: train steps per iteration of the compiled loop over batches (`lax.scan`'s
+    unroll); the numbers are the same, only the program's shape changes.
     """
     n_full, remainder = divmod(n_train, batch_size)
     data_sharding = None
@@ -158,7 +174,8 @@ def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=
         perm = jax.random.permutation(perm_key, n_train)
         batches = perm[: n_full * batch_size].reshape(n_full, batch_size)
         state, (losses, correct) = jax.lax.scan(
-            lambda s, idx: train_step(s, idx, data.x_train, data.y_train), state, batches)
+            lambda s, idx: train_step(s, idx, data.x_train, data.y_train), state, batches,
+            unroll=unroll)
         loss_sum, correct_sum = losses.sum(), correct.sum()
         if remainder:
             state, (loss_r, correct_r) = train_step(

@@ -65,13 +65,17 @@ SHARDS = ("batch", "members")
 
 
 def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedule_fn=None,
-                members: str | None = None, shard: str = "batch"):
+                members: str | None = None, shard: str = "batch", unroll: int = 1):
     """Compile-ready functions for `runs` (all with one group_key) over a leading member axis.
 
     `members` picks how the member axis is computed ('vmap' or 'map'; default by backend).
     With a `mesh` of several devices, `shard` picks what is split across them: 'batch' (data
     parallel: every member's batch is split, parameters replicated) or 'members' (each device
     trains its share of the members on whole batches; the member count must divide evenly).
+    `unroll`: train steps per iteration of the compiled loop over batches (same numbers).
+
+    The step does not donate its input state: `jaxmlp.loop.fit_group` hands a chunk's state to
+    the observers while the next chunk trains.
     """
     runs = tuple(runs)
     keys = {group_key(r) for r in runs}
@@ -88,7 +92,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
     tx = optim.make(runs[0].optim)
     run_epoch = make_epoch(fns, tx, batch_size=runs[0].train.batch_size,
                            n_train=data.x_train.shape[0], mesh=None if split_members else mesh,
-                           schedule_fn=schedule_fn)
+                           schedule_fn=schedule_fn, unroll=unroll)
     member_epoch = _over_members(run_epoch, len(runs), "vmap" if split_members else members)
     by_member = NamedSharding(mesh, P(mesh.axis_names[0])) if split_members else None
 
@@ -112,7 +116,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
             return (params, batch_stats), scores
         return jax.vmap(one)(state)
 
-    return Group(runs, fns, tx, jax.jit(step, donate_argnums=0), jax.jit(final), epochs_per_call,
+    return Group(runs, fns, tx, jax.jit(step), jax.jit(final), epochs_per_call,
                  data.x_val.shape[0] > 0)
 
 

@@ -14,6 +14,7 @@ import functools
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,25 +43,45 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
     """Train every member until all have stopped; returns (state, histories).
 
     `state`/`histories` resume a group (from a checkpoint). `observe(state, histories, chunk)`
-    is called on the host after every `epochs_per_call` epochs; it must not change anything.
-    Per-epoch times are the chunk's wall time divided by its epochs (one sync per chunk).
-    `clock.add(phase, seconds)`, if given, receives the seconds spent in "train" (the device
-    step up to its records on the host) and "observe" (the observer's host work).
+    is called after every `epochs_per_call` epochs, on a host thread of its own while the next
+    chunk trains (in order, one chunk at a time, with a copy of the histories); it must not
+    change anything. An exception it raises stops training at the next chunk and is raised
+    here. Per-epoch times are the chunk's wall time divided by its epochs (one sync per chunk).
+    `clock.add(phase, seconds)`, if given, receives the main thread's seconds in "train" (the
+    device step up to its records on the host) and "observe" (waiting for the observer of the
+    chunk before), and the observer thread's own seconds in "observe_thread".
     """
     state = init_group(group) if state is None else state
     histories = histories or [empty_history() for _ in group.runs]
-    while bool(jnp.any(state.active)):
+
+    def observed(state, snapshot, chunk):
         start = time.perf_counter()
-        state, rec = group.step(state, data)
-        rec = jax.device_get(rec)
-        trained = time.perf_counter()
-        seconds = (trained - start) / group.epochs_per_call
-        chunk = _append(histories, rec, seconds)
-        if observe is not None:
-            observe(state, histories, chunk)
+        observe(state, snapshot, chunk)
         if clock is not None:
-            clock.add("train", trained - start)
-            clock.add("observe", time.perf_counter() - trained)
+            clock.add("observe_thread", time.perf_counter() - start)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-observe") as worker:
+        pending = None
+        while bool(jnp.any(state.active)):
+            start = time.perf_counter()
+            state, rec = group.step(state, data)
+            rec = jax.device_get(rec)
+            trained = time.perf_counter()
+            seconds = (trained - start) / group.epochs_per_call
+            chunk = _append(histories, rec, seconds)
+            if observe is not None:
+                if pending is not None:
+                    pending.result()  # at most one chunk behind; raises what the observer raised
+                snapshot = [{k: list(v) for k, v in h.items()} for h in histories]
+                pending = worker.submit(observed, state, snapshot, chunk)
+            if clock is not None:
+                clock.add("train", trained - start)
+                clock.add("observe", time.perf_counter() - trained)
+        waited = time.perf_counter()
+        if pending is not None:
+            pending.result()
+        if clock is not None:
+            clock.add("observe", time.perf_counter() - waited)
     return state, histories
 
 

@@ -233,8 +233,13 @@ class HistoryLog:
 
     def append(self, epoch: int, metrics: dict) -> None:
         """Record `epoch`; rows from this epoch on are replaced (a replay after a resume)."""
-        self.rows = [r for r in self.rows if r["epoch"] < epoch]
-        self.rows.append({"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
+        self.extend([(epoch, metrics)])
+
+    def extend(self, rows) -> None:
+        """Record several `(epoch, metrics)` in one write of the files (a chunk of epochs)."""
+        for epoch, metrics in rows:
+            self.rows = [r for r in self.rows if r["epoch"] < epoch]
+            self.rows.append({"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
         self._write(self.durable)
         self._unsynced = not self.durable
 
@@ -360,13 +365,6 @@ def format_epoch(epoch: int, total: int, metrics: dict) -> str:
     return "  ".join(parts)
 
 
-@jax.jit
-def _member(tree, i):
-    """Member `i` of a group's stacked pytree: one compiled program per tree structure, the
-    index traced (indexing with a Python int compiles a program per leaf shape and index)."""
-    return jax.tree.map(lambda a: a[i], tree)
-
-
 class GroupObserver:
     """A sweep group's effects after each chunk of epochs: the group's latest checkpoint (state
     and histories, for exact resume), each member's history CSV, TensorBoard scalars and best
@@ -397,35 +395,39 @@ class GroupObserver:
         self.calls += 1
         self.ckpt.save_latest(self.calls, state, extra={"histories": histories,
                                                         "calls": self.calls})
+        # One host copy of what the rest reads: device ops here would queue behind the chunk
+        # that trains meanwhile (jaxmlp.loop.fit_group).
+        hooks, active = jax.device_get((state.hooks, state.active))
+        epochs = {}
         for m, epoch in chunk:
-            row = {k: histories[m][k][epoch] for k in histories[m] if k != "epoch"}
-            self.logs[m].append(epoch, row)
-            self.tb[m].scalars(epoch, row)
-        self._save_best(state)
-        self._progress(state, histories, chunk)
+            epochs.setdefault(m, []).append(epoch)
+        for m, those in epochs.items():
+            rows = [(e, {k: histories[m][k][e] for k in histories[m] if k != "epoch"})
+                    for e in those]
+            self.logs[m].extend(rows)
+            for epoch, row in rows:
+                self.tb[m].scalars(epoch, row)
+        self._save_best(H.summary(hooks))
+        self._progress(H.summary(hooks), np.asarray(active), histories, chunk)
 
-    def _save_best(self, state):
-        s = H.summary(state.hooks)
-        best = jax.device_get((s.checkpoint_best_epoch, s.checkpoint_best))
+    def _save_best(self, s):
         for i, store in self.best.items():
-            epoch = int(best[0][i])
+            epoch = int(s.checkpoint_best_epoch[i])
             if epoch > self.saved_best[i]:
-                weights = _member(s.checkpoint_weights, i)
-                store.save_best(epoch, weights, float(best[1][i]))
+                weights = jax.tree.map(lambda a, i=i: a[i], s.checkpoint_weights)
+                store.save_best(epoch, weights, float(s.checkpoint_best[i]))
                 self.saved_best[i] = epoch
 
-    def _progress(self, state, histories, chunk):
+    def _progress(self, s, active, histories, chunk):
         if self.quiet or not chunk:
             return
-        diverged = np.asarray(jax.device_get(H.summary(state.hooks).diverged))
-        for i in np.flatnonzero(diverged):
+        for i in np.flatnonzero(s.diverged):
             if int(i) not in self.reported:
                 self.reported.add(int(i))
                 m = self.members[i]
                 print(f"{self.label} DIVERGED: {m.run.name} seed {m.seed} (non-finite loss at "
                       f"epoch {len(histories[i]['epoch'])}); it stops here", file=sys.stderr,
                       flush=True)
-        active = np.asarray(jax.device_get(state.active))
         text = progress_text(histories, chunk, active, [m.run.train.epochs for m in self.members])
         print(f"{self.label} {text}", file=sys.stderr, flush=True)
         self.heartbeat.beat(next_status(chunk, active))

@@ -125,11 +125,11 @@ def shard_for(group: list[Member], mesh, shard: str) -> str:
 
 def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
             shard: str = "batch", clock: Clock | None = None,
-            compiler_options: dict | None = None):
+            compiler_options: dict | None = None, unroll: int = 1):
     """Build, initialise and compile one group (thread-safe: groups compile in parallel)."""
     with _clock(clock)("compile"):
         built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
-                            mesh=mesh, shard=shard_for(group, mesh, shard))
+                            mesh=mesh, shard=shard_for(group, mesh, shard), unroll=unroll)
         state = init_group(built)
         compiled = compile_group(built, state, data, compiler_options)
         jax.block_until_ready(state)

@@ -55,6 +55,7 @@ class UsageError(Exception):
 
 
 MAX_EPOCHS, MAX_SEEDS, MAX_EPOCHS_PER_CALL = 100_000, 1_000, 1_000
+MAX_UNROLL = 64  # train steps per loop iteration: the program grows with it
 
 
 def parse(exp: Experiment, argv) -> argparse.Namespace:
@@ -92,6 +93,10 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
     p.add_argument("--epochs-per-call", type=int,
                    help="epochs per host round-trip (default 1; 3 with --quick); observers see "
                    "every epoch either way, checkpoints are saved once per call")
+    p.add_argument("--unroll", type=int, default=1, metavar="K",
+                   help="train steps per iteration of the compiled loop over batches (default "
+                   "1): larger K gives a longer program with fewer loop iterations; the "
+                   "numbers trained are the same")
     p.add_argument("--checkpoint-every", type=float, metavar="S",
                    help="S > 0: save the resume checkpoint at most every S seconds; 0: after "
                    "every call, waiting for the previous write. Default: after a call whenever "
@@ -124,7 +129,8 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
                          f"an integer from 1 to {MAX_SEEDS:,} seeds")
     for flag, value, top in (("--seeds", args.seeds, MAX_SEEDS),
                              ("--epochs", args.epochs, MAX_EPOCHS),
-                             ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL)):
+                             ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL),
+                             ("--unroll", args.unroll, MAX_UNROLL)):
         if value is not None and not 1 <= value <= top:
             raise UsageError(f"{flag} {value}: allowed an integer from 1 to {top:,}")
     if args.checkpoint_every is not None and not 0 <= args.checkpoint_every <= 86_400:  # NaN too
@@ -377,7 +383,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), os.cpu_count() or 1)))
     prepared = {id(g): pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
                                    compiler_options=QUICK_COMPILE if args.quick else None,
-                                   mesh=mesh, shard=args.shard, clock=clock) for g in pending}
+                                   mesh=mesh, shard=args.shard, clock=clock, unroll=args.unroll)
+                for g in pending}
     if mesh is not None and not args.quiet:
         for g in pending:
             print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
