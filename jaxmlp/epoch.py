@@ -137,7 +137,8 @@ def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=
     `record` holds this epoch's metrics vector (config.METRICS order), the LR it trained with
     and whether the run was active (an inactive run's state passes through unchanged).
     `unroll`: train steps per iteration of the compiled loop over batches (`lax.scan`'s
-    unroll); the numbers are the same, only the program's shape changes.
+    unroll): the same computation in a longer program; equal to float32
+    rounding, since XLA may fuse the unrolled steps differently.
     """
     n_full, remainder = divmod(n_train, batch_size)
     data_sharding = None

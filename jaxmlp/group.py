@@ -72,7 +72,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
     With a `mesh` of several devices, `shard` picks what is split across them: 'batch' (data
     parallel: every member's batch is split, parameters replicated) or 'members' (each device
     trains its share of the members on whole batches; the member count must divide evenly).
-    `unroll`: train steps per iteration of the compiled loop over batches (same numbers).
+    `unroll`: train steps per iteration of the compiled loop over batches (see make_epoch).
 
     The step does not donate its input state: `jaxmlp.loop.fit_group` hands a chunk's state to
     the observers while the next chunk trains.

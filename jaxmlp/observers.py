@@ -271,12 +271,16 @@ class HistoryLog:
 
 
 class TensorBoardLog:
-    """Event files in Keras's TensorBoard layout, written by tensorboardX (no TensorFlow).
+    """Event files in Keras's TensorBoard layout, written with tensorboardX (no TensorFlow).
 
     `val_<name>` goes to `<logdir>/validation` as tag `epoch_<name>`, every other metric to
     `<logdir>/train` as `epoch_<metric>` (`epoch_loss`, `epoch_learning_rate`, ...), so TensorBoard
     draws train and validation curves on one chart. Step = 0-based epoch. Histograms go to
     `train`, one per leaf, tagged with its path (`dense_0/kernel`).
+
+    Written with tensorboardX's synchronous `EventsWriter` and its summary protos, not its
+    `SummaryWriter`: that one runs a writer thread and a multiprocessing queue per folder, and a
+    sweep of 99 members would run 198 of them (each scalar a lock handoff, ~1 ms apiece).
     """
 
     def __init__(self, logdir, *, flush_every: float = 0.0):
@@ -289,10 +293,18 @@ class TensorBoardLog:
 
     def _writer(self, split: str):
         if split not in self._writers:
-            from tensorboardX import SummaryWriter  # imported only when logging is used
+            from tensorboardX.event_file_writer import EventsWriter  # only when logging is used
 
-            self._writers[split] = SummaryWriter(str(self.logdir / split))
+            folder = self.logdir / split
+            folder.mkdir(parents=True, exist_ok=True)
+            self._writers[split] = EventsWriter(str(folder / "events"))
         return self._writers[split]
+
+    def _add(self, split: str, summary, step: int) -> None:
+        from tensorboardX.proto import event_pb2
+
+        event = event_pb2.Event(summary=summary, step=int(step), wall_time=time.time())
+        self._writer(split).write_event(event)
 
     def rewrite(self, history: dict | None) -> None:
         """Replace every event file with the epochs of `history` (`{"epoch": [...], ...}`).
@@ -308,17 +320,21 @@ class TensorBoardLog:
                                  if k != "epoch"})
 
     def scalars(self, epoch: int, metrics: dict) -> None:
+        from tensorboardX.summary import scalar
+
         for name, value in metrics.items():
             split, base = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
-            self._writer(split).add_scalar(f"epoch_{base}", float(value), epoch)
+            self._add(split, scalar(f"epoch_{base}", float(value)), epoch)
         if time.monotonic() - self._flushed >= self.flush_every:
             self.flush()
 
     def histograms(self, epoch: int, params) -> None:
+        from tensorboardX.summary import histogram
+
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
             tag = jax.tree_util.keystr(path, simple=True, separator="/")
             values = np.asarray(leaf).astype(np.float64)  # bfloat16 and friends histogram too
-            self._writer("train").add_histogram(tag, values, epoch)
+            self._add("train", histogram(tag, values, _TF_BINS), epoch)
         self.flush()
 
     def flush(self) -> None:
@@ -330,6 +346,19 @@ class TensorBoardLog:
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+def _tensorflow_bins() -> list[float]:
+    """tensorboardX SummaryWriter's default histogram edges (TensorFlow's): +-1e-12 growing by
+    1.1 up to 1e20, and 0."""
+    v, edges = 1e-12, []
+    while v < 1e20:
+        edges.append(v)
+        v *= 1.1
+    return [-e for e in reversed(edges)] + [0] + edges
+
+
+_TF_BINS = _tensorflow_bins()
 
 
 class Progress:

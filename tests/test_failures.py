@@ -133,6 +133,8 @@ def test_a_corrupt_member_record_is_set_aside_named_and_retrained(clone, capsys)
     (["--seeds", "99999999999"], "--seeds 99999999999: allowed an integer from 1 to 1,000"),
     (["--seeds", "0"], "--seeds 0: allowed an integer from 1 to 1,000"),
     (["--epochs-per-call", "0"], "--epochs-per-call 0: allowed an integer from 1 to 1,000"),
+    (["--unroll", "0"], "--unroll 0: allowed an integer from 1 to 64"),
+    (["--compile-threads", "0"], "--compile-threads 0: allowed an integer from 1 to 256"),
     (["--checkpoint-every", "-1"], "--checkpoint-every -1.0: allowed seconds from 0 to 86,400"),
     (["--checkpoint-every", "nan"], "--checkpoint-every nan: allowed seconds from 0 to 86,400"),
     (["--out", os.fsdecode(b"out-\xff")], r"--out 'out-\udcff': not valid UTF-8"),

@@ -9,8 +9,9 @@ them. Each variant runs in a process of its own (XLA_FLAGS are read once per pro
 in-process autotuning cache would otherwise hand one variant's results to the next) and reports:
 trace and lowering, the XLA compile of the step, the first call, and the median of 3 timed
 epochs (one epoch per call; the time of one train step is that over the epoch's batches).
-Variants differ only in how the program is compiled or laid out; the numbers they train are the
-same computation. Prints one line per variant, and a JSON record with --json.
+Variants differ only in how the same computation is compiled or laid out (their numbers agree
+to float32 rounding; TF32 matmul kernels chosen by other autotuning may differ more).
+Prints one line per variant, and a JSON record with --json.
 """
 
 from __future__ import annotations

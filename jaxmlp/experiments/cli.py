@@ -56,6 +56,7 @@ class UsageError(Exception):
 
 MAX_EPOCHS, MAX_SEEDS, MAX_EPOCHS_PER_CALL = 100_000, 1_000, 1_000
 MAX_UNROLL = 64  # train steps per loop iteration: the program grows with it
+MAX_COMPILE_THREADS = 256
 
 
 def parse(exp: Experiment, argv) -> argparse.Namespace:
@@ -96,7 +97,12 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
     p.add_argument("--unroll", type=int, default=1, metavar="K",
                    help="train steps per iteration of the compiled loop over batches (default "
                    "1): larger K gives a longer program with fewer loop iterations; the "
-                   "numbers trained are the same")
+                   "computation is the same (equal to float32 rounding: XLA may fuse the "
+                   "unrolled steps differently)")
+    p.add_argument("--compile-threads", type=int, metavar="N",
+                   help="groups compiled at once while earlier groups train (default: every "
+                   "pending group, up to the CPU count); fewer start the first group sooner "
+                   "and let later compiles reuse XLA's autotuning of the same matmuls")
     p.add_argument("--checkpoint-every", type=float, metavar="S",
                    help="S > 0: save the resume checkpoint at most every S seconds; 0: after "
                    "every call, waiting for the previous write. Default: after a call whenever "
@@ -130,7 +136,8 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
     for flag, value, top in (("--seeds", args.seeds, MAX_SEEDS),
                              ("--epochs", args.epochs, MAX_EPOCHS),
                              ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL),
-                             ("--unroll", args.unroll, MAX_UNROLL)):
+                             ("--unroll", args.unroll, MAX_UNROLL),
+                             ("--compile-threads", args.compile_threads, MAX_COMPILE_THREADS)):
         if value is not None and not 1 <= value <= top:
             raise UsageError(f"{flag} {value}: allowed an integer from 1 to {top:,}")
     if args.checkpoint_every is not None and not 0 <= args.checkpoint_every <= 86_400:  # NaN too
@@ -380,7 +387,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(todo)} member(s); "
          f"{len(pending)} to train, compiling them")
     # Every pending group compiles in a thread pool while earlier groups train.
-    pool = ThreadPoolExecutor(max_workers=max(1, min(len(pending), os.cpu_count() or 1)))
+    threads = args.compile_threads or max(1, min(len(pending), os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(max_workers=threads)
     prepared = {id(g): pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
                                    compiler_options=QUICK_COMPILE if args.quick else None,
                                    mesh=mesh, shard=args.shard, clock=clock, unroll=args.unroll)

@@ -87,6 +87,10 @@ def whole_sweep(b: dict) -> str:
         if "compile" in split:
             text += (f"\nLos hilos que compilan en paralelo sumaron {split['compile']:.0f} s de "
                      "compilación; solo la espera de compilación queda en el camino crítico.\n")
+        if "observe_thread" in split:
+            text += (f"\nLos observadores trabajaron {split['observe_thread']:.1f} s en su propio "
+                     "hilo, mientras el dispositivo entrenaba el bloque de épocas siguiente; el "
+                     "hilo principal solo los esperó lo que dice la fila de observadores.\n")
     if b.get("note"):
         text += f"\nNota del registro: {b['note']}\n"
     return text
@@ -164,8 +168,32 @@ def epoch_profile(b: dict) -> str:
             + "\n".join(parts))
 
 
+def step_options(b: dict) -> str:
+    """bench.step_options: one group's compile and epoch time under XLA options and unrolling."""
+    ok = [v for v in b["variants"] if "error" not in v]
+    base = next((v for v in ok if v["name"] == "default"), None)
+    rows = []
+    for v in ok:
+        rel = f"×{v['epoch_s'] / base['epoch_s']:.2f}" if base else "—"
+        how = (f"`--unroll {v['unroll']}`" if v["unroll"] > 1 else "") + (
+            f" `{v['xla_flags']}`" if v["xla_flags"] else "")
+        rows.append([v["name"], how.strip() or "por defecto", f"{v['compile_s']:.1f}",
+                     f"{v['epoch_s']:.4f}", f"{v['step_us']:.0f}", rel])
+    text = (f"Un grupo de {b['members']} miembros del modelo combinado de TA8 (batch "
+            f"{b['batch']}, {b['n_train']:,} ejemplos sintéticos), compilado de varias maneras "
+            "(`python -m jaxmlp.bench.step_options`; cada variante en su propio proceso): "
+            "compilación XLA del paso, y la mediana de 3 épocas.\n\n"
+            + markdown(["Variante", "Cómo", "Compilación (s)", "Época (s)", "Paso (µs)",
+                        "Época / por defecto"], rows, numeric=(2, 3, 4, 5)))
+    failed = [v["name"] for v in b["variants"] if "error" in v]
+    if failed:
+        text += f"\nSin resultado: {', '.join(failed)}.\n"
+    return text
+
+
 KINDS = {"epoch_vs_floor": epoch_floor, "epoch_profile": epoch_profile, "sweep": sweep,
-         "whole_sweep": whole_sweep, "keras_parity": keras_parity, "roofline": roofline}
+         "whole_sweep": whole_sweep, "keras_parity": keras_parity, "roofline": roofline,
+         "step_options": step_options}
 
 
 def measured_on(stem: str, b: dict, experiments: Path) -> str:
