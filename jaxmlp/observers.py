@@ -217,14 +217,18 @@ class HistoryLog:
     `\\r\\n`). JSON: `{"epoch": [...], "<metric>": [...], ...}`, NaN and missing as null. Both
     files are rewritten atomically on every append; they are tiny. `durable=False` skips the
     fsyncs on appends (a sweep's logs are rebuilt from the checkpoint after a crash); `close`
-    then writes them durably once.
+    then writes them durably once. With it, `min_interval` seconds skip the rewrite of an
+    append that comes sooner than that after the last one (a GPU sweep's chunks of epochs come
+    every fraction of a second); `close` writes what was skipped.
     """
 
     def __init__(self, csv_path, json_path=None, *, initial: dict | None = None,
-                 durable: bool = True):
+                 durable: bool = True, min_interval: float = 0.0):
         self.csv_path = Path(csv_path)
         self.json_path = Path(json_path) if json_path else None
         self.durable, self._unsynced = durable, False
+        self.min_interval = 0.0 if durable else min_interval
+        self._written = -math.inf
         self.rows: list[dict] = []
         if initial:
             names = [k for k in initial if k != "epoch"]
@@ -240,8 +244,10 @@ class HistoryLog:
         for epoch, metrics in rows:
             self.rows = [r for r in self.rows if r["epoch"] < epoch]
             self.rows.append({"epoch": int(epoch), **{k: float(v) for k, v in metrics.items()}})
-        self._write(self.durable)
         self._unsynced = not self.durable
+        if time.monotonic() - self._written >= self.min_interval:
+            self._write(self.durable)
+            self._written = time.monotonic()
 
     def close(self) -> None:
         """Write the files durably if appends skipped the fsyncs."""
@@ -404,7 +410,8 @@ class GroupObserver:
         self.members, self.ckpt = members, ckpt
         # Logs are rebuilt from the checkpoint on resume: no fsync or flush at every chunk.
         self.logs = [HistoryLog(out_dir / "histories" / m.run.name / f"seed{m.seed}.csv",
-                                initial=histories[i] if histories else None, durable=False)
+                                initial=histories[i] if histories else None, durable=False,
+                                min_interval=5.0)
                      for i, m in enumerate(members)]
         self.tb = [TensorBoardLog(runs_dir / "tb" / m.run.name / f"seed{m.seed}",
                                   flush_every=5.0) for m in members]

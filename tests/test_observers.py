@@ -316,6 +316,19 @@ def test_history_missing_metric_is_na_like_keras(tmp_path):
     assert np.isnan(HistoryLog.load(tmp_path / "h.csv")["val_loss"][0])
 
 
+def test_a_sweep_history_rewritten_at_most_every_min_interval_and_whole_at_close(tmp_path):
+    log = HistoryLog(tmp_path / "h.csv", durable=False, min_interval=3600.0)
+    log.extend([(0, {"loss": 1.0}), (1, {"loss": 0.5})])  # the first append is written
+    log.append(2, {"loss": 0.25})  # within the interval: not yet
+    assert HistoryLog.load(tmp_path / "h.csv")["epoch"] == [0, 1]
+    log.close()
+    assert HistoryLog.load(tmp_path / "h.csv")["loss"] == [1.0, 0.5, 0.25]
+    durable = HistoryLog(tmp_path / "d.csv", min_interval=3600.0)  # durable logs ignore it
+    durable.append(0, {"loss": 1.0})
+    durable.append(1, {"loss": 0.5})
+    assert HistoryLog.load(tmp_path / "d.csv")["epoch"] == [0, 1]
+
+
 # --- atomic --------------------------------------------------------------------------------------
 
 def test_atomic_json_creates_parents_writes_null_for_nan_and_leaves_no_temp(tmp_path):
