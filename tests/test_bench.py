@@ -396,3 +396,52 @@ def test_plateau_cuts_compare_first_cut_and_count_by_hand():
     assert out["count"]["within"]
     assert parity_table.compare_cuts([[3], None], [[4]]) is None  # a history missing
     assert parity_table.compare_cuts([[], []], [[4]]) is None  # no cut on one side
+
+
+# --- step_options and the roofline's rows from it ----------------------------------------------
+
+def test_step_options_times_each_variant_in_its_own_process_and_records_failures(tmp_path):
+    from jaxmlp.bench import step_options
+
+    with pytest.raises(SystemExit, match="NAME:UNROLL:XLA_FLAGS"):
+        step_options.parse_variant("unroll_zero:0:")
+    out = tmp_path / "so.json"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxmlp.bench.step_options", "--members", "2", "--n-train", "256",
+         "--variant", "plain:1:", "--variant", "unrolled:2:",
+         "--variant", "bad:1:--xla_no_such_flag_exists=1", "--json", str(out)],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {v["name"]: v for v in json.loads(out.read_text())["variants"]}
+    for name, unroll in (("plain", 1), ("unrolled", 2)):
+        r = rows[name]
+        assert r["unroll"] == unroll and r["compile_s"] > 0 and len(r["epoch_times_s"]) == 3
+        assert r["epoch_s"] == sorted(r["epoch_times_s"])[1]  # the median of 3
+        assert math.isclose(r["step_us"], r["epoch_s"] / (256 / 64) * 1e6)
+    assert "error" in rows["bad"] and "compile_s" not in rows["bad"]  # said, not a crash
+    assert "bad" in proc.stdout and "ERROR" in proc.stdout
+
+
+def test_roofline_epoch_row_from_a_step_options_record(tmp_path):
+    peak = {"benchmark": "roofline", "peak_tflops": {"float32_training_precision": 100.0},
+            "environment": {"device": "Toy"}, "epoch": [{"members": 1, "epoch_s": 9.0}],
+            "created": "2000-01-01T00:00:00Z"}
+    probe = {"members": 4, "n_train": 6400, "batch": 64,
+             "variants": [{"name": "default", "unroll": 1, "xla_flags": "", "epoch_s": 0.5},
+                          {"name": "other", "unroll": 1, "xla_flags": "", "epoch_s": 0.1}]}
+    (tmp_path / "peak.json").write_text(json.dumps(peak))
+    (tmp_path / "probe.json").write_text(json.dumps(probe))
+    from jaxmlp.bench import roofline
+
+    assert roofline.main(["--peak-from", str(tmp_path / "peak.json"), "--members",
+                          "--epoch-from", str(tmp_path / "probe.json"),
+                          "--json", str(tmp_path / "out.json")]) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    w = 3072 * 256 + 256 * 128 + 128 * 64 + 64 * 10  # TA8's combined model's dense weights
+    flops = 4 * (6 * w * 6400 + 2 * w * 1000)  # 4 members, 6,400 trained, 1,000 evaluated
+    [row] = out["epoch"]  # the earlier record's rows (older code) are replaced
+    assert row["members"] == 4 and row["epoch_s"] == 0.5
+    assert math.isclose(row["tflops"], flops / 0.5 / 1e12)
+    assert math.isclose(row["percent_of_peak"], flops / 0.5 / 1e12)  # of 100 TFLOP/s
+    assert out["created"] != peak["created"]

@@ -222,3 +222,18 @@ def test_rendering_the_site_never_imports_jax(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_step_options_section_compares_each_variant_with_the_default():
+    from jaxmlp.report import bench
+
+    record = {"members": 8, "batch": 64, "n_train": 45000, "note": "toy machine", "variants": [
+        {"name": "default", "unroll": 1, "xla_flags": "", "compile_s": 10.0, "epoch_s": 0.2,
+         "step_us": 284.4},
+        {"name": "u4", "unroll": 4, "xla_flags": "", "compile_s": 30.0, "epoch_s": 0.3,
+         "step_us": 426.7},
+        {"name": "broken", "unroll": 1, "xla_flags": "--x", "error": "aborted"}]}
+    text = bench.step_options(record)
+    assert "| u4 | `--unroll 4` | 30.0 | 0.3000 | 427 | ×1.50 |" in text
+    assert "| default | por defecto | 10.0 | 0.2000 | 284 | ×1.00 |" in text
+    assert "Sin resultado: broken." in text and "toy machine" in text

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 
@@ -78,13 +79,31 @@ def main(argv=None) -> int:
     p.add_argument("--peak-from", metavar="ROOFLINE_JSON",
                    help="take the peak (and device) from an earlier record of this benchmark "
                    "instead of measuring: to place sweeps timed on that device afterwards")
+    p.add_argument("--epoch-from", metavar="STEP_OPTIONS_JSON",
+                   help="with --peak-from: the epoch row of a later jaxmlp.bench.step_options "
+                   "record (its default variant) instead of the earlier record's rows, which "
+                   "timed the code of their day")
     p.add_argument("--note")
     args = p.parse_args(argv)
     if args.peak_from:
         with open(args.peak_from) as f:
             out = json.load(f)
         out.pop("sweeps", None)
+        out["created"] = records.now()  # this record's rows; the note says when the peak was
         env, peak = out["environment"], out["peak_tflops"]
+        if args.epoch_from:
+            with open(args.epoch_from) as f:
+                probe = json.load(f)
+            v = next(v for v in probe["variants"] if v["name"] == "default" and "error" not in v)
+            model = members(1, probe["batch"])[0].model
+            # step_options validates on synthetic_cifar's 1,000 examples
+            flops = probe["members"] * epoch_flops(model, probe["n_train"], 1000)
+            out["epoch"] = [{"members": probe["members"], "epoch_s": v["epoch_s"],
+                             "tflops": flops / v["epoch_s"] / 1e12,
+                             "percent_of_peak": 100 * flops / v["epoch_s"] / 1e12
+                             / peak["float32_training_precision"],
+                             "from": args.epoch_from}]
+            out["n_train"], out["batch"] = probe["n_train"], probe["batch"]
         print(f"peak from {args.peak_from} ({env['device']}): "
               + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peak.items()))
     else:
@@ -127,7 +146,8 @@ def main(argv=None) -> int:
         if doc["environment"]["device"] != env["device"]:
             raise SystemExit(f"{path} ran on {doc['environment']['device']}, the peak is "
                              f"{env['device']}'s")
-        row = {"experiment": doc["experiment"], "results": path, "wall_time_s": wall,
+        row = {"experiment": doc["experiment"], "results": os.path.basename(path),
+               "wall_time_s": wall,
                "complete": inv.get("complete"), "pflop": flops / 1e15,
                "tflops": flops / wall / 1e12, "percent_of_peak": 100 * flops / wall / 1e12 / ref,
                "device": doc["environment"]["device"]}

@@ -188,6 +188,8 @@ def step_options(b: dict) -> str:
     failed = [v["name"] for v in b["variants"] if "error" in v]
     if failed:
         text += f"\nSin resultado: {', '.join(failed)}.\n"
+    if b.get("note"):
+        text += f"\nNota del registro: {b['note']}\n"
     return text
 
 
