@@ -92,10 +92,10 @@ def init_states(runs, has_val: bool = True) -> TrainState:
     """
     for message in dict.fromkeys(m for r in runs for m in H.unavailable(r.hooks, has_val)):
         warnings.warn(message, stacklevel=2)
-    try:
-        host = jax.devices("cpu")[0]
+    try:  # this process's own CPU (jax.devices lists every process's under jax.distributed)
+        host = jax.local_devices(backend="cpu")[0]
     except RuntimeError:  # JAX_PLATFORMS left the CPU backend out
-        host = jax.devices()[0]
+        host = jax.local_devices()[0]
     with jax.default_device(host):
         state = _init_states_host(runs, has_val)
     return jax.device_put(state)
