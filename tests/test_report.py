@@ -234,6 +234,8 @@ def test_step_options_section_compares_each_variant_with_the_default():
          "step_us": 426.7},
         {"name": "broken", "unroll": 1, "xla_flags": "--x", "error": "aborted"}]}
     text = bench.step_options(record)
-    assert "| u4 | `--unroll 4` | 30.0 | 0.3000 | 427 | ×1.50 |" in text
-    assert "| default | por defecto | 10.0 | 0.2000 | 284 | ×1.00 |" in text
-    assert "Sin resultado: broken." in text and "toy machine" in text
+    assert "| u4 | 30.0 | 0.3000 | 427 | ×1.50 |" in text
+    assert "| default | 10.0 | 0.2000 | 284 | ×1.00 |" in text
+    assert "- `u4`: `--unroll 4`" in text and "- `default`: sin cambios" in text
+    assert "- `broken`: `XLA_FLAGS=--x` — sin resultado (aborted)" in text
+    assert "toy machine" in text

@@ -172,22 +172,21 @@ def step_options(b: dict) -> str:
     """bench.step_options: one group's compile and epoch time under XLA options and unrolling."""
     ok = [v for v in b["variants"] if "error" not in v]
     base = next((v for v in ok if v["name"] == "default"), None)
-    rows = []
-    for v in ok:
-        rel = f"×{v['epoch_s'] / base['epoch_s']:.2f}" if base else "—"
-        how = (f"`--unroll {v['unroll']}`" if v["unroll"] > 1 else "") + (
-            f" `{v['xla_flags']}`" if v["xla_flags"] else "")
-        rows.append([v["name"], how.strip() or "por defecto", f"{v['compile_s']:.1f}",
-                     f"{v['epoch_s']:.4f}", f"{v['step_us']:.0f}", rel])
+    rows = [[v["name"], f"{v['compile_s']:.1f}", f"{v['epoch_s']:.4f}", f"{v['step_us']:.0f}",
+             f"×{v['epoch_s'] / base['epoch_s']:.2f}" if base else "—"] for v in ok]
     text = (f"Un grupo de {b['members']} miembros del modelo combinado de TA8 (batch "
             f"{b['batch']}, {b['n_train']:,} ejemplos sintéticos), compilado de varias maneras "
             "(`python -m jaxmlp.bench.step_options`; cada variante en su propio proceso): "
             "compilación XLA del paso, y la mediana de 3 épocas.\n\n"
-            + markdown(["Variante", "Cómo", "Compilación (s)", "Época (s)", "Paso (µs)",
-                        "Época / por defecto"], rows, numeric=(2, 3, 4, 5)))
-    failed = [v["name"] for v in b["variants"] if "error" in v]
-    if failed:
-        text += f"\nSin resultado: {', '.join(failed)}.\n"
+            + markdown(["Variante", "Compilación (s)", "Época (s)", "Paso (µs)",
+                        "Época / por defecto"], rows, numeric=(1, 2, 3, 4)))
+    how = []
+    for v in b["variants"]:
+        parts = ([f"`--unroll {v['unroll']}`"] if v["unroll"] > 1 else []) + (
+            [f"`XLA_FLAGS={v['xla_flags']}`"] if v["xla_flags"] else [])
+        how.append(f"- `{v['name']}`: {' y '.join(parts) or 'sin cambios'}"
+                   + (f" — sin resultado ({v['error']})" if "error" in v else ""))
+    text += "\nLas variantes:\n\n" + "\n".join(how) + "\n"
     if b.get("note"):
         text += f"\nNota del registro: {b['note']}\n"
     return text
