@@ -100,6 +100,30 @@ def test_a_finished_member_saves_the_weights_its_scores_come_from(dataset, tmp_p
     np.testing.assert_allclose(val["loss"], history[records[0]["best_epoch"]], rtol=1e-5)
 
 
+def test_observers_run_in_order_one_chunk_behind_and_their_error_stops_training(dataset):
+    runs = [tiny_run("r", epochs=12)]
+    group = build_group(runs, dataset, mesh=MESH)
+    seen, steps = [], []
+    step = group.step
+
+    def counting(state, data):
+        steps.append(len(seen))  # how many chunks the observers had finished by then
+        return step(state, data)
+
+    def observe(state, histories, chunk):
+        seen.append([e for _, e in chunk])
+        assert len(histories[0]["epoch"]) == chunk[-1][1] + 1  # a copy as of its chunk
+        if len(seen) == 3:
+            raise RuntimeError("disk full")
+
+    group = group._replace(step=counting)
+    with pytest.raises(RuntimeError, match="disk full"):
+        loop.fit_group(group, dataset, observe=observe)
+    assert seen == [[0], [1], [2]]  # every chunk, in order
+    assert len(steps) <= 4  # training stopped at most one chunk after the failing observer
+    assert all(i - done <= 1 for i, done in enumerate(steps))  # never more than one behind
+
+
 def test_a_stopped_member_stops_changing(dataset):
     runs = members_with_their_own_hooks()
     group = build_group(runs, dataset, mesh=MESH)
