@@ -431,9 +431,10 @@ class GroupObserver:
         self.calls += 1
         self.ckpt.save_latest(self.calls, state, extra={"histories": histories,
                                                         "calls": self.calls})
-        # One host copy of what the rest reads: device ops here would queue behind the chunk
-        # that trains meanwhile (jaxmlp.loop.fit_group).
-        hooks, active = jax.device_get((state.hooks, state.active))
+        # Host copies of what the rest reads (device ops here would queue behind the chunk that
+        # trains meanwhile, jaxmlp.loop.fit_group); the hooks' copies of the weights only when a
+        # best checkpoint is due.
+        hooks, active = jax.device_get((H.with_weights(state.hooks, None), state.active))
         epochs = {}
         for m, epoch in chunk:
             epochs.setdefault(m, []).append(epoch)
@@ -443,16 +444,21 @@ class GroupObserver:
             self.logs[m].extend(rows)
             for epoch, row in rows:
                 self.tb[m].scalars(epoch, row)
-        self._save_best(H.summary(hooks))
+        self._save_best(H.summary(hooks), state.hooks)
         self._progress(H.summary(hooks), np.asarray(active), histories, chunk)
 
-    def _save_best(self, s):
-        for i, store in self.best.items():
+    def _save_best(self, s, device_hooks):
+        due = [i for i in self.best if int(s.checkpoint_best_epoch[i]) > self.saved_best[i]]
+        if not due:
+            return
+        # Summary.checkpoint_weights, read directly: H.summary would run its arithmetic on the
+        # device, behind the chunk in flight.
+        weights = jax.device_get(device_hooks.best.best_weights)
+        for i in due:
             epoch = int(s.checkpoint_best_epoch[i])
-            if epoch > self.saved_best[i]:
-                weights = jax.tree.map(lambda a, i=i: a[i], s.checkpoint_weights)
-                store.save_best(epoch, weights, float(s.checkpoint_best[i]))
-                self.saved_best[i] = epoch
+            self.best[i].save_best(epoch, jax.tree.map(lambda a, i=i: a[i], weights),
+                                   float(s.checkpoint_best[i]))
+            self.saved_best[i] = epoch
 
     def _progress(self, s, active, histories, chunk):
         if self.quiet or not chunk:
