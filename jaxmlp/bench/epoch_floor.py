@@ -48,12 +48,16 @@ def dense_weights(cfg: C.ModelConfig) -> int:
     return sum(a * b for a, b in zip(widths, widths[1:]))
 
 
+SYNTHETIC_HELD_OUT = 1000  # validation and test examples of synthetic_cifar, each
+
+
 def synthetic_cifar(n: int, seed: int = 0) -> Data:
     rng = np.random.default_rng(seed)
-    x = rng.random((n + 2000, 3072), dtype=np.float32)
-    y = rng.integers(0, 10, n + 2000).astype(np.int32)
-    return Data(*(jnp.asarray(a) for a in (x[:n], y[:n], x[n:n + 1000], y[n:n + 1000],
-                                                 x[n + 1000:], y[n + 1000:])))
+    v = SYNTHETIC_HELD_OUT
+    x = rng.random((n + 2 * v, 3072), dtype=np.float32)
+    y = rng.integers(0, 10, n + 2 * v).astype(np.int32)
+    return Data(*(jnp.asarray(a) for a in (x[:n], y[:n], x[n:n + v], y[n:n + v],
+                                                 x[n + v:], y[n + v:])))
 
 
 def matmul_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> float:

@@ -29,7 +29,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp import atomic, records
-from jaxmlp.bench.epoch_floor import best_rate, dense_weights, epoch_times, synthetic_cifar
+from jaxmlp.bench.epoch_floor import (
+    SYNTHETIC_HELD_OUT,
+    best_rate,
+    combined_run,
+    dense_weights,
+    epoch_times,
+    synthetic_cifar,
+)
 from jaxmlp.bench.sweep import members
 from jaxmlp.config import ModelConfig
 
@@ -47,6 +54,12 @@ def peak_tflops(size: int, dtype, precision, blocks: int = 5, seconds: float = 0
 def epoch_flops(model: ModelConfig, n_train: int, n_val: int) -> float:
     w = dense_weights(model)
     return 6 * w * n_train + 2 * w * n_val
+
+
+def epoch_row(members: int, epoch_s: float, flops: float, peak: float) -> dict:
+    """An epoch of a group of `members` on the roofline: its TFLOP/s and % of `peak`."""
+    return {"members": members, "epoch_s": epoch_s, "tflops": flops / epoch_s / 1e12,
+            "percent_of_peak": 100 * flops / epoch_s / 1e12 / peak}
 
 
 def sweep_flops(doc: dict) -> float:
@@ -95,13 +108,10 @@ def main(argv=None) -> int:
             with open(args.epoch_from) as f:
                 probe = json.load(f)
             v = next(v for v in probe["variants"] if v["name"] == "default" and "error" not in v)
-            model = members(1, probe["batch"])[0].model
-            # step_options validates on synthetic_cifar's 1,000 examples
-            flops = probe["members"] * epoch_flops(model, probe["n_train"], 1000)
-            out["epoch"] = [{"members": probe["members"], "epoch_s": v["epoch_s"],
-                             "tflops": flops / v["epoch_s"] / 1e12,
-                             "percent_of_peak": 100 * flops / v["epoch_s"] / 1e12
-                             / peak["float32_training_precision"],
+            model = combined_run(probe["batch"]).model  # step_options's model and data
+            flops = probe["members"] * epoch_flops(model, probe["n_train"], SYNTHETIC_HELD_OUT)
+            out["epoch"] = [{**epoch_row(probe["members"], v["epoch_s"], flops,
+                                         peak["float32_training_precision"]),
                              "from": args.epoch_from}]
             out["n_train"], out["batch"] = probe["n_train"], probe["batch"]
         print(f"peak from {args.peak_from} ({env['device']}): "
@@ -129,9 +139,7 @@ def main(argv=None) -> int:
     for m in args.members if data is not None else []:
         runs = members(m, args.batch)
         t = statistics.median(epoch_times(runs, data, args.repeats))
-        flops = m * epoch_flops(runs[0].model, args.n, data.x_val.shape[0])
-        row = {"members": m, "epoch_s": t, "tflops": flops / t / 1e12,
-               "percent_of_peak": 100 * flops / t / 1e12 / ref}
+        row = epoch_row(m, t, m * epoch_flops(runs[0].model, args.n, data.x_val.shape[0]), ref)
         out["epoch"].append(row)
         print(f"epoch, group of {m:>2}: {t:.4f} s, {row['tflops']:.2f} TFLOP/s = "
               f"{row['percent_of_peak']:.1f} % of peak", flush=True)

@@ -44,15 +44,15 @@ def parse_variant(text: str) -> dict:
 
 def one(members: int, unroll: int, n_train: int) -> dict:
     """Time one variant in this process (its XLA_FLAGS already set)."""
+    from dataclasses import replace
+
     import jax
 
-    from jaxmlp.bench.epoch_floor import synthetic_cifar
-    from jaxmlp.experiments import ta8
+    from jaxmlp.bench.epoch_floor import combined_run, synthetic_cifar
     from jaxmlp.group import build_group, init_group
 
-    run = ta8.run("probe", 1, "probe")  # TA8's combined model, Adam, batch 64
-    run = ta8.replace(run, model=ta8.replace(run.model, input_dim=3072, num_classes=10))
-    runs = [ta8.replace(run, train=ta8.replace(run.train, seed=s)) for s in range(members)]
+    run = combined_run(64)  # TA8's combined model, Adam, batch 64
+    runs = [replace(run, train=replace(run.train, seed=s)) for s in range(members)]
     data = synthetic_cifar(n_train)
     out = {"device": jax.devices()[0].device_kind, "jax": jax.__version__}
     t = time.perf_counter()
