@@ -2,15 +2,19 @@
 
 Owns `group_key` (which runs may share a program), `build_group` (the jitted multi-epoch step:
 a `lax.scan` of `epochs_per_call` epochs of every member, and the final evaluation with the
-restored weights), `compile_group` (ahead of time, thread-safe) and `init_group`. The numbers
+restored weights), `compile_group` and `compile_final` (ahead of time, thread-safe; groups
+with one model and member count share one final program) and `init_group`. The numbers
 come from `jaxmlp.epoch`; the host loop that calls the step lives in `jaxmlp.loop`.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -23,10 +27,15 @@ from jaxmlp.epoch import Data, TrainState, evaluate, init_states, make_epoch
 
 def group_key(run: RunConfig) -> tuple:
     """Runs with equal keys train as one vmapped program (numbers may differ, shapes may not)."""
+    return (*_model_key(run), optim.structure_key(run.optim), run.train.batch_size,
+            run.train.dataset, run.train.validation_split, run.train.split)
+
+
+def _model_key(run: RunConfig) -> tuple:
+    """What the model's inference computation depends on: runs with equal keys (and member
+    counts) share one final-evaluation program, whatever their optimizer, batch or epochs."""
     m = run.model
-    return (m.hidden, m.activation, m.batch_norm, m.input_dim, m.num_classes, m.output_clip,
-            optim.structure_key(run.optim), run.train.batch_size, run.train.dataset,
-            run.train.validation_split, run.train.split)
+    return (m.hidden, m.activation, m.batch_norm, m.input_dim, m.num_classes, m.output_clip)
 
 
 class Group(NamedTuple):
@@ -36,7 +45,8 @@ class Group(NamedTuple):
     fns: models.ModelFns
     tx: Any
     step: Any  # jitted (state, data) -> (state, records), `epochs_per_call` epochs per call
-    final: Any  # jitted (state, data) -> (weights kept, {split: (loss, accuracy)})
+    final: Any  # (state, data) -> (weights kept, {split: (loss, accuracy)})
+    evaluate: Any  # jitted (final_inputs(state), data) -> the same: what `final` runs
     epochs_per_call: int
     has_val: bool  # the data has validation examples (else hooks on val_* stay idle)
 
@@ -49,16 +59,36 @@ def _over_members(run_epoch, n: int, members: str | None):
     one is never batched. Both give every member the same numbers as training it alone.
     """
     members = members or ("map" if jax.default_backend() == "cpu" else "vmap")
+    if members not in ("map", "vmap"):
+        raise ValueError(f"members={members!r}: allowed 'vmap', 'map' or None (by backend)")
     if n == 1:
         def squeezed(state, data):
-            out = run_epoch(jax.tree.map(lambda a: a[0], state), data)
+            out = _skipping_stopped(run_epoch)(jax.tree.map(lambda a: a[0], state), data)
             return jax.tree.map(lambda a: a[None], out)
         return squeezed
     if members == "map":
-        return lambda state, data: jax.lax.map(lambda s: run_epoch(s, data), state)
-    if members == "vmap":
-        return jax.vmap(run_epoch, in_axes=(0, None))
-    raise ValueError(f"members={members!r}: allowed 'vmap', 'map' or None (by backend)")
+        one = _skipping_stopped(run_epoch)
+        return lambda state, data: jax.lax.map(lambda s: one(s, data), state)
+    return jax.vmap(run_epoch, in_axes=(0, None))
+
+
+def _skipping_stopped(run_epoch):
+    """`run_epoch` that does no work for a stopped member (`lax.cond` on `state.active`).
+
+    Where members run one at a time (the member loop, a group of one), a stopped member costs
+    nothing while the rest of its group trains on (in the committed P8D sweep, the members that
+    stop early had been computed under a mask for 454 member-epochs, on top of the 1,296 they
+    ran; `python -m jaxmlp.bench.sweep --whole-sweep` times a sweep before and after). Under
+    vmap a cond becomes a select that computes both branches, so vmapped groups keep
+    run_epoch's own mask (an inactive member's state passes through unchanged) and skip nothing.
+    A skipped epoch's record is zeros with `ran` False; the host loop drops it.
+    """
+    def skipped(state, data):
+        record = jax.eval_shape(run_epoch, state, data)[1]
+        record = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), record)
+        return state, {**record, "ran": state.active}
+
+    return lambda state, data: jax.lax.cond(state.active, run_epoch, skipped, state, data)
 
 
 SHARDS = ("batch", "members")
@@ -106,40 +136,91 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
                                       constrain(state), None, length=epochs_per_call)
         return constrain(state), records
 
-    def final(state, data):
-        def one(s):
-            params, batch_stats = H.finalize(s.hooks, (s.params, s.batch_stats))
-            scores = {split: evaluate(fns, params, batch_stats, s.l2, x, y)
+    def final_evaluation(inputs, data):
+        def one(member):
+            hooks, weights, l2 = member
+            params, batch_stats = H.finalize(hooks, weights)
+            scores = {split: evaluate(fns, params, batch_stats, l2, x, y)
                       for split, (x, y) in {"train": (data.x_train, data.y_train),
                                             "val": (data.x_val, data.y_val),
                                             "test": (data.x_test, data.y_test)}.items()}
             return (params, batch_stats), scores
-        return jax.vmap(one)(state)
+        return jax.vmap(one)(inputs)
 
-    return Group(runs, fns, tx, jax.jit(step), jax.jit(final), epochs_per_call,
-                 data.x_val.shape[0] > 0)
+    evaluate_ = jax.jit(final_evaluation)
+    return Group(runs, fns, tx, jax.jit(step), _final_with(evaluate_), evaluate_,
+                 epochs_per_call, data.x_val.shape[0] > 0)
+
+
+def final_inputs(state: TrainState):
+    """What the final evaluation reads from a group's state: the hooks (best weights), the
+    weights and the L2 coefficients. Not the optimizer state, so that groups that differ only
+    in their optimizer, batch or epochs can share the program."""
+    return state.hooks, (state.params, state.batch_stats), state.l2
+
+
+def _final_with(evaluate_):
+    return lambda state, data: evaluate_(final_inputs(state), data)
 
 
 def compile_group(group: Group, state: TrainState, data: Data,
-                  compiler_options: dict | None = None) -> Group:
-    """The group with its step and final programs compiled ahead of time for these shapes.
+                  compiler_options: dict | None = None, *, final: bool = True) -> Group:
+    """The group with its step (and, unless `final=False`, its final evaluation: see
+    `compile_final`) compiled ahead of time for these shapes.
 
     Safe to call from several threads at once: XLA compiles in parallel, which is how a sweep
     overlaps the compilation of all its groups. `compiler_options` (XLA debug options, e.g.
     {"xla_cpu_use_fusion_emitters": False}) are dropped, with the default compile, when this
     XLA does not know one of them.
     """
-    def compile_(fn):
-        lowered = fn.lower(state, data)
-        if compiler_options:
-            try:
-                return lowered.compile(compiler_options=compiler_options)
-            except jax.errors.JaxRuntimeError as e:
-                if "No such compile option" not in str(e):
-                    raise
-        return lowered.compile()
+    group = group._replace(step=_compile(group.step, (state, data), compiler_options))
+    return compile_final(group, state, data, compiler_options) if final else group
 
-    return group._replace(step=compile_(group.step), final=compile_(group.final))
+
+# Compiled final evaluations by (model key, input shapes and shardings, options): a sweep's
+# groups that differ only in optimizer, batch size or epochs (TA8: 15 groups, 9 distinct final
+# programs) compile it once. A Future per key, so that two threads asking at once compile once.
+_FINALS: dict[tuple, Future] = {}
+_FINALS_LOCK = threading.Lock()
+
+
+def compile_final(group: Group, state: TrainState, data: Data,
+                  compiler_options: dict | None = None) -> Group:
+    """The group with its final evaluation compiled ahead of time, or the program an earlier
+    group with the same model, member count and shapes compiled (thread-safe).
+
+    A sweep compiles it after every group's step (`jaxmlp.experiments.cli`): the final
+    evaluation is needed only when a group has finished training."""
+    args = (final_inputs(state), data)
+    leaves, tree = jax.tree.flatten(args)
+    key = (_model_key(group.runs[0]), tree,
+           tuple((a.shape, str(a.dtype), getattr(a, "sharding", None)) for a in leaves),
+           tuple(sorted((compiler_options or {}).items())))
+    with _FINALS_LOCK:
+        future, owner = _FINALS.get(key), False
+        if future is None:
+            future, owner = _FINALS.setdefault(key, Future()), True
+    if owner:
+        try:
+            future.set_result(_compile(group.evaluate, args, compiler_options))
+        except BaseException as e:
+            with _FINALS_LOCK:
+                del _FINALS[key]  # a later group tries again
+            future.set_exception(e)
+            raise
+    compiled = future.result()
+    return group._replace(final=_final_with(compiled), evaluate=compiled)
+
+
+def _compile(fn, args, compiler_options: dict | None):
+    lowered = fn.lower(*args)
+    if compiler_options:
+        try:
+            return lowered.compile(compiler_options=compiler_options)
+        except jax.errors.JaxRuntimeError as e:
+            if "No such compile option" not in str(e):
+                raise
+    return lowered.compile()
 
 
 def init_group(group: Group) -> TrainState:

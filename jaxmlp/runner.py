@@ -17,6 +17,7 @@ import shutil
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from jaxmlp import config as C
 from jaxmlp import hooks as H
 from jaxmlp.config import RunConfig
 from jaxmlp.epoch import Data
-from jaxmlp.group import build_group, compile_group, group_key, init_group
+from jaxmlp.group import build_group, compile_final, compile_group, group_key, init_group
 from jaxmlp.loop import Result, fit_group
 
 
@@ -125,22 +126,35 @@ def shard_for(group: list[Member], mesh, shard: str) -> str:
 
 def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
             shard: str = "batch", clock: Clock | None = None,
-            compiler_options: dict | None = None, unroll: int = 1):
-    """Build, initialise and compile one group (thread-safe: groups compile in parallel)."""
+            compiler_options: dict | None = None, unroll: int = 1, final: bool = True):
+    """Build, initialise and compile one group (thread-safe: groups compile in parallel).
+    `final=False` leaves its final evaluation to `prepare_final`."""
     with _clock(clock)("compile"):
         built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
                             mesh=mesh, shard=shard_for(group, mesh, shard), unroll=unroll)
         state = init_group(built)
-        compiled = compile_group(built, state, data, compiler_options)
+        compiled = compile_group(built, state, data, compiler_options, final=final)
         jax.block_until_ready(state)
     return compiled, state
 
 
+def prepare_final(prepared, data: Data, *, clock: Clock | None = None,
+                  compiler_options: dict | None = None):
+    """The final evaluation of a group from `prepare(..., final=False)`: its (compiled group,
+    state), or a Future of them. Shared with earlier groups of the same model and size."""
+    compiled, state = prepared.result() if isinstance(prepared, Future) else prepared
+    with _clock(clock)("compile"):
+        return compile_final(compiled, state, data, compiler_options).final
+
+
 def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
               runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
-              prepared=None, clock: Clock | None = None,
+              prepared=None, final=None, clock: Clock | None = None,
               checkpoint_every: float | None = None) -> list[dict]:
     """Train (or resume) one group; write and return each member's result record.
+
+    `prepared`: the group's (compiled group, initial state) from `prepare`; `final`: its final
+    evaluation, or a Future of it (`prepare_final`), waited for only when training is done.
 
     `checkpoint_every`: None saves the resume checkpoint after every call; seconds (0 too)
     skip a save while the previous one is still being written or was under that long ago
@@ -169,8 +183,11 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
             state, histories = fit_group(compiled, data, state=state, histories=histories,
                                          observe=observer, clock=clock)
             wall = time.perf_counter() - start
+            if isinstance(final, Future):
+                with clock("compile_wait"):
+                    final = final.result()
             with clock("eval"):
-                kept, scores = jax.device_get(compiled.final(state, data))
+                kept, scores = jax.device_get((final or compiled.final)(state, data))
         finally:
             with clock("io"):
                 observer.close()  # waits for the checkpoint writes still in flight

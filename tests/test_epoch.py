@@ -1,6 +1,7 @@
 """The engine (epoch, group, fit_run): learning, determinism, no recompilation, partial batches,
 restored weights, devices."""
 
+import dataclasses
 import json
 import logging
 import sys
@@ -206,3 +207,33 @@ def test_compile_options_apply_and_an_unknown_one_falls_back_to_the_default(data
             for g in (plain, quick, unknown)]
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5)
     np.testing.assert_array_equal(outs[2], outs[0])
+
+
+def test_groups_of_one_model_and_size_share_one_final_program(data):
+    """A sweep compiles a final evaluation once for groups that differ only in optimizer, batch
+    or epochs, and each group's scores are those of its own uncompiled final evaluation."""
+    from jaxmlp.group import compile_final
+
+    def compiled(runs):
+        group = build_group(runs, data)
+        state = init_group(group)
+        state, _ = group.step(state, data)  # trained one epoch: the weights differ by group
+        return group, state, compile_final(group, init_group(group), data)
+
+    adam = [tiny_run(f"a{i}", lr=1e-2 * (i + 1), seed=i) for i in range(2)]
+    sgd = [dataclasses.replace(r, name=f"s{i}", optim=C.OptimConfig("sgd", 0.1, momentum=0.9),
+                               train=dataclasses.replace(r.train, batch_size=50, epochs=7))
+           for i, r in enumerate(adam)]
+    three = adam + [tiny_run("a2", seed=5)]
+    wider = [tiny_run(f"w{i}", hidden=(16, 9), seed=i) for i in range(2)]
+    groups = {name: compiled(runs) for name, runs in
+              {"adam": adam, "sgd": sgd, "three": three, "wider": wider}.items()}
+    assert groups["sgd"][2].evaluate is groups["adam"][2].evaluate  # one program
+    for other in ("three", "wider"):  # another member count or model: its own program
+        assert groups[other][2].evaluate is not groups["adam"][2].evaluate
+    for name, (group, state, with_final) in groups.items():
+        shared = jax.tree.leaves(jax.device_get(with_final.final(state, data)))
+        own = jax.tree.leaves(jax.device_get(group.final(state, data)))
+        assert len(shared) == len(own)
+        for a, b in zip(shared, own):
+            np.testing.assert_array_equal(a, b, err_msg=name)

@@ -9,14 +9,17 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import conftest
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tiny_data, tiny_run
 
 from jaxmlp import config as C
+from jaxmlp import group as group_module
 from jaxmlp import loop, observers, runner
 from jaxmlp.epoch import Data, device_data, init_states
 from jaxmlp.group import build_group, init_group
@@ -133,6 +136,40 @@ def test_a_stopped_member_stops_changing(dataset):
     assert not np.asarray(rec["ran"]).any()
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(jax.device_get(more))):
         np.testing.assert_array_equal(a, b)
+
+
+class _Toy(NamedTuple):
+    active: object
+    x: object
+
+
+def test_a_stopped_member_costs_nothing_where_members_run_one_at_a_time():
+    # The member loop (lax.map) branches on each member's activity: a stopped member's epoch is
+    # never executed (its callback never fires) and its state and record pass through.
+    executed = []
+
+    def run_epoch(state, data):
+        jax.debug.callback(lambda x: executed.append(float(x)), state.x, ordered=False)
+        new = state._replace(x=state.x + data)
+        return new, {"metrics": jnp.stack([new.x, new.x]), "ran": state.active}
+
+    one = group_module._skipping_stopped(run_epoch)
+    states = _Toy(active=jnp.array([True, False, True]), x=jnp.array([1.0, 2.0, 3.0]))
+    out, rec = jax.jit(lambda s: jax.lax.map(lambda m: one(m, 10.0), s))(states)
+    jax.effects_barrier()
+    assert sorted(executed) == [1.0, 3.0]  # the stopped member never ran
+    np.testing.assert_array_equal(out.x, [11.0, 2.0, 13.0])
+    np.testing.assert_array_equal(rec["ran"], [True, False, True])
+    np.testing.assert_array_equal(rec["metrics"][1], [0.0, 0.0])
+
+
+@pytest.mark.parametrize("members, n", [("map", 4), ("map", 1), ("vmap", 4)])
+def test_the_group_step_branches_on_activity_unless_vmapped(dataset, members, n):
+    # Where members run one at a time the step skips stopped ones (a conditional in the
+    # program); a vmapped group computes every member and masks the stopped ones.
+    group = build_group(members_with_their_own_hooks()[:n], dataset, mesh=MESH, members=members)
+    text = group.step.lower(init_group(group), dataset).as_text()
+    assert ("stablehlo.case" in text) == (members == "map" or n == 1)
 
 
 def test_several_epochs_per_call_give_the_same_results_as_one(dataset):

@@ -386,13 +386,19 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     pending = [g for g in groups if g[0].id not in finished]
     _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(todo)} member(s); "
          f"{len(pending)} to train, compiling them")
-    # Every pending group compiles in a thread pool while earlier groups train.
+    # Every pending group compiles in a thread pool while earlier groups train: every step
+    # first, then the final evaluations (needed only when a group is done; groups of one model
+    # and size share theirs). The pool runs tasks in order, so a final's task starts after its
+    # group's step task has started and cannot wait on a task still queued.
     threads = args.compile_threads or max(1, min(len(pending), os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=threads)
+    options = QUICK_COMPILE if args.quick else None
     prepared = {id(g): pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
-                                   compiler_options=QUICK_COMPILE if args.quick else None,
-                                   mesh=mesh, shard=args.shard, clock=clock, unroll=args.unroll)
+                                   compiler_options=options, mesh=mesh, shard=args.shard,
+                                   clock=clock, unroll=args.unroll, final=False)
                 for g in pending}
+    finals = {key: pool.submit(runner.prepare_final, future, data, clock=clock,
+                               compiler_options=options) for key, future in prepared.items()}
     if mesh is not None and not args.quiet:
         for g in pending:
             print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
@@ -409,7 +415,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
             records = runner.run_group(group, data, ds.x_train.shape[0], out_dir=out,
                                        runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
                                        mesh=mesh, label=label, quiet=args.quiet,
-                                       prepared=compiled, clock=clock,
+                                       prepared=compiled, final=finals.pop(id(group)),
+                                       clock=clock,
                                        checkpoint_every=_checkpoint_policy(args))
         except observers.CheckpointError as e:
             pool.shutdown(cancel_futures=True)
