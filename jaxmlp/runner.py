@@ -147,6 +147,29 @@ def prepare_final(prepared, data: Data, *, clock: Clock | None = None,
         return compile_final(compiled, state, data, compiler_options).final
 
 
+class Once:
+    """`fn()` computed once, by whichever thread asks first: a pool thread that reaches the task,
+    or the main thread that needs the value before the pool got to it (then it computes it
+    itself instead of idling behind the queue). Later calls return the value, or raise the
+    error, of that one call."""
+
+    def __init__(self, fn):
+        self._fn, self._lock, self._done, self._value, self._error = fn, threading.Lock(), \
+            False, None, None
+
+    def __call__(self):
+        with self._lock:
+            if not self._done:
+                try:
+                    self._value = self._fn()
+                except BaseException as e:  # noqa: BLE001 - re-raised to every caller
+                    self._error = e
+                self._done = True
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
               runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
               prepared=None, final=None, clock: Clock | None = None,
@@ -154,7 +177,7 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
     """Train (or resume) one group; write and return each member's result record.
 
     `prepared`: the group's (compiled group, initial state) from `prepare`; `final`: its final
-    evaluation, or a Future of it (`prepare_final`), waited for only when training is done.
+    evaluation, or a `Once` of it (`prepare_final`), asked for only when training is done.
 
     `checkpoint_every`: None saves the resume checkpoint after every call; seconds (0 too)
     skip a save while the previous one is still being written or was under that long ago
@@ -183,9 +206,9 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
             state, histories = fit_group(compiled, data, state=state, histories=histories,
                                          observe=observer, clock=clock)
             wall = time.perf_counter() - start
-            if isinstance(final, Future):
+            if isinstance(final, Once):
                 with clock("compile_wait"):
-                    final = final.result()
+                    final = final()
             with clock("eval"):
                 kept, scores = jax.device_get((final or compiled.final)(state, data))
         finally:

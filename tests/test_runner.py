@@ -172,6 +172,39 @@ def test_the_group_step_branches_on_activity_unless_vmapped(dataset, members, n)
     assert ("stablehlo.case" in text) == (members == "map" or n == 1)
 
 
+def test_once_computes_its_value_once_whichever_thread_asks_first():
+    # A group's final evaluation: the compile pool or the main thread compiles it, never both.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls, gate = [], threading.Event()
+
+    def compile_final():
+        calls.append(threading.current_thread().name)
+        gate.wait(5)
+        return "program"
+
+    once = runner.Once(compile_final)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(once)
+        while not calls:  # the pool has started it
+            threading.Event().wait(0.01)
+        second = pool.submit(once)  # asks while it is being computed: waits for that one
+        gate.set()
+        assert once() == first.result() == second.result() == "program"
+    assert len(calls) == 1
+
+    def broken():
+        calls.append("broken")
+        raise RuntimeError("no such option")
+
+    failing = runner.Once(broken)
+    for _ in range(2):  # the error of the one call, to every caller
+        with pytest.raises(RuntimeError, match="no such option"):
+            failing()
+    assert calls.count("broken") == 1
+
+
 def test_several_epochs_per_call_give_the_same_results_as_one(dataset):
     runs = members_with_their_own_hooks()
     _, one, s1 = fit_group(runs, dataset, epochs_per_call=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -388,8 +389,9 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
          f"{len(pending)} to train, compiling them")
     # Every pending group compiles in a thread pool while earlier groups train: every step
     # first, then the final evaluations (needed only when a group is done; groups of one model
-    # and size share theirs). The pool runs tasks in order, so a final's task starts after its
-    # group's step task has started and cannot wait on a task still queued.
+    # and size share theirs). A group that finishes before the pool reached its final compiles
+    # it on the main thread (runner.Once). The pool runs tasks in order, so a final's task
+    # starts after its group's step task has started and cannot wait on a task still queued.
     threads = args.compile_threads or max(1, min(len(pending), os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=threads)
     options = QUICK_COMPILE if args.quick else None
@@ -397,8 +399,11 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                                    compiler_options=options, mesh=mesh, shard=args.shard,
                                    clock=clock, unroll=args.unroll, final=False)
                 for g in pending}
-    finals = {key: pool.submit(runner.prepare_final, future, data, clock=clock,
-                               compiler_options=options) for key, future in prepared.items()}
+    finals = {key: runner.Once(functools.partial(runner.prepare_final, future, data, clock=clock,
+                                                 compiler_options=options))
+              for key, future in prepared.items()}
+    for once in finals.values():
+        pool.submit(once)
     if mesh is not None and not args.quiet:
         for g in pending:
             print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
