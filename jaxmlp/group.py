@@ -45,10 +45,13 @@ class Group(NamedTuple):
     fns: models.ModelFns
     tx: Any
     step: Any  # jitted (state, data) -> (state, records), `epochs_per_call` epochs per call
-    final: Any  # (state, data) -> (weights kept, {split: (loss, accuracy)})
-    evaluate: Any  # jitted (final_inputs(state), data) -> the same: what `final` runs
+    evaluate: Any  # jitted (final_inputs(state), data) -> what `final` returns
     epochs_per_call: int
     has_val: bool  # the data has validation examples (else hooks on val_* stay idle)
+
+    def final(self, state, data):
+        """Every member's final evaluation: (weights kept, {split: (loss, accuracy)})."""
+        return self.evaluate(final_inputs(state), data)
 
 
 def _over_members(run_epoch, n: int, members: str | None):
@@ -61,13 +64,13 @@ def _over_members(run_epoch, n: int, members: str | None):
     members = members or ("map" if jax.default_backend() == "cpu" else "vmap")
     if members not in ("map", "vmap"):
         raise ValueError(f"members={members!r}: allowed 'vmap', 'map' or None (by backend)")
+    one = _skipping_stopped(run_epoch)
     if n == 1:
         def squeezed(state, data):
-            out = _skipping_stopped(run_epoch)(jax.tree.map(lambda a: a[0], state), data)
+            out = one(jax.tree.map(lambda a: a[0], state), data)
             return jax.tree.map(lambda a: a[None], out)
         return squeezed
     if members == "map":
-        one = _skipping_stopped(run_epoch)
         return lambda state, data: jax.lax.map(lambda s: one(s, data), state)
     return jax.vmap(run_epoch, in_axes=(0, None))
 
@@ -147,9 +150,8 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
             return (params, batch_stats), scores
         return jax.vmap(one)(inputs)
 
-    evaluate_ = jax.jit(final_evaluation)
-    return Group(runs, fns, tx, jax.jit(step), _final_with(evaluate_), evaluate_,
-                 epochs_per_call, data.x_val.shape[0] > 0)
+    return Group(runs, fns, tx, jax.jit(step), jax.jit(final_evaluation), epochs_per_call,
+                 data.x_val.shape[0] > 0)
 
 
 def final_inputs(state: TrainState):
@@ -157,10 +159,6 @@ def final_inputs(state: TrainState):
     weights and the L2 coefficients. Not the optimizer state, so that groups that differ only
     in their optimizer, batch or epochs can share the program."""
     return state.hooks, (state.params, state.batch_stats), state.l2
-
-
-def _final_with(evaluate_):
-    return lambda state, data: evaluate_(final_inputs(state), data)
 
 
 def compile_group(group: Group, state: TrainState, data: Data,
@@ -209,7 +207,7 @@ def compile_final(group: Group, state: TrainState, data: Data,
             future.set_exception(e)
             raise
     compiled = future.result()
-    return group._replace(final=_final_with(compiled), evaluate=compiled)
+    return group._replace(evaluate=compiled)
 
 
 def _compile(fn, args, compiler_options: dict | None):

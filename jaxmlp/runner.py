@@ -138,11 +138,11 @@ def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
     return compiled, state
 
 
-def prepare_final(prepared, data: Data, *, clock: Clock | None = None,
+def prepare_final(prepared: Future, data: Data, *, clock: Clock | None = None,
                   compiler_options: dict | None = None):
-    """The final evaluation of a group from `prepare(..., final=False)`: its (compiled group,
-    state), or a Future of them. Shared with earlier groups of the same model and size."""
-    compiled, state = prepared.result() if isinstance(prepared, Future) else prepared
+    """The final evaluation of a group, once its `prepare(..., final=False)` (a Future of the
+    compiled group and state) is done. Shared with earlier groups of the same model and size."""
+    compiled, state = prepared.result()
     with _clock(clock)("compile"):
         return compile_final(compiled, state, data, compiler_options).final
 

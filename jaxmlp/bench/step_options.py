@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+BATCH = 64  # TA8's batch size
 DEFAULT_VARIANTS = (
     "default:1:",
     "no_triton_gemm:1:--xla_gpu_enable_triton_gemm=false",
@@ -51,7 +52,7 @@ def one(members: int, unroll: int, n_train: int) -> dict:
     from jaxmlp.bench.epoch_floor import combined_run, synthetic_cifar
     from jaxmlp.group import build_group, init_group
 
-    run = combined_run(64)  # TA8's combined model, Adam, batch 64
+    run = combined_run(BATCH)  # TA8's combined model, Adam
     runs = [replace(run, train=replace(run.train, seed=s)) for s in range(members)]
     data = synthetic_cifar(n_train)
     out = {"device": jax.devices()[0].device_kind, "jax": jax.__version__}
@@ -77,7 +78,7 @@ def one(members: int, unroll: int, n_train: int) -> dict:
         times.append(time.perf_counter() - t)
     out["epoch_s"] = statistics.median(times)
     out["epoch_times_s"] = times
-    out["step_us"] = out["epoch_s"] / (n_train / 64) * 1e6
+    out["step_us"] = out["epoch_s"] / (n_train / BATCH) * 1e6
     return out
 
 
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
 
         atomic.write_json(args.json, {
             "benchmark": "step_options", "members": args.members, "n_train": args.n_train,
-            "batch": 64, "model": "TA8 combined (256-128-64, BN, dropout, L2, Adam)",
+            "batch": BATCH, "model": "TA8 combined (256-128-64, BN, dropout, L2, Adam)",
             "created": records.now(), "environment": records.environment("group"),
             "variants": rows})
     return 0
