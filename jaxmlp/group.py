@@ -54,6 +54,12 @@ class Group(NamedTuple):
         return self.evaluate(final_inputs(state), data)
 
 
+def member_axis() -> str:
+    """How a group's members are computed by default on this backend: 'map' on the CPU (XLA's
+    CPU backend runs batched matmuls well below its plain matmul speed), 'vmap' elsewhere."""
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
 def _over_members(run_epoch, n: int, members: str | None):
     """One epoch of every member, in one program: vmapped, or looped with lax.map.
 
@@ -61,7 +67,7 @@ def _over_members(run_epoch, n: int, members: str | None):
     the CPU members are looped over (`lax.map`); on accelerators they are vmapped. A group of
     one is never batched. Both give every member the same numbers as training it alone.
     """
-    members = members or ("map" if jax.default_backend() == "cpu" else "vmap")
+    members = members or member_axis()
     if members not in ("map", "vmap"):
         raise ValueError(f"members={members!r}: allowed 'vmap', 'map' or None (by backend)")
     one = _skipping_stopped(run_epoch)

@@ -445,3 +445,11 @@ def test_roofline_epoch_row_from_a_step_options_record(tmp_path):
     assert math.isclose(row["tflops"], flops / 0.5 / 1e12)
     assert math.isclose(row["percent_of_peak"], flops / 0.5 / 1e12)  # of 100 TFLOP/s
     assert out["created"] != peak["created"]
+
+
+def test_sweep_record_shows_its_command_without_the_note_and_output_path():
+    from jaxmlp.bench import sweep
+
+    assert sweep.command(["--members", "1", "2", "--note", "quiet machine", "--json", "o.json",
+                          "--keras", "--note=x", "--json=y"]) == (
+        "python -m jaxmlp.bench.sweep --members 1 2 --keras")

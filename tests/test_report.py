@@ -238,4 +238,104 @@ def test_step_options_section_compares_each_variant_with_the_default():
     assert "| default | 10.0 | 0.2000 | 284 | ×1.00 |" in text
     assert "- `u4`: `--unroll 4`" in text and "- `default`: sin cambios" in text
     assert "- `broken`: `XLA_FLAGS=--x` — sin resultado (aborted)" in text
-    assert "toy machine" in text
+
+
+# --- the bench page: goals, machines, superseded records ------------------------------------
+
+def _env(platform, device):
+    return {"platform": platform, "device": device, "device_count": 1, "jax": "0.0"}
+
+
+def _sweep(experiment, platform, cache, seconds, created, **extra):
+    return {"benchmark": "whole_sweep", "experiment": experiment, "command": "python -m x",
+            "runs": 2, "members": 6, "epochs": 60, "groups": 1, "wall_time_s": seconds - 1,
+            "process_wall_time_s": seconds, "n_train": 100, "dataset": "toy",
+            "compile_cache": cache, "created": created,
+            "environment": _env(platform, "Toy GPU" if platform == "gpu" else "Toy CPU"),
+            **extra}
+
+
+def _floor(created, ours64, keras64, ours128, keras128, floor, **extra):
+    def row(batch, ours, keras):
+        return {"batch": batch, "epoch_s": ours, "examples_per_s": 100 / ours, "floor_s": floor,
+                "ratio": ours / floor, "epochs_s": [ours], "keras": {
+                    "epoch_s": keras, "epochs_s": [keras], "speedup": keras / ours,
+                    "rounds": 1, "keras": "3.0"}}
+    return {"benchmark": "epoch_vs_floor", "created": created,
+            "environment": _env("cpu", "Toy CPU"),
+            "rows": [row(128, ours128, keras128), row(64, ours64, keras64)], **extra}
+
+
+def test_bench_goals_take_the_newest_record_in_force_and_say_what_is_unmeasured(tmp_path):
+    from jaxmlp.report import bench
+
+    benches = [
+        ("floor_new", _floor("2026-01-02T00:00:00Z", 1.0, 1.6, 1.0, 1.4, 0.9)),
+        ("floor_old", _floor("2026-01-01T00:00:00Z", 1.0, 3.0, 1.0, 3.0, 0.5)),
+        ("floor_gone", _floor("2026-01-03T00:00:00Z", 1.0, 9.0, 1.0, 9.0, 5.0,
+                              superseded="another machine")),
+        ("ta8_cold", _sweep("ta8", "gpu", "cold", 29.6, "2026-01-01T00:00:00Z")),
+        ("ta8_warm", _sweep("ta8", "gpu", "warm", 16.0, "2026-01-01T00:00:00Z")),
+        ("ta8_cpu", _sweep("ta8", "cpu", "cold", 10.0, "2026-01-01T00:00:00Z")),
+    ]
+    rows = {r[0]: r[1:] for r in bench.goals(benches, tmp_path)}
+    cold = rows["TA8 entero en una GPU, en frío (proceso entero)"]
+    assert cold[1] == "30\u00a0s" and cold[3] == "cumplido" and "`ta8_cold`" in cold[2]
+    warm = rows["TA8 entero en una GPU, en caliente (proceso entero)"]
+    assert warm[1] == "16\u00a0s" and warm[3] == "**no**"
+    # No P8D record at all: missing, not borrowed from a CPU record or guessed.
+    assert rows["P8D entero en una GPU, en frío (proceso entero)"][1:] == [
+        "sin medir", "—", "sin medir"]
+    b64 = rows["CPU: Keras 3 `fit` / jaxmlp, batch 64 (mismo proceso)"]
+    assert b64[1] == "×1.60" and b64[3] == "cumplido" and "`floor_new`" in b64[2]
+    b128 = rows["CPU: Keras 3 `fit` / jaxmlp, batch 128 (mismo proceso)"]
+    assert b128[1] == "×1.40" and b128[3] == "**no**"
+    ratio = rows["CPU: época / mínimo de la máquina, batch 128"]
+    assert ratio[1] == "1.111" and ratio[3] == "cumplido"
+
+
+def test_bench_page_splits_gpu_cpu_and_superseded_and_the_keras_card_is_in_force(tmp_path):
+    from jaxmlp.report import bench
+
+    benches = [
+        ("epoch_floor_cpu", _floor("2026-01-02T00:00:00Z", 1.0, 1.3, 1.0, 1.2, 0.9)),
+        ("z_old_floor", _floor("2026-01-05T00:00:00Z", 1.0, 1.9, 1.0, 1.9, 0.9,
+                               superseded="otra máquina")),
+        ("p8d_gpu", _sweep("p8d", "gpu", "cold", 4.0, "2026-01-01T00:00:00Z", code="abc1234")),
+        ("p8d_cpu_a", _sweep("p8d", "cpu", "cold", 90.0, "2026-01-01T00:00:00Z",
+                             label="antes", note="a note")),
+    ]
+    ctx = bench.context(benches, tmp_path)
+    assert [g["name"] for g in ctx["groups"]] == ["GPU", "CPU"]
+    gpu, cpu = ctx["groups"]
+    assert [s["file"] for s in gpu["sections"]] == ["p8d_gpu"]
+    assert gpu["sections"][0]["code"] == "abc1234"
+    assert [s["file"] for s in cpu["sections"]] == ["p8d_cpu_a", "epoch_floor_cpu"]
+    assert cpu["sections"][0]["title"] == (
+        "Barrido completo de P8D, caché de compilación en frío: antes")
+    assert "Nota del registro: a note" in cpu["sections"][0]["text"]
+    assert [s["file"] for s in ctx["earlier"]] == ["z_old_floor"]
+    assert ctx["earlier"][0]["superseded"] == "otra máquina"
+    # The landing page's card: the record in force, though the superseded one sorts later.
+    assert [round(r["speedup"], 2) for r in ctx["keras"]["rows"]] == [1.3, 1.2]
+    assert "abc1234" in bench.gpu_status(benches, tmp_path)
+    assert "Sin mediciones de GPU" in bench.gpu_status(benches[:2], tmp_path)
+
+    from jaxmlp.report.render import environment
+    page = environment().get_template("bench.md.j2").render(bench=ctx)
+    assert "## GPU" in page and "## CPU" in page and "## Registros anteriores" in page
+    block = page.split('??? note "')[1]
+    assert block.startswith("Una época frente al mínimo")
+    assert all(line.startswith("    ") or not line.strip()
+               for line in block.splitlines()[1:] if line.strip())
+
+
+def test_sweep_section_names_the_member_axis_only_when_the_record_does():
+    from jaxmlp.report import bench
+
+    record = {"benchmark": "sweep", "batch": 64, "n_train": 10,
+              "environment": _env("cpu", "Toy CPU"),
+              "scaling": [{"members": 1, "epoch_s": 1.0, "per_member_s": 1.0}]}
+    assert "lax.map" not in bench.sweep(record) and "vmap" not in bench.sweep(record)
+    assert "`lax.map`" in bench.sweep({**record, "member_axis": "map"})
+    assert "vectorizado (`vmap`)" in bench.sweep({**record, "member_axis": "vmap"})

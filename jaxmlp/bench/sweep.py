@@ -1,4 +1,4 @@
-"""Sweep benchmarks: group scaling, vmapped group vs one-by-one, and jaxmlp vs Keras 3 `fit`.
+"""Sweep benchmarks: group scaling, one group program vs one-by-one, and jaxmlp vs Keras 3 `fit`.
 
     python -m jaxmlp.bench.sweep [--n 45000] [--members 1 2 4 8 16 32] [--keras] [--json PATH]
     python -m jaxmlp.bench.sweep --whole-sweep runs/ta8-cpu/results.json --json PATH
@@ -6,7 +6,8 @@
 Every comparison is measured side by side in one process on synthetic CIFAR-shaped data
 (3072 features, 10 classes) with TA8's combined run (jaxmlp/experiments/ta8.py) at batch 64:
 - scaling: epoch time of a group of M members (different learning rates) -> cost per member;
-- group vs solo: M members as one vmapped program vs the same M trained one after another;
+- group vs solo: M members as one program (vmapped, or a lax.map loop on the CPU: see
+  jaxmlp.group.member_axis) vs the same M trained one after another;
 - Keras: `keras.Sequential` of the same model on the JAX backend, `model.fit` for the same
   epochs, data and batch, against `jaxmlp` (median epoch after a warm-up epoch for both).
 `--whole-sweep` instead records the wall time of a finished experiment run (its results.json,
@@ -21,8 +22,9 @@ import json
 import statistics
 import sys
 
-from jaxmlp import atomic, records
+from jaxmlp import atomic, group, records
 from jaxmlp import config as C
+from jaxmlp.bench import code_version
 from jaxmlp.bench.epoch_floor import combined_run, epoch_times, keras_epochs, synthetic_cifar
 
 
@@ -70,6 +72,20 @@ def whole_sweep(results_path: str) -> dict:
     return out
 
 
+def command(argv: list[str]) -> str:
+    """The invocation as a record shows it: without the note (recorded apart) and the output
+    path."""
+    shown, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--note", "--json"):
+            skip = True
+        elif not a.startswith(("--note=", "--json=")):
+            shown.append(a)
+    return " ".join(["python -m jaxmlp.bench.sweep", *shown])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.sweep",
                                 description=__doc__.split("\n")[0])
@@ -89,7 +105,13 @@ def main(argv=None) -> int:
     p.add_argument("--process-wall", type=float, metavar="S",
                    help="with --whole-sweep: the process's wall time measured outside it "
                    "(interpreter start and imports included)")
+    p.add_argument("--label", help="with --whole-sweep: what sets this record apart from "
+                   "another of the same sweep and machine (shown in its heading)")
+    p.add_argument("--code", metavar="REV",
+                   help="the commit the timed code was at (default: this checkout's "
+                   "`git describe --always --dirty`)")
     args = p.parse_args(argv)
+    code = args.code or code_version()
     if args.whole_sweep:
         out = whole_sweep(args.whole_sweep)
         if args.note:
@@ -98,6 +120,10 @@ def main(argv=None) -> int:
             out["compile_cache"] = args.cache
         if args.process_wall is not None:
             out["process_wall_time_s"] = args.process_wall
+        if code:
+            out["code"] = code
+        if args.label:
+            out["label"] = args.label
         print(f"{out['experiment']}: {out['runs']} runs x seeds = {out['members']} members, "
               f"{out['epochs']} epochs, {out['groups']} groups: {out['wall_time_s']:.1f} s on "
               f"{out['environment']['device']}")
@@ -111,8 +137,12 @@ def main(argv=None) -> int:
     env = records.environment("group")
     print(f"device: {env['device']} ({env['platform']}), jax {env['jax']}, n={args.n}, "
           f"batch {args.batch}", flush=True)
-    out = {"created": records.now(), "benchmark": "sweep", "n_train": args.n,
-           "batch": args.batch, "environment": env}
+    out = {"created": records.now(), "benchmark": "sweep",
+           "command": command(sys.argv[1:] if argv is None else argv),
+           "n_train": args.n, "batch": args.batch, "member_axis": group.member_axis(),
+           "environment": env}
+    if code:
+        out["code"] = code
     out["scaling"] = scaling(data, args.members, args.batch, args.repeats)
 
     runs = members(args.solo, args.batch)
@@ -120,7 +150,7 @@ def main(argv=None) -> int:
     solo = sum(group_epoch([r], data, args.repeats) for r in runs)
     out["group_vs_solo"] = {"members": args.solo, "group_epoch_s": grouped,
                             "solo_epochs_s": solo, "speedup": solo / grouped}
-    print(f"{args.solo} members: one vmapped group {grouped:.3f} s/epoch, one by one "
+    print(f"{args.solo} members: one group program {grouped:.3f} s/epoch, one by one "
           f"{solo:.3f} s/epoch, speedup {solo / grouped:.2f}x", flush=True)
 
     if args.keras:

@@ -46,8 +46,12 @@ def epoch_floor(b: dict) -> str:
 def sweep(b: dict) -> str:
     rows = [[r["members"], f"{r['epoch_s']:.3f}", f"{r['per_member_s']:.3f}"]
             for r in b.get("scaling", [])]
-    text = ("Coste de una época cuando varios runs se entrenan como un solo programa "
-            "vectorizado (`vmap`):\n\n"
+    how = {"vmap": " vectorizado (`vmap`)",
+           "map": " (en la CPU, un bucle `lax.map` sobre los runs dentro del programa: ahí "
+                  "`vmap` va más lento)"}.get(b.get("member_axis"), "")
+    text = (f"Coste de una época cuando varios runs se entrenan como un solo programa{how}"
+            + (f", batch {b['batch']}, {b['n_train']:,} ejemplos sintéticos" if "batch" in b
+               else "") + ":\n\n"
             + markdown(["Runs en el grupo", "Época del grupo (s)", "Por run (s)"], rows,
                        numeric=range(3)))
     if b.get("group_vs_solo"):
@@ -58,6 +62,8 @@ def sweep(b: dict) -> str:
         k = b["keras"]
         text += (f"\nUna época de `jaxmlp`: {k['jaxmlp_epoch_s']:.2f} s; Keras 3 `fit` (backend "
                  f"JAX): {k['keras_epoch_s']:.2f} s (×{k['speedup']:.2f}).\n")
+    if b.get("command"):
+        text += f"\nOrden: `{b['command']}`.\n"
     return text
 
 
@@ -73,7 +79,8 @@ def whole_sweep(b: dict) -> str:
     how = cache.get(b.get("compile_cache"), "")
     text = (f"El barrido completo de {b['experiment'].upper()}{how}: {b['runs']} runs, "
             f"{b['members']} entrenamientos (runs × semillas), "
-            f"{b['epochs']:,} épocas en total, {b['groups']} grupos compilados, "
+            f"{b['epochs']:,} épocas en total, {b['groups']} "
+            f"{'grupo compilado' if b['groups'] == 1 else 'grupos compilados'}, "
             f"**{b['wall_time_s']:.0f} s** de reloj para entrenarlos")
     if b.get("process_wall_time_s"):
         text += (f", **{b['process_wall_time_s']:.0f} s** el proceso entero (arranque de Python, "
@@ -91,8 +98,6 @@ def whole_sweep(b: dict) -> str:
             text += (f"\nLos observadores trabajaron {split['observe_thread']:.1f} s en su propio "
                      "hilo, mientras el dispositivo entrenaba el bloque de épocas siguiente; el "
                      "hilo principal solo los esperó lo que dice la fila de observadores.\n")
-    if b.get("note"):
-        text += f"\nNota del registro: {b['note']}\n"
     return text
 
 
@@ -122,8 +127,6 @@ def roofline(b: dict) -> str:
                  "paréntesis, su registro en esta página):\n\n"
                  + markdown(["Barrido", "Reloj (s)", "PFLOP", "TFLOP/s", "% del pico"],
                             rows, numeric=(1, 2, 3, 4)))
-    if b.get("note"):
-        text += f"\nNota del registro: {b['note']}\n"
     return text
 
 
@@ -187,8 +190,6 @@ def step_options(b: dict) -> str:
         how.append(f"- `{v['name']}`: {' y '.join(parts) or 'sin cambios'}"
                    + (f" — sin resultado ({v['error']})" if "error" in v else ""))
     text += "\nLas variantes:\n\n" + "\n".join(how) + "\n"
-    if b.get("note"):
-        text += f"\nNota del registro: {b['note']}\n"
     return text
 
 
@@ -210,14 +211,90 @@ def measured_on(stem: str, b: dict, experiments: Path) -> str:
     return f"{out} (fecha del commit que lo escribió)" if out else "sin fecha"
 
 
+def platform(b: dict) -> str:
+    return b.get("environment", {}).get("platform", "—")
+
+
+def title(b: dict) -> str:
+    """A reader's heading for a record (its file is named under it)."""
+    kind = b.get("benchmark")
+    if kind == "whole_sweep":
+        cache = {"cold": ", caché de compilación en frío",
+                 "warm": ", caché de compilación en caliente"}.get(b.get("compile_cache"), "")
+        label = f": {b['label']}" if b.get("label") else ""
+        return f"Barrido completo de {b['experiment'].upper()}{cache}{label}"
+    return {"epoch_vs_floor": "Una época frente al mínimo de la máquina, y frente a Keras 3",
+            "epoch_profile": "Dónde va el tiempo de una época",
+            "sweep": "Varios runs en un programa: coste por run",
+            "keras_parity": f"Paridad con Keras 3 en {b.get('epochs', '?')} épocas",
+            "roofline": "Techo de la GPU y cuánto de él se usa",
+            "step_options": "Opciones de compilación del paso"}.get(kind, str(kind))
+
+
+# What the speed issue asks for, on one GPU: (experiment, compilation cache, seconds at most).
+# The measured value and its verdict come from the newest record in force that measures it.
+SWEEP_GOALS = [("ta8", "cold", 30.0), ("ta8", "warm", 15.0), ("p8d", "cold", 5.0),
+               ("p8d", "warm", 5.0)]
+KERAS_GOAL = 1.5        # Keras 3 fit's epoch / ours, at batch 64 and 128, on the CPU
+FLOOR_GOAL = 1.2        # our epoch / the machine's matmul floor, batch 128, on the CPU
+
+
+def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]:
+    """The goals table: goal, target, measured value, which record, verdict."""
+    live = [(stem, b) for stem, b in benches if not b.get("superseded")]
+
+    def newest(match):
+        found = [(measured_on(stem, b, experiments)[:10], stem, b) for stem, b in live
+                 if match(b)]
+        return max(found, key=lambda t: t[0]) if found else None
+
+    def where(date, stem, b):
+        code = f", código `{b['code']}`" if b.get("code") else ""
+        return f"`{stem}` ({b.get('environment', {}).get('device', '—')}, {date}{code})"
+
+    def row(label, target, value, hit, met):
+        if hit is None or value is None:
+            return [label, target, "sin medir", "—", "sin medir"]
+        return [label, target, value, where(*hit), "cumplido" if met else "**no**"]
+
+    rows = []
+    for experiment, cache, limit in SWEEP_GOALS:
+        hit = newest(lambda b, e=experiment, c=cache: b.get("benchmark") == "whole_sweep"
+                     and platform(b) == "gpu" and b.get("experiment") == e
+                     and b.get("compile_cache") == c)
+        seconds = hit and (hit[2].get("process_wall_time_s") or hit[2]["wall_time_s"])
+        shown = seconds and (f"{seconds:.0f}\u00a0s" + (
+            "" if hit[2].get("process_wall_time_s") else " (solo el entrenamiento)"))
+        label = (f"{experiment.upper()} entero en una GPU, "
+                 f"{'en frío' if cache == 'cold' else 'en caliente'} (proceso entero)")
+        rows.append(row(label, f"≤\u00a0{limit:.0f}\u00a0s", shown, hit,
+                        seconds and seconds <= limit))
+    cpu = newest(lambda b: b.get("benchmark") == "epoch_vs_floor" and platform(b) == "cpu"
+                 and any("keras" in r for r in b.get("rows", [])))
+    by_batch = {r["batch"]: r for r in cpu[2]["rows"]} if cpu else {}
+    for batch in (64, 128):
+        keras = by_batch.get(batch, {}).get("keras")
+        rows.append(row(f"CPU: Keras 3 `fit` / jaxmlp, batch {batch} (mismo proceso)",
+                        f"≥\u00a0×{KERAS_GOAL}", keras and f"×{keras['speedup']:.2f}", cpu,
+                        keras and keras["speedup"] >= KERAS_GOAL))
+    ratio = by_batch.get(128, {}).get("ratio")
+    rows.append(row("CPU: época / mínimo de la máquina, batch 128", f"≤\u00a0{FLOOR_GOAL:.2f}",
+                    ratio and f"{ratio:.3f}", cpu, ratio and ratio <= FLOOR_GOAL))
+    return rows
+
+
 def gpu_status(benches: list[tuple[str, dict]], experiments: Path) -> str:
-    gpu = [(stem, b) for stem, b in benches if b.get("environment", {}).get("platform") == "gpu"]
+    gpu = [(stem, b) for stem, b in benches
+           if platform(b) == "gpu" and not b.get("superseded")]
     if not gpu:
         return ("**Sin mediciones de GPU**: ninguna sesión con GPU ha medido todavía el código "
                 "actual; las cifras de GPU faltan en vez de mostrarse otras antiguas.")
     dates = sorted({measured_on(stem, b, experiments)[:10] for stem, b in gpu})
-    return (f"Las mediciones de GPU ({len(gpu)} archivos) son de {', '.join(dates)}; cada "
-            "sección dice con qué código y en qué máquina se tomaron.")
+    codes = sorted({b["code"] for _, b in gpu if b.get("code")})
+    code = (f", con el código {', '.join(f'`{c}`' for c in codes)}" if codes else "")
+    return (f"Las mediciones de GPU ({len(gpu)} archivos) son de {', '.join(dates)}{code}: lo "
+            "que haya cambiado después no está medido en GPU. Cada sección dice con qué código "
+            "y en qué máquina se tomó.")
 
 
 def parity_table(experiments: Path) -> str | None:
@@ -297,12 +374,46 @@ def parity_table(experiments: Path) -> str | None:
     return text
 
 
+ORDER = ["whole_sweep", "roofline", "step_options", "epoch_vs_floor", "epoch_profile",
+         "sweep", "keras_parity"]
+
+
 def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
-    sections = [{"file": stem, "device": device(b), "date": measured_on(stem, b, experiments),
-                 "text": KINDS[b["benchmark"]](b)}
-                for stem, b in benches if b.get("benchmark") in KINDS]
-    keras = [(stem, b["keras"]) for stem, b in benches if b.get("keras")]
-    return {"sections": sections, "parity": parity_table(experiments),
+    known = [(stem, b) for stem, b in benches if b.get("benchmark") in KINDS]
+    known.sort(key=lambda sb: (ORDER.index(sb[1]["benchmark"]) if sb[1]["benchmark"] in ORDER
+                               else len(ORDER), sb[0]))
+
+    def section(stem, b):
+        text = KINDS[b["benchmark"]](b)
+        if b.get("note"):
+            text += f"\nNota del registro: {b['note']}\n"
+        return {"file": stem, "title": title(b), "device": device(b), "code": b.get("code"),
+                "date": measured_on(stem, b, experiments), "superseded": b.get("superseded"),
+                "text": text}
+    live = [(stem, b) for stem, b in known if not b.get("superseded")]
+    groups = [{"name": name, "sections": [section(stem, b) for stem, b in live
+                                          if (platform(b) == "gpu") == (name == "GPU")]}
+              for name in ("GPU", "CPU")]
+    # The landing page's Keras card: the newest side-by-side CPU comparison in force.
+    floor = sorted(((measured_on(stem, b, experiments)[:10], stem, b) for stem, b in live
+                    if b["benchmark"] == "epoch_vs_floor" and platform(b) == "cpu"
+                    and any("keras" in r for r in b.get("rows", []))), key=lambda t: t[0])
+    keras = None
+    if floor:
+        date, stem, b = floor[-1]
+        keras = {"device": device(b), "date": date, "version": next(
+            r["keras"].get("keras", "3") for r in b["rows"] if "keras" in r),
+            "rows": [{"batch": r["batch"], "jaxmlp_epoch_s": r["epoch_s"],
+                      "keras_epoch_s": r["keras"]["epoch_s"], "speedup": r["keras"]["speedup"]}
+                     for r in sorted(b["rows"], key=lambda r: r["batch"]) if "keras" in r]}
+        keras["sentence"] = "; ".join(
+            f"batch {r['batch']}, {r['jaxmlp_epoch_s']:.2f} s con `jaxmlp` y "
+            f"{r['keras_epoch_s']:.2f} s con Keras {keras['version']} `fit` (×{r['speedup']:.2f})"
+            for r in keras["rows"])
+    return {"groups": [g for g in groups if g["sections"]],
+            "earlier": [section(stem, b) for stem, b in known if b.get("superseded")],
+            "goals_table": markdown(["Objetivo", "Meta", "Medido", "Registro", "Estado"],
+                                    goals(benches, experiments)),
+            "parity": parity_table(experiments),
             "gpu": gpu_status(benches, experiments),
-            "keras": keras[-1][1] if keras else None,
-            "keras_device": device(dict(benches)[keras[-1][0]]) if keras else ""}
+            "keras": keras}
