@@ -328,10 +328,15 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [""])[0][:200]
 
 
+def discard_checkpoints(group: list[Member], runs_dir: Path) -> None:
+    """Forget `group`'s checkpoints (its partial training), not its members' records."""
+    shutil.rmtree(runs_dir / "checkpoints" / group_id(group), ignore_errors=True)
+
+
 def discard(group: list[Member], out_dir: Path, runs_dir: Path) -> None:
     """Forget everything trained for `group` (--retrain): its checkpoints, its members' records,
     history CSVs, TensorBoard logs and best checkpoints."""
-    shutil.rmtree(runs_dir / "checkpoints" / group_id(group), ignore_errors=True)
+    discard_checkpoints(group, runs_dir)
     for m in group:
         member_path(out_dir, m).unlink(missing_ok=True)
         (out_dir / "histories" / m.run.name / f"seed{m.seed}.csv").unlink(missing_ok=True)

@@ -116,6 +116,25 @@ def test_retrain_trains_again_where_deleting_records_resumes(clone, capsys):
     assert all(r["epochs_run"] == EPOCHS for r in records)
 
 
+def test_retrain_with_names_trains_only_those_runs_in_place(clone, capsys):
+    assert run(capsys=capsys)[0] == 0
+    members = clone / "experiments/tiny/members"
+    before = {p.name: p.read_bytes() for p in members.glob("*.json")}
+    code, err = run("--retrain", "a", capsys=capsys)
+    assert code == 0 and "--retrain: discarded the checkpoints and records of 2 member(s)" in err
+    after = {p.name: p.read_bytes() for p in members.glob("*.json")}
+    assert after.keys() == before.keys() and len(after) == 4
+    assert {n for n in after if after[n] != before[n]} == {"a__seed0.json", "a__seed1.json"}
+    for name in ("a__seed0.json", "a__seed1.json"):  # trained again, as a group of their own
+        old, new = json.loads(before[name]), json.loads(after[name])
+        assert not new["resumed"] and new["epochs_run"] == EPOCHS
+        assert new["test"]["accuracy"] == pytest.approx(old["test"]["accuracy"], abs=1e-5)
+    doc = json.loads((clone / "experiments/tiny/results.json").read_text())
+    assert sorted(len(r["seeds"]) for r in doc["runs"]) == [2, 2]  # the main job's results
+    code, err = run("--retrain", "nope", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "unknown run name(s) nope" in err
+
+
 def test_a_corrupt_member_record_is_set_aside_named_and_retrained(clone, capsys):
     assert run(capsys=capsys)[0] == 0
     record = clone / "experiments/tiny/members/a__seed1.json"

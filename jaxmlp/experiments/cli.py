@@ -76,9 +76,10 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    f"{exp.name}, written only by the experiment's own runs, seeds and epochs; "
                    f"with --seeds/--epochs/--only a folder derived from them under runs/; with "
                    f"--quick runs/quick/{exp.name})")
-    p.add_argument("--retrain", action="store_true",
+    p.add_argument("--retrain", nargs="*", metavar="NAME",
                    help="train the selected runs again from scratch: discard their checkpoints, "
-                   "member records, histories and TensorBoard logs first")
+                   "member records, histories and TensorBoard logs first; with names, only "
+                   "those runs (the others are kept, and the results stay where they are)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs")
     p.add_argument("--seeds", type=int,
                    help=f"seeds per run (default {exp.seeds}; 1 with --quick), 1 to {MAX_SEEDS}")
@@ -125,7 +126,7 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
 def select(exp: Experiment, args) -> list[C.RunConfig]:
     """The runs asked for, with --epochs and --quick applied."""
     names = [r.name for r in exp.runs]
-    unknown = [n for n in args.only or [] if n not in names]
+    unknown = [n for n in (args.only or []) + (args.retrain or []) if n not in names]
     if unknown:
         raise UsageError(f"unknown run name(s) {', '.join(unknown)}; valid names: "
                          + ", ".join(names))
@@ -369,11 +370,17 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     todo = distributed.members_for_process(experiment_members(exp, args, runs), job.index,
                                            job.count)
     groups = runner.groups(todo, args.engine)
-    if args.retrain:
-        for g in groups:
-            runner.discard(g, out, runs_dir)
+    if args.retrain is not None:
+        # Named runs: only their members are discarded; a group they shared with other runs
+        # loses its (partial-training) checkpoints too, and its finished members are kept.
+        chosen = [[m for m in g if not args.retrain or m.run.name in args.retrain]
+                  for g in groups]
+        for g, part in zip(groups, chosen):
+            if part:
+                runner.discard(part, out, runs_dir)
+                runner.discard_checkpoints(g, runs_dir)
         _say(args, f"[{exp.name}] --retrain: discarded the checkpoints and records of "
-             f"{len(groups)} group(s)")
+             f"{sum(map(len, chosen))} member(s) in {sum(1 for c in chosen if c)} group(s)")
     start, trained = time.perf_counter(), 0
     try:
         warn = lambda text: _say(args, f"[{exp.name}] warning: {text}")  # noqa: E731
@@ -466,7 +473,7 @@ def _finished_without_data(exp: Experiment, args, runs, out: Path) -> bool:
     them. Then nothing is loaded (no dataset, no download), trained or written. Any doubt
     (another dataset, --retrain, a process of a multi-process job, a stale or missing record)
     falls through to the full path, which loads the data and says what is wrong."""
-    if args.quick or args.retrain or distributed.from_env() is not None:
+    if args.quick or args.retrain is not None or distributed.from_env() is not None:
         return False
     if any(r.train.dataset not in BUILTIN_CLASSES for r in runs):
         return False
