@@ -239,15 +239,26 @@ KERAS_GOAL = 1.5        # Keras 3 fit's epoch / ours, at batch 64 and 128, on th
 FLOOR_GOAL = 1.2        # our epoch / the machine's matmul floor, batch 128, on the CPU
 
 
+def in_force(benches: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The records no newer one replaces (no `superseded` field)."""
+    return [(stem, b) for stem, b in benches if not b.get("superseded")]
+
+
+def newest(benches: list[tuple[str, dict]], experiments: Path, match):
+    """(date, stem, record) of the newest record in force that `match`es, or None."""
+    found = [(measured_on(stem, b, experiments)[:10], stem, b) for stem, b in in_force(benches)
+             if match(b)]
+    return max(found, key=lambda t: t[0]) if found else None
+
+
+def keras_on_cpu(b: dict) -> bool:
+    """An epoch_vs_floor record on the CPU with Keras timed beside ours."""
+    return (b.get("benchmark") == "epoch_vs_floor" and platform(b) == "cpu"
+            and any("keras" in r for r in b.get("rows", [])))
+
+
 def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]:
     """The goals table: goal, target, measured value, which record, verdict."""
-    live = [(stem, b) for stem, b in benches if not b.get("superseded")]
-
-    def newest(match):
-        found = [(measured_on(stem, b, experiments)[:10], stem, b) for stem, b in live
-                 if match(b)]
-        return max(found, key=lambda t: t[0]) if found else None
-
     def where(date, stem, b):
         code = f", código `{b['code']}`" if b.get("code") else ""
         return f"`{stem}` ({b.get('environment', {}).get('device', '—')}, {date}{code})"
@@ -259,7 +270,8 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
 
     rows = []
     for experiment, cache, limit in SWEEP_GOALS:
-        hit = newest(lambda b, e=experiment, c=cache: b.get("benchmark") == "whole_sweep"
+        hit = newest(benches, experiments,
+                     lambda b, e=experiment, c=cache: b.get("benchmark") == "whole_sweep"
                      and platform(b) == "gpu" and b.get("experiment") == e
                      and b.get("compile_cache") == c)
         seconds = hit and (hit[2].get("process_wall_time_s") or hit[2]["wall_time_s"])
@@ -269,8 +281,7 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
                  f"{'en frío' if cache == 'cold' else 'en caliente'} (proceso entero)")
         rows.append(row(label, f"≤\u00a0{limit:.0f}\u00a0s", shown, hit,
                         seconds and seconds <= limit))
-    cpu = newest(lambda b: b.get("benchmark") == "epoch_vs_floor" and platform(b) == "cpu"
-                 and any("keras" in r for r in b.get("rows", [])))
+    cpu = newest(benches, experiments, keras_on_cpu)
     by_batch = {r["batch"]: r for r in cpu[2]["rows"]} if cpu else {}
     for batch in (64, 128):
         keras = by_batch.get(batch, {}).get("keras")
@@ -284,8 +295,7 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
 
 
 def gpu_status(benches: list[tuple[str, dict]], experiments: Path) -> str:
-    gpu = [(stem, b) for stem, b in benches
-           if platform(b) == "gpu" and not b.get("superseded")]
+    gpu = [(stem, b) for stem, b in in_force(benches) if platform(b) == "gpu"]
     if not gpu:
         return ("**Sin mediciones de GPU**: ninguna sesión con GPU ha medido todavía el código "
                 "actual; las cifras de GPU faltan en vez de mostrarse otras antiguas.")
@@ -390,17 +400,14 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
         return {"file": stem, "title": title(b), "device": device(b), "code": b.get("code"),
                 "date": measured_on(stem, b, experiments), "superseded": b.get("superseded"),
                 "text": text}
-    live = [(stem, b) for stem, b in known if not b.get("superseded")]
-    groups = [{"name": name, "sections": [section(stem, b) for stem, b in live
+    groups = [{"name": name, "sections": [section(stem, b) for stem, b in in_force(known)
                                           if (platform(b) == "gpu") == (name == "GPU")]}
               for name in ("GPU", "CPU")]
     # The landing page's Keras card: the newest side-by-side CPU comparison in force.
-    floor = sorted(((measured_on(stem, b, experiments)[:10], stem, b) for stem, b in live
-                    if b["benchmark"] == "epoch_vs_floor" and platform(b) == "cpu"
-                    and any("keras" in r for r in b.get("rows", []))), key=lambda t: t[0])
+    floor = newest(benches, experiments, keras_on_cpu)
     keras = None
     if floor:
-        date, stem, b = floor[-1]
+        date, _, b = floor
         keras = {"device": device(b), "date": date, "version": next(
             r["keras"].get("keras", "3") for r in b["rows"] if "keras" in r),
             "rows": [{"batch": r["batch"], "jaxmlp_epoch_s": r["epoch_s"],
