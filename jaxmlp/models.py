@@ -93,6 +93,48 @@ def bernoulli(key, p, shape):
     return jnp.maximum(jnp.float32(0.0), floats) < p
 
 
+# --- The first layer's kernel gradient on the CPU --------------------------------------------
+# Autodiff forms the first Dense layer's kernel gradient as x^T g, reading the batch x (batch x
+# 3072 on CIFAR-10) transposed. XLA's CPU dot runs a product with its left operand read
+# transposed well below the rate of the same product on a row-major x^T, and at TA8's shapes
+# this one product is half the epoch's FLOPs. So on the CPU the first layer's product is
+# `data_matmul`, whose backward lays x^T out in memory first (the optimization barrier keeps XLA
+# from folding the transpose back into the product). The same products and sums: a TA8 epoch
+# trains bit for bit as before (tests/test_models.py); `python -m jaxmlp.bench.epoch_floor`
+# prints the epoch times and the two products' rates side by side.
+
+
+@jax.custom_vjp
+def data_matmul(x, w):
+    """`x @ w` (2-D), whose kernel gradient reads a row-major copy of x^T (see above)."""
+    return x @ w
+
+
+def _data_matmul_fwd(x, w):
+    return x @ w, (x, w)
+
+
+def _data_matmul_bwd(res, g):
+    x, w = res
+    # g @ w.T: the gradient with respect to x. When x is data nothing uses it and XLA drops it.
+    return g @ w.T, jax.lax.optimization_barrier(x.T) @ g
+
+
+data_matmul.defvjp(_data_matmul_fwd, _data_matmul_bwd)
+
+
+def first_layer_dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,
+                    out_sharding=None):
+    """`jax.lax.dot_general` for the first Dense layer: `data_matmul` for the plain 2-D product
+    nnx.Linear asks for, lax.dot_general for anything else."""
+    if (lhs.ndim == 2 and dimension_numbers == (((1,), (0,)), ((), ())) and precision is None
+            and preferred_element_type is None and out_sharding is None):
+        return data_matmul(lhs, rhs)
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                               preferred_element_type=preferred_element_type,
+                               out_sharding=out_sharding)
+
+
 class MLP(nnx.Module):
     """Dense [-> BatchNorm] -> activation [-> Dropout] per hidden layer, then Dense logits.
 
@@ -102,9 +144,12 @@ class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         init = _KERNEL_INITS[cfg.kernel_init]
         widths = (cfg.input_dim, *cfg.hidden)
+        first_dot = first_layer_dot if jax.default_backend() == "cpu" else jax.lax.dot_general
         # Named attributes (dense_0, norm_0, ...) give string keys, which checkpoints keep as is.
         for i, (a, b) in enumerate(zip(widths, widths[1:])):
-            setattr(self, f"dense_{i}", nnx.Linear(a, b, kernel_init=init, rngs=rngs))
+            setattr(self, f"dense_{i}", nnx.Linear(
+                a, b, kernel_init=init, rngs=rngs,
+                dot_general=first_dot if i == 0 else jax.lax.dot_general))
             if cfg.batch_norm:
                 setattr(self, f"norm_{i}", nnx.BatchNorm(
                     b, momentum=0.99, epsilon=1e-3, use_fast_variance=False, rngs=rngs))

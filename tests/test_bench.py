@@ -281,6 +281,57 @@ def test_epoch_times_runs_a_group_of_the_given_runs(data):
     assert len(times) == 2
 
 
+@pytest.mark.parametrize("hidden,members,batch", [((16, 8), 1, 32), ((16, 8), 2, 64),
+                                                   ((3, 3, 3), 1, 48), ((5,), 3, 200)])
+def test_epoch_flops_are_the_products_the_traced_epoch_runs(data, hidden, members, batch):
+    """The floor's count: forward, weight gradients, input gradients of every layer but the
+    first (data), evaluation. A single member, groups, a deep and a shallow model, a remainder
+    batch, and one batch of the whole training set."""
+    import jax
+
+    from jaxmlp.bench import dot_flops
+    from jaxmlp.group import build_group, init_group
+
+    runs = [tiny_run(f"r{i}", hidden=hidden, batch_size=batch, seed=i) for i in range(members)]
+    group = build_group(runs, data)
+    traced = dot_flops(jax.make_jaxpr(group.step)(init_group(group), data).jaxpr)
+    cfg = runs[0].model
+    widths = (12, *hidden, 4)
+    w = sum(a * b for a, b in zip(widths, widths[1:]))
+    by_hand = (2 * w + 2 * w + 2 * (w - 12 * widths[1])) * 200 + 2 * w * 40  # 200 train, 40 val
+    assert traced == members * by_hand == members * epoch_floor.epoch_flops(cfg, 200, 40)
+    assert epoch_floor.epoch_flops(cfg, 200, 40) < 6 * w * 200 + 2 * w * 40  # not 6w
+
+
+def test_dot_flops_counts_scans_the_costlier_branch_no_dead_product_and_refuses_a_while():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmlp.bench import dot_flops
+
+    a, b = jnp.ones((4, 3)), jnp.ones((3, 5))  # one product: 2 * 4 * 5 * 3 = 120 FLOPs
+
+    def scanned(a, b):
+        return jax.lax.scan(lambda c, _: (c, c @ b), a, None, length=7)[1]
+
+    def branches(p, a, b):
+        return jax.lax.cond(p, lambda: (a @ b) @ b.T, lambda: jnp.zeros((4, 3)))
+
+    def dead(a, b):
+        unused = (a @ b) @ b.T  # noqa: F841 (traced, never used: XLA drops it)
+        return a @ b
+
+    def looped(a, b):
+        return jax.lax.while_loop(lambda c: c.sum() < 0, lambda c: (c @ b) @ b.T, a)
+
+    assert dot_flops(jax.make_jaxpr(jnp.matmul)(a, b).jaxpr) == 120
+    assert dot_flops(jax.make_jaxpr(jax.jit(scanned))(a, b).jaxpr) == 7 * 120
+    assert dot_flops(jax.make_jaxpr(branches)(True, a, b).jaxpr) == 120 + 2 * 4 * 3 * 5
+    assert dot_flops(jax.make_jaxpr(dead)(a, b).jaxpr) == 120
+    with pytest.raises(ValueError, match="while loop"):
+        dot_flops(jax.make_jaxpr(looped)(a, b).jaxpr)
+
+
 def test_whole_sweep_reads_a_complete_invocation(tmp_path):
     doc = {"experiment": "toy", "command": "python -m x", "created": "t", "environment": {},
            "dataset": {"name": "toy", "n_train": 10},
@@ -439,12 +490,14 @@ def test_roofline_epoch_row_from_a_step_options_record(tmp_path):
                           "--json", str(tmp_path / "out.json")]) == 0
     out = json.loads((tmp_path / "out.json").read_text())
     w = 3072 * 256 + 256 * 128 + 128 * 64 + 64 * 10  # TA8's combined model's dense weights
-    flops = 4 * (6 * w * 6400 + 2 * w * 1000)  # 4 members, 6,400 trained, 1,000 evaluated
+    # 4 members, 6,400 trained (no gradient with respect to the data), 1,000 evaluated.
+    flops = 4 * ((6 * w - 2 * 3072 * 256) * 6400 + 2 * w * 1000)
     [row] = out["epoch"]  # the earlier record's rows (older code) are replaced
     assert row["members"] == 4 and row["epoch_s"] == 0.5
     assert math.isclose(row["tflops"], flops / 0.5 / 1e12)
     assert math.isclose(row["percent_of_peak"], flops / 0.5 / 1e12)  # of 100 TFLOP/s
     assert out["created"] != peak["created"]
+    assert out["flop_count"] == epoch_floor.FLOP_COUNT
 
 
 def test_sweep_record_shows_its_command_without_the_note_and_output_path():

@@ -202,3 +202,59 @@ def test_dropout_masks_fall_back_to_jax_under_another_prng():
     np.testing.assert_array_equal(got, want)
     # The same key under the default (partitionable) bits gives other masks: the switch matters.
     assert not np.array_equal(models.bernoulli(key, jnp.float32(0.6), (16, 8)), want)
+
+
+# --- The first layer's product on the CPU (models.first_layer_dot) -----------------------------
+
+def test_data_matmul_is_the_plain_product_with_the_plain_gradients():
+    kx, kw = jax.random.split(jax.random.key(0))
+    x, w = jax.random.normal(kx, (32, 300)), jax.random.normal(kw, (300, 16))
+
+    def loss(dot):
+        return lambda x, w: jnp.sum(jnp.sin(dot(x, w)))
+
+    assert np.array_equal(models.data_matmul(x, w), x @ w)
+    ours = jax.grad(loss(models.data_matmul), argnums=(0, 1))(x, w)
+    plain = jax.grad(loss(jnp.matmul), argnums=(0, 1))(x, w)
+    for a, b in zip(ours, plain):  # the data's gradient too, when asked for
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # Members stacked on a leading axis (a vmapped group).
+    xs, ws = jnp.stack([x, 2 * x]), jnp.stack([w, -w])
+    ours = jax.vmap(jax.grad(loss(models.data_matmul), argnums=1))(xs, ws)
+    plain = jax.vmap(jax.grad(loss(jnp.matmul), argnums=1))(xs, ws)
+    np.testing.assert_allclose(ours, plain, rtol=1e-5, atol=1e-5)
+    # Anything but the 2-D product nnx.Linear asks for goes to lax.dot_general as is.
+    x3 = jnp.ones((2, 3, 300))
+    dims = (((2,), (0,)), ((), ()))
+    assert np.array_equal(models.first_layer_dot(x3, w, dims), jax.lax.dot_general(x3, w, dims))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's first-layer product")
+def test_first_layer_dot_trains_ta8s_model_bit_for_bit_as_the_plain_product(monkeypatch):
+    """Same products, same sums: the change is where x^T lies in memory, not the arithmetic."""
+    from conftest import tiny_data
+
+    from jaxmlp.group import build_group, init_group
+
+    data = tiny_data(n_train=300, n_val=40, dim=3072, classes=10)
+    run = C.RunConfig("combined", model=COMBINED, optim=C.OptimConfig("adam", 1e-3,
+                                                                      keras_epsilon=True),
+                      train=C.TrainConfig("cifar10", epochs=2, batch_size=128))
+
+    def two_epochs():
+        group = build_group([run], data)
+        state = init_group(group)
+        records = []
+        for _ in range(2):
+            state, record = group.step(state, data)
+            records.append(record)
+        hlo = group.step.lower(init_group(group), data).as_text()
+        return jax.tree.map(np.asarray, (state.params, state.opt_state, records)), hlo
+
+    ours, ours_hlo = two_epochs()
+    monkeypatch.setattr(models, "first_layer_dot", jax.lax.dot_general)
+    plain, plain_hlo = two_epochs()
+    # Two programs (the barrier before x^T's product), one result.
+    assert "optimization_barrier" in ours_hlo and "optimization_barrier" not in plain_hlo
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain)):
+        assert np.array_equal(a, b)

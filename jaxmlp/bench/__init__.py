@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 from pathlib import Path
 
@@ -25,3 +26,44 @@ def code_version() -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() or None
+
+
+def dot_flops(jaxpr) -> float:
+    """FLOPs of every matrix product a traced program runs (2 x output size x contracted size per
+    `dot_general`), from its jaxpr: a `scan` body counts `length` times, a `cond` its costliest
+    branch, and a product whose result nothing uses (XLA drops it) not at all. A floor counted
+    this way holds the program to the products it really contains, not to a textbook count
+    (`6 x weights` per trained example also counts the gradient with respect to the data, which
+    no step computes)."""
+    # JAX's own dead-code elimination (what jit does before lowering), with its rules for
+    # scan, cond and nested jits; it has no public name.
+    from jax._src.interpreters import partial_eval as pe
+
+    return _dot_flops(pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))[0])
+
+
+def _dot_flops(jaxpr) -> float:
+    from jax.extend import core
+
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += (2 * math.prod(eqn.outvars[0].aval.shape)
+                      * math.prod(lhs[d] for d in contract))
+            continue
+        inner = [x.jaxpr if isinstance(x, core.ClosedJaxpr) else x
+                 for v in eqn.params.values() for x in (v if isinstance(v, (tuple, list)) else (v,))
+                 if isinstance(x, (core.ClosedJaxpr, core.Jaxpr))]
+        counts = [_dot_flops(j) for j in inner]
+        if name == "cond":
+            total += max(counts, default=0.0)
+        elif name == "while":
+            if any(counts):
+                raise ValueError("matrix products inside a while loop: its trip count is not "
+                                 "in the program, so its FLOPs cannot be counted")
+        else:
+            total += eqn.params.get("length", 1) * sum(counts) if name == "scan" else sum(counts)
+    return total

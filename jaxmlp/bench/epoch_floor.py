@@ -4,10 +4,14 @@
                                        [--json PATH]
 
 The model is TA8's combined run as jaxmlp/experiments/ta8.py defines it. Prints, per batch
-size, the median epoch time after a warm-up epoch, examples/s, achieved
-GFLOP/s (6 x dense weights x examples: forward 2, backward 4), the machine's measured f32
-matmul GFLOP/s (the best of timed blocks before and after the epochs), and
-`epoch/floor ratio (batch B): R` where floor = FLOPs / matmul rate.
+size, the median epoch time after a warm-up epoch, examples/s, achieved GFLOP/s (the matrix
+products the traced epoch program contains, `jaxmlp.bench.dot_flops`: forward, weight
+gradients, input gradients of every layer but the first, and the epoch's evaluation), the
+machine's measured f32 matmul GFLOP/s on the model's largest product (the best of timed blocks
+before and after the epochs; on this kind of CPU it is the large-matmul peak of
+`jaxmlp.bench.roofline`), and `epoch/floor ratio (batch B): R` where floor = FLOPs / matmul rate:
+the epoch if every product ran at that rate and nothing else took any time. Also the rate of
+the first layer's kernel gradient x^T g read transposed and laid out first (`models.data_matmul`).
 
 `--keras` also times Keras 3 `fit` (JAX backend) on the same model (built from the same run
 definition by jaxmlp.bench.keras_replica), data and batch, in this process, interleaved with ours:
@@ -30,7 +34,7 @@ import numpy as np
 
 from jaxmlp import atomic, records
 from jaxmlp import config as C
-from jaxmlp.bench import keras_replica
+from jaxmlp.bench import dot_flops, keras_replica
 from jaxmlp.epoch import Data
 from jaxmlp.experiments import ta8
 from jaxmlp.group import build_group, init_group
@@ -47,6 +51,22 @@ def dense_weights(cfg: C.ModelConfig) -> int:
     widths = (cfg.input_dim, *cfg.hidden, cfg.num_classes)
     return sum(a * b for a, b in zip(widths, widths[1:]))
 
+
+def epoch_flops(cfg: C.ModelConfig, n_train: int, n_eval: int) -> float:
+    """FLOPs of the dense layers' matrix products in an epoch of `n_train` trained and `n_eval`
+    evaluated examples, as the compiled epoch runs them: per trained example 2w forward, 2w for
+    the weight gradients and 2(w - w1) for the gradients with respect to each layer's input but
+    the first's (the first layer's input is data: JAX never forms that product); 2w per
+    evaluated example. w = dense weights, w1 = the first layer's. TA8's model: 0.68 of the
+    textbook 6w. `jaxmlp.bench.dot_flops` on the traced epoch gives the same count (tested)."""
+    w = dense_weights(cfg)
+    w1 = cfg.input_dim * cfg.hidden[0]
+    return (6 * w - 2 * w1) * n_train + 2 * w * n_eval
+
+
+# What a record's FLOPs count, so that a reader (and the report) can tell them from records
+# before 2026-11-28, which counted 6 x dense weights per trained example.
+FLOP_COUNT = "executed matrix products (jaxmlp.bench.dot_flops), evaluation included"
 
 SYNTHETIC_HELD_OUT = 1000  # validation and test examples of synthetic_cifar, each
 
@@ -69,6 +89,20 @@ def matmul_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> float:
     b = jnp.ones((3072, 256), jnp.float32)
     f = jax.jit(lambda a, b: a @ b)
     return best_rate(f, (a, b), 2 * batch * 3072 * 256, blocks=blocks, seconds=seconds) / 1e9
+
+
+def kernel_gradient_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> dict:
+    """The first layer's kernel gradient x^T g (x: batch x 3072, g: batch x 256), timed two ways:
+    as autodiff forms it (x read transposed by the product) and as `models.data_matmul` runs it
+    on the CPU (x^T laid out row-major first, the copy included in the time)."""
+    kx, kg = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (batch, 3072), jnp.float32)
+    g = jax.random.normal(kg, (batch, 256), jnp.float32)
+    flops = 2 * batch * 3072 * 256
+    read = jax.jit(lambda x, g: x.T @ g)
+    laid_out = jax.jit(lambda x, g: jax.lax.optimization_barrier(x.T) @ g)
+    return {name: best_rate(f, (x, g), flops, blocks=blocks, seconds=seconds) / 1e9
+            for name, f in (("read_transposed", read), ("laid_out", laid_out))}
 
 
 def best_rate(f, args, flops: float, *, blocks: int, seconds: float,
@@ -98,9 +132,11 @@ def epoch_times(runs: list[C.RunConfig], data: Data, repeats: int) -> list[float
 
 def jaxmlp_epochs(runs: list[C.RunConfig], data: Data):
     """`more(k)`: the wall times of k more epochs of `runs` as one group (compiled and warmed
-    up by one epoch first)."""
+    up by one epoch first); `more.flops`: the matrix-product FLOPs of one such epoch, counted
+    on the traced program (`jaxmlp.bench.dot_flops`)."""
     group = build_group(runs, data)
     state = init_group(group)
+    flops = dot_flops(jax.make_jaxpr(group.step)(state, data).jaxpr)
     state, _ = group.step(state, data)
     jax.block_until_ready(state)
 
@@ -114,6 +150,7 @@ def jaxmlp_epochs(runs: list[C.RunConfig], data: Data):
             times.append(time.perf_counter() - start)
         return times
 
+    more.flops = flops
     return more
 
 
@@ -160,12 +197,12 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
         else:
             ours_t = ours(repeats)
         t = statistics.median(ours_t)
-        flops = 6 * dense_weights(run.model) * n
+        flops = ours.flops
         rate = max(before, matmul_gflops(b))  # measured on both sides of the epochs
-        row = {"batch": b, "epoch_s": t, "examples_per_s": n / t,
+        row = {"batch": b, "epoch_s": t, "examples_per_s": n / t, "epoch_gflop": flops / 1e9,
                "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
                "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9)),
-               "epochs_s": ours_t}
+               "epochs_s": ours_t, "kernel_gradient_gflops": kernel_gradient_gflops(b)}
         if keras_rounds:
             k = statistics.median(keras_t)
             row["keras"] = {"epoch_s": k, "epochs_s": keras_t, "speedup": k / t,
@@ -173,7 +210,7 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
                             "keras": keras_replica.import_keras().__version__}
         rows.append(row)
     return {"created": records.now(), "benchmark": "epoch_vs_floor", "n_train": n,
-            "repeats": repeats,
+            "repeats": repeats, "flop_count": FLOP_COUNT,
             "environment": records.environment("solo"), "rows": rows}
 
 
@@ -206,6 +243,11 @@ def main(argv=None) -> int:
             print(f"batch {r['batch']}: Keras {k['keras']} fit {k['epoch_s']:.3f} s/epoch "
                   f"(median of {len(k['epochs_s'])}), jaxmlp {r['epoch_s']:.3f} s/epoch "
                   f"(median of {len(r['epochs_s'])})")
+    for r in out["rows"]:
+        k = r["kernel_gradient_gflops"]
+        print(f"batch {r['batch']}: first-layer kernel gradient x^T g {k['read_transposed']:.1f} "
+              f"GFLOP/s with x read transposed, {k['laid_out']:.1f} GFLOP/s with x^T laid out "
+              "first (jaxmlp on the CPU)")
     for r in out["rows"]:
         print(f"epoch/floor ratio (batch {r['batch']}): {r['ratio']:.2f}")
     for r in out["rows"]:

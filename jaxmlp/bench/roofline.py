@@ -8,8 +8,11 @@
   default, which on NVIDIA Ampere/Hopper lets float32 dots run as TF32) and, for reference, at
   `highest` (true float32) and in bfloat16.
 - Epoch: TA8's combined model (jaxmlp/experiments/ta8.py) on synthetic CIFAR-shaped data at batch
-  64, as a group of M members; FLOPs per member-epoch = 6 x dense weights x training examples
-  (forward 2, backward 4) + 2 x dense weights x validation examples (the epoch's evaluation).
+  64, as a group of M members; FLOPs per member-epoch: the matrix products the epoch runs
+  (`epoch_floor.epoch_flops`: forward, weight gradients, input gradients of every layer but the
+  first, and the epoch's evaluation). Records before 2026-11-28 counted 6 x dense weights per
+  trained example (no `flop_count` field), which includes the first layer's input gradient that
+  no step computes: for TA8's model 1.46 x the products run.
 - Sweep: a finished sweep's results.json (one uninterrupted invocation): the same count over
   every member's epochs plus its final evaluation of train, validation and test, divided by the
   invocation's wall time from the first load to the last record (`since_start_s`).
@@ -30,10 +33,12 @@ import jax.numpy as jnp
 
 from jaxmlp import atomic, records
 from jaxmlp.bench.epoch_floor import (
+    FLOP_COUNT,
     SYNTHETIC_HELD_OUT,
     best_rate,
     combined_run,
     dense_weights,
+    epoch_flops,
     epoch_times,
     synthetic_cifar,
 )
@@ -49,11 +54,6 @@ def peak_tflops(size: int, dtype, precision, blocks: int = 5, seconds: float = 0
     f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=precision))
     return best_rate(f, (a, b), 2 * size**3, blocks=blocks, seconds=seconds,
                      calibrate=0.1) / 1e12
-
-
-def epoch_flops(model: ModelConfig, n_train: int, n_val: int) -> float:
-    w = dense_weights(model)
-    return 6 * w * n_train + 2 * w * n_val
 
 
 def epoch_row(members: int, epoch_s: float, flops: float, peak: float) -> dict:
@@ -102,7 +102,10 @@ def main(argv=None) -> int:
         with open(args.peak_from) as f:
             out = json.load(f)
         out.pop("sweeps", None)
+        if out.get("flop_count") != FLOP_COUNT:
+            out["epoch"] = []  # counted the older way: not mixed with this record's rows
         out["created"] = records.now()  # this record's rows; the note says when the peak was
+        out["flop_count"] = FLOP_COUNT
         env, peak = out["environment"], out["peak_tflops"]
         if args.epoch_from:
             with open(args.epoch_from) as f:
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
         out = {"benchmark": "roofline", "matmul_size": size,
                "training_matmul_precision": training_precision or "default",
                "created": records.now(), "peak_tflops": peak, "environment": env,
-               "batch": args.batch, "n_train": args.n,
+               "batch": args.batch, "n_train": args.n, "flop_count": FLOP_COUNT,
                "epoch": []}
     ref = peak["float32_training_precision"]
 

@@ -20,13 +20,42 @@ def device(b: dict) -> str:
             f"{'dispositivo' if n == 1 else 'dispositivos'}), JAX `{env.get('jax', '—')}`")
 
 
+# How records count FLOPs. Those with a `flop_count` count the products the program runs;
+# older ones counted 6 x dense weights per trained example (jaxmlp.bench.epoch_floor).
+EXECUTED = ("los productos de matrices que contiene el programa (hacia delante, gradientes de "
+            "los pesos, gradientes respecto a la entrada de cada capa salvo la primera, cuya "
+            "entrada son los datos, y la evaluación)")
+TEXTBOOK = ("6 × pesos densos por ejemplo entrenado y 2 × por ejemplo evaluado, una cuenta que "
+            "incluye el gradiente respecto a los datos que ningún paso calcula; los registros "
+            "nuevos cuentan solo los productos que el programa ejecuta")
+
+
+def flop_count(b: dict) -> str:
+    return EXECUTED if b.get("flop_count") else TEXTBOOK
+
+
 def epoch_floor(b: dict) -> str:
     rows = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r['examples_per_s']:,.0f}",
              f"{r['floor_s']:.3f}", f"{r['ratio']:.2f}"] for r in b.get("rows", [])]
-    text = ("Una época frente al mínimo que permite la máquina (el tiempo de sus productos de "
-            "matrices a la velocidad medida de `matmul`):\n\n"
+    gflop = b.get("rows") and b["rows"][0].get("epoch_gflop")
+    text = ("Una época frente al mínimo que permite la máquina: el tiempo de sus productos de "
+            f"matrices a la velocidad medida de `matmul`. FLOP contados: {flop_count(b)}"
+            + (f"; {gflop:.1f} GFLOP por época" if gflop else "") + ".\n\n"
             + markdown(["Batch", "Época (s)", "Ejemplos/s", "Mínimo (s)", "Época / mínimo"],
                        rows, numeric=range(5)))
+    grads = [r for r in b.get("rows", []) if "kernel_gradient_gflops" in r]
+    if grads:
+        rows = [[r["batch"], f"{r['kernel_gradient_gflops']['read_transposed']:.0f}",
+                 f"{r['kernel_gradient_gflops']['laid_out']:.0f}"] for r in grads]
+        share = 2 * 3072 * 256 * b["n_train"] / (grads[0]["epoch_gflop"] * 1e9)
+        text += ("\nEl gradiente de los pesos de la primera capa, xᵀ·g (el "
+                 f"{100 * share:.0f}\u00a0% de los FLOP de la época), a dos velocidades: tal "
+                 "como lo forma la diferenciación automática, con "
+                 "el producto leyendo x traspuesta, y con xᵀ dispuesta antes en memoria (copia "
+                 "incluida), que es como lo calcula `jaxmlp` en la CPU "
+                 "(`models.data_matmul`):\n\n"
+                 + markdown(["Batch", "x leída traspuesta (GFLOP/s)",
+                             "xᵀ dispuesta antes (GFLOP/s)"], rows, numeric=range(3)))
     keras = [r for r in b.get("rows", []) if "keras" in r]
     if keras:
         def spread(ts):
@@ -110,8 +139,8 @@ def roofline(b: dict) -> str:
             f"(`jax_default_matmul_precision` = {b['training_matmul_precision']}: en una GPU "
             f"NVIDIA Ampere/Hopper, XLA hace esos productos en TF32), {p['float32_highest']:.0f} "
             f"TFLOP/s en float32 exacto (`highest`) y {p['bfloat16']:.0f} TFLOP/s en bfloat16. "
-            "Los porcentajes de abajo son sobre el primero; cuentan solo las capas densas "
-            "(6 × pesos por ejemplo entrenado, 2 × por ejemplo evaluado).\n")
+            "Los porcentajes de abajo son sobre el primero; cuentan solo las capas densas: "
+            f"{flop_count(b)}.\n")
     if b.get("epoch"):
         rows = [[r["members"], f"{r['epoch_s']:.4f}", f"{r['tflops']:.2f}",
                  f"{r['percent_of_peak']:.1f}"] for r in b["epoch"]]
