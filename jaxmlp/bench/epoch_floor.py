@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxmlp import atomic, records
 from jaxmlp import config as C
-from jaxmlp.bench import dot_flops, keras_replica
+from jaxmlp.bench import code_version, dot_flops, keras_replica
 from jaxmlp.epoch import Data
 from jaxmlp.experiments import ta8
 from jaxmlp.group import build_group, init_group
@@ -211,7 +211,7 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
         rows.append(row)
     return {"created": records.now(), "benchmark": "epoch_vs_floor", "n_train": n,
             "repeats": repeats, "flop_count": FLOP_COUNT,
-            "environment": records.environment("solo"), "rows": rows}
+            "environment": records.environment("solo"), "code": code_version(), "rows": rows}
 
 
 def main(argv=None) -> int:

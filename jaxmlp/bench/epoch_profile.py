@@ -33,6 +33,7 @@ import time
 import jax
 
 from jaxmlp import atomic, records
+from jaxmlp.bench import code_version
 from jaxmlp.bench.epoch_floor import combined_run, synthetic_cifar
 from jaxmlp.group import build_group, init_group
 
@@ -156,7 +157,7 @@ def main(argv=None) -> int:
                 f"--batch {args.batch} --n {args.n} --top {args.top}")
     rows = [profile(b, args.n, args.top) for b in args.batch]
     out = {"created": records.now(), "benchmark": "epoch_profile", "n_train": args.n,
-           "environment": records.environment("solo"), "rows": rows}
+           "environment": records.environment("solo"), "code": code_version(), "rows": rows}
     if args.note:
         out["note"] = args.note
     env = out["environment"]

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp import atomic, records
+from jaxmlp.bench import code_version
 from jaxmlp.bench.epoch_floor import (
     FLOP_COUNT,
     SYNTHETIC_HELD_OUT,
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
                 "bfloat16": peak_tflops(size, jnp.bfloat16, None)}
         for k, v in peak.items():
             print(f"peak {k} ({size}^3 matmul): {v:.2f} TFLOP/s", flush=True)
-        out = {"benchmark": "roofline", "matmul_size": size,
+        out = {"benchmark": "roofline", "matmul_size": size, "code": code_version(),
                "training_matmul_precision": training_precision or "default",
                "created": records.now(), "peak_tflops": peak, "environment": env,
                "batch": args.batch, "n_train": args.n, "flop_count": FLOP_COUNT,
