@@ -75,6 +75,32 @@ def test_epoch_floor_benchmarks_ta8s_own_combined_run():
     assert (run.optim, run.train.batch_size, run.train.epochs) == (combined.optim, 64, 3)
 
 
+@pytest.mark.skipif(__import__("jax").default_backend() != "cpu", reason="the CPU's first layer")
+def test_epoch_floor_times_the_plain_first_layer_beside_ours():
+    """The before of models.data_matmul: a model built inside plain_first_layer() keeps the
+    plain product (no barrier in its program) after the context ends; ours has the barrier."""
+    import jax
+
+    from jaxmlp import models
+    from jaxmlp.group import build_group, init_group
+
+    out = epoch_floor.bench([64], repeats=2, n=256)
+    [row] = out["rows"]
+    assert len(row["epochs_s"]) == len(row["plain_first_layer"]["epochs_s"]) == 2
+    p = row["plain_first_layer"]
+    assert p["speedup"] == p["epoch_s"] / row["epoch_s"] and "keras" not in row
+    assert models.first_layer_dot is not jax.lax.dot_general  # restored
+
+    data = epoch_floor.synthetic_cifar(128)
+    with epoch_floor.plain_first_layer():
+        plain = build_group([epoch_floor.combined_run(64)], data)
+    ours = build_group([epoch_floor.combined_run(64)], data)
+    lowered = {name: g.step.lower(init_group(g), data).as_text()
+               for name, g in (("plain", plain), ("ours", ours))}
+    assert "optimization_barrier" in lowered["ours"]
+    assert "optimization_barrier" not in lowered["plain"]
+
+
 def test_keras_arrays_rejoin_so_the_tail_split_matches():
     x, y = keras_parity.keras_arrays(tiny_dataset(), 0.1)
     assert x.shape == (200, 12) and y.shape == (200,)

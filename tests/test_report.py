@@ -339,3 +339,22 @@ def test_sweep_section_names_the_member_axis_only_when_the_record_does():
     assert "lax.map" not in bench.sweep(record) and "vmap" not in bench.sweep(record)
     assert "`lax.map`" in bench.sweep({**record, "member_axis": "map"})
     assert "vectorizado (`vmap`)" in bench.sweep({**record, "member_axis": "vmap"})
+
+
+def test_epoch_floor_section_says_how_flops_were_counted_and_shows_the_first_layer_pair():
+    from jaxmlp.report import bench
+
+    old = _floor("2026-01-01T00:00:00Z", 1.0, 1.3, 1.0, 1.2, 0.9)
+    new = _floor("2026-01-02T00:00:00Z", 1.0, 1.3, 0.8, 1.2, 0.5, flop_count="executed",
+                 n_train=1000)
+    for r, plain in zip(new["rows"], (0.9, 1.5)):  # batch 128, then 64
+        r["epoch_gflop"] = 2 * 3072 * 256 * 1000 / 0.4 / 1e9  # the kernel gradient: 40 %
+        r["plain_first_layer"] = {"epoch_s": plain, "epochs_s": [plain],
+                                  "speedup": plain / r["epoch_s"]}
+    assert "6 × pesos densos" in bench.epoch_floor(old)
+    assert "que ningún paso calcula" in bench.epoch_floor(old)
+    assert "xᵀ copiada antes" not in bench.epoch_floor(old)  # older records lack the pair
+    text = bench.epoch_floor(new)
+    assert "6 × pesos" not in text and "salvo la primera" in text
+    assert "40\u00a0% de los FLOP" in text
+    assert "| 128 | 0.800 | 0.900 | ×1.12 |" in text and "| 64 | 1.000 | 1.500 | ×1.50 |" in text

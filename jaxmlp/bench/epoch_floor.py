@@ -10,8 +10,10 @@ gradients, input gradients of every layer but the first, and the epoch's evaluat
 machine's measured f32 matmul GFLOP/s on the model's largest product (the best of timed blocks
 before and after the epochs; on this kind of CPU it is the large-matmul peak of
 `jaxmlp.bench.roofline`), and `epoch/floor ratio (batch B): R` where floor = FLOPs / matmul rate:
-the epoch if every product ran at that rate and nothing else took any time. Also the rate of
-the first layer's kernel gradient x^T g read transposed and laid out first (`models.data_matmul`).
+the epoch if every product ran at that rate and nothing else took any time. On the CPU it also
+times, interleaved, the same epoch with the first layer's kernel gradient x^T g formed as
+autodiff forms it (x read transposed by the product) instead of `models.data_matmul` (x^T laid
+out first): the before and after of that change, bit for bit the same training.
 
 `--keras` also times Keras 3 `fit` (JAX backend) on the same model (built from the same run
 definition by jaxmlp.bench.keras_replica), data and batch, in this process, interleaved with ours:
@@ -23,6 +25,7 @@ prints `Keras/jaxmlp epoch time (batch B): R` from the medians of all the timed 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -32,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import atomic, records
+from jaxmlp import atomic, models, records
 from jaxmlp import config as C
 from jaxmlp.bench import code_version, dot_flops, keras_replica
 from jaxmlp.epoch import Data
@@ -91,18 +94,16 @@ def matmul_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> float:
     return best_rate(f, (a, b), 2 * batch * 3072 * 256, blocks=blocks, seconds=seconds) / 1e9
 
 
-def kernel_gradient_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> dict:
-    """The first layer's kernel gradient x^T g (x: batch x 3072, g: batch x 256), timed two ways:
-    as autodiff forms it (x read transposed by the product) and as `models.data_matmul` runs it
-    on the CPU (x^T laid out row-major first, the copy included in the time)."""
-    kx, kg = jax.random.split(jax.random.key(0))
-    x = jax.random.normal(kx, (batch, 3072), jnp.float32)
-    g = jax.random.normal(kg, (batch, 256), jnp.float32)
-    flops = 2 * batch * 3072 * 256
-    read = jax.jit(lambda x, g: x.T @ g)
-    laid_out = jax.jit(lambda x, g: jax.lax.optimization_barrier(x.T) @ g)
-    return {name: best_rate(f, (x, g), flops, blocks=blocks, seconds=seconds) / 1e9
-            for name, f in (("read_transposed", read), ("laid_out", laid_out))}
+@contextlib.contextmanager
+def plain_first_layer():
+    """Build models whose first layer forms its kernel gradient as autodiff does (x read
+    transposed by the product) instead of `models.data_matmul`: the before of that change."""
+    saved = models.first_layer_dot
+    models.first_layer_dot = jax.lax.dot_general
+    try:
+        yield
+    finally:
+        models.first_layer_dot = saved
 
 
 def best_rate(f, args, flops: float, *, blocks: int, seconds: float,
@@ -183,29 +184,36 @@ def keras_epochs(run: C.RunConfig, data: Data):
 
 def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
     data = synthetic_cifar(n)
+    cpu = jax.default_backend() == "cpu"  # where the first layer uses models.data_matmul
     rows = []
     for b in batches:
         run = combined_run(b)
         before = matmul_gflops(b)
-        ours = jaxmlp_epochs([run], data)
+        sides = {"ours": jaxmlp_epochs([run], data)}
+        if cpu:
+            with plain_first_layer():
+                # Built here: its model (graphdef) keeps the plain product for every later call.
+                sides["plain"] = jaxmlp_epochs([run], data)
         if keras_rounds:
-            theirs = keras_epochs(run, data)
-            ours_t, keras_t = [], []
-            for _ in range(keras_rounds):
-                ours_t += ours(repeats)
-                keras_t += theirs(repeats)
-        else:
-            ours_t = ours(repeats)
-        t = statistics.median(ours_t)
-        flops = ours.flops
+            sides["keras"] = keras_epochs(run, data)
+        times = {side: [] for side in sides}
+        for _ in range(keras_rounds or 1):  # interleaved, so a slow minute falls on every side
+            for side, more in sides.items():
+                times[side] += more(repeats)
+        t = statistics.median(times["ours"])
+        flops = sides["ours"].flops
         rate = max(before, matmul_gflops(b))  # measured on both sides of the epochs
         row = {"batch": b, "epoch_s": t, "examples_per_s": n / t, "epoch_gflop": flops / 1e9,
                "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
                "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9)),
-               "epochs_s": ours_t, "kernel_gradient_gflops": kernel_gradient_gflops(b)}
+               "epochs_s": times["ours"]}
+        if cpu:
+            p = statistics.median(times["plain"])
+            row["plain_first_layer"] = {"epoch_s": p, "epochs_s": times["plain"],
+                                        "speedup": p / t}
         if keras_rounds:
-            k = statistics.median(keras_t)
-            row["keras"] = {"epoch_s": k, "epochs_s": keras_t, "speedup": k / t,
+            k = statistics.median(times["keras"])
+            row["keras"] = {"epoch_s": k, "epochs_s": times["keras"], "speedup": k / t,
                             "rounds": keras_rounds,
                             "keras": keras_replica.import_keras().__version__}
         rows.append(row)
@@ -244,10 +252,11 @@ def main(argv=None) -> int:
                   f"(median of {len(k['epochs_s'])}), jaxmlp {r['epoch_s']:.3f} s/epoch "
                   f"(median of {len(r['epochs_s'])})")
     for r in out["rows"]:
-        k = r["kernel_gradient_gflops"]
-        print(f"batch {r['batch']}: first-layer kernel gradient x^T g {k['read_transposed']:.1f} "
-              f"GFLOP/s with x read transposed, {k['laid_out']:.1f} GFLOP/s with x^T laid out "
-              "first (jaxmlp on the CPU)")
+        if "plain_first_layer" in r:
+            p = r["plain_first_layer"]
+            print(f"batch {r['batch']}: {r['epoch_s']:.3f} s/epoch with the first layer's x^T "
+                  f"laid out first (jaxmlp on the CPU), {p['epoch_s']:.3f} s with x read "
+                  f"transposed by the product (x{p['speedup']:.2f})")
     for r in out["rows"]:
         print(f"epoch/floor ratio (batch {r['batch']}): {r['ratio']:.2f}")
     for r in out["rows"]:
