@@ -100,8 +100,20 @@ def bernoulli(key, p, shape):
 # this one product is half the epoch's FLOPs. So on the CPU the first layer's product is
 # `data_matmul`, whose backward lays x^T out in memory first (the optimization barrier keeps XLA
 # from folding the transpose back into the product). The same products and sums: a TA8 epoch
-# trains bit for bit as before (tests/test_models.py); `python -m jaxmlp.bench.epoch_floor`
-# prints the epoch times and the two products' rates side by side.
+# trains bit for bit as before (tests/test_models.py). The copy pays for itself only on wide
+# inputs: `python -m jaxmlp.bench.first_layer` times an epoch both ways by input width (slower
+# at Fashion-MNIST's 784 features, faster from 1024 on), hence LAID_OUT_MIN_FEATURES;
+# `python -m jaxmlp.bench.epoch_floor` records the pair for TA8's model.
+
+LAID_OUT_MIN_FEATURES = 1024
+
+
+def first_layer_dot_for(input_dim: int):
+    """The first Dense layer's `dot_general`: `first_layer_dot` on the CPU for inputs of at
+    least LAID_OUT_MIN_FEATURES features, lax.dot_general otherwise."""
+    if jax.default_backend() == "cpu" and input_dim >= LAID_OUT_MIN_FEATURES:
+        return first_layer_dot
+    return jax.lax.dot_general
 
 
 @jax.custom_vjp
@@ -144,7 +156,7 @@ class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         init = _KERNEL_INITS[cfg.kernel_init]
         widths = (cfg.input_dim, *cfg.hidden)
-        first_dot = first_layer_dot if jax.default_backend() == "cpu" else jax.lax.dot_general
+        first_dot = first_layer_dot_for(cfg.input_dim)
         # Named attributes (dense_0, norm_0, ...) give string keys, which checkpoints keep as is.
         for i, (a, b) in enumerate(zip(widths, widths[1:])):
             setattr(self, f"dense_{i}", nnx.Linear(

@@ -258,3 +258,30 @@ def test_first_layer_dot_trains_ta8s_model_bit_for_bit_as_the_plain_product(monk
     assert "optimization_barrier" in ours_hlo and "optimization_barrier" not in plain_hlo
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain)):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's first-layer product")
+def test_first_layer_copies_x_transposed_only_for_wide_inputs():
+    """Below models.LAID_OUT_MIN_FEATURES (Fashion-MNIST's 784) the copy costs more than it
+    saves (python -m jaxmlp.bench.first_layer): the plain product there."""
+    assert models.LAID_OUT_MIN_FEATURES == 1024
+    for dim, laid_out in ((784, False), (1023, False), (1024, True), (3072, True)):
+        cfg = C.ModelConfig(hidden=(8,), input_dim=dim)
+        fns = models.build(cfg)
+        params, stats = fns.init(jax.random.key(0))
+        xs = jnp.ones((4, dim))
+
+        def loss(p, fns=fns, stats=stats, xs=xs):
+            return fns.apply(p, stats, xs, train=True)[0].sum()
+
+        text = jax.jit(jax.grad(loss)).lower(params).as_text()
+        assert ("optimization_barrier" in text) == laid_out, dim
+
+
+def test_first_layer_bench_times_both_products_by_width():
+    from jaxmlp.bench import first_layer
+
+    r = first_layer.compare(16, batch=32, n=128, rounds=1, repeats=1)
+    assert r["input_dim"] == 16 and r["used"] is False
+    assert r["speedup"] == r["plain_s"] / r["laid_out_s"] > 0
+    assert models.LAID_OUT_MIN_FEATURES == 1024  # restored after the forced build
