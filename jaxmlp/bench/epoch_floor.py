@@ -25,11 +25,11 @@ prints `Keras/jaxmlp epoch time (batch B): R` from the medians of all the timed 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
 from dataclasses import replace
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -74,10 +74,10 @@ FLOP_COUNT = "executed matrix products (jaxmlp.bench.dot_flops), evaluation incl
 SYNTHETIC_HELD_OUT = 1000  # validation and test examples of synthetic_cifar, each
 
 
-def synthetic_cifar(n: int, seed: int = 0) -> Data:
+def synthetic_cifar(n: int, seed: int = 0, features: int = 3072) -> Data:
     rng = np.random.default_rng(seed)
     v = SYNTHETIC_HELD_OUT
-    x = rng.random((n + 2 * v, 3072), dtype=np.float32)
+    x = rng.random((n + 2 * v, features), dtype=np.float32)
     y = rng.integers(0, 10, n + 2 * v).astype(np.int32)
     return Data(*(jnp.asarray(a) for a in (x[:n], y[:n], x[n:n + v], y[n:n + v],
                                                  x[n + v:], y[n + v:])))
@@ -94,16 +94,10 @@ def matmul_gflops(batch: int, blocks: int = 5, seconds: float = 0.4) -> float:
     return best_rate(f, (a, b), 2 * batch * 3072 * 256, blocks=blocks, seconds=seconds) / 1e9
 
 
-@contextlib.contextmanager
 def plain_first_layer():
     """Build models whose first layer forms its kernel gradient as autodiff does (x read
     transposed by the product) instead of `models.data_matmul`: the before of that change."""
-    saved = models.first_layer_dot
-    models.first_layer_dot = jax.lax.dot_general
-    try:
-        yield
-    finally:
-        models.first_layer_dot = saved
+    return mock.patch.object(models, "first_layer_dot", jax.lax.dot_general)
 
 
 def best_rate(f, args, flops: float, *, blocks: int, seconds: float,

@@ -15,48 +15,29 @@ either way; only the time differs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 from dataclasses import replace
-
-import jax.numpy as jnp
-import numpy as np
+from unittest import mock
 
 from jaxmlp import models
 from jaxmlp.bench.epoch_floor import (
-    SYNTHETIC_HELD_OUT,
     combined_run,
     jaxmlp_epochs,
     plain_first_layer,
+    synthetic_cifar,
 )
-from jaxmlp.epoch import Data
 
 
-@contextlib.contextmanager
 def laid_out_first_layer():
     """Build models whose first layer uses `models.data_matmul` whatever its width (CPU)."""
-    saved = models.LAID_OUT_MIN_FEATURES
-    models.LAID_OUT_MIN_FEATURES = 0
-    try:
-        yield
-    finally:
-        models.LAID_OUT_MIN_FEATURES = saved
-
-
-def synthetic(n: int, dim: int, seed: int = 0) -> Data:
-    rng = np.random.default_rng(seed)
-    v = SYNTHETIC_HELD_OUT
-    x = rng.random((n + 2 * v, dim), dtype=np.float32)
-    y = rng.integers(0, 10, n + 2 * v).astype(np.int32)
-    return Data(*(jnp.asarray(a) for a in (x[:n], y[:n], x[n:n + v], y[n:n + v],
-                                           x[n + v:], y[n + v:])))
+    return mock.patch.object(models, "LAID_OUT_MIN_FEATURES", 0)
 
 
 def compare(dim: int, batch: int, n: int, rounds: int, repeats: int) -> dict:
     run = combined_run(batch)
     run = replace(run, model=replace(run.model, input_dim=dim))
-    data = synthetic(n, dim)
+    data = synthetic_cifar(n, features=dim)
     with laid_out_first_layer():  # each model keeps the product it was built with
         laid_out = jaxmlp_epochs([run], data)
     with plain_first_layer():
