@@ -38,8 +38,17 @@ _KERNEL_INITS = {
 
 def dropout(x, rate, key):
     """Inverted dropout with a traced rate (so vmapped members may differ); rate 0 is identity."""
+    return apply_mask(x, dropout_mask(key, rate, x.shape), rate)
+
+
+def dropout_mask(key, rate, shape):
+    """The units dropout keeps (True), drawn as `dropout(x, rate, key)` draws them."""
+    return bernoulli(key, 1.0 - rate, shape)
+
+
+def apply_mask(x, mask, rate):
+    """Inverted dropout with a mask from `dropout_mask`: kept units scaled by 1 / (1 - rate)."""
     keep = 1.0 - rate
-    mask = bernoulli(key, keep, x.shape)
     return jnp.where(mask, x / keep, 0.0)
 
 
@@ -171,7 +180,7 @@ class MLP(nnx.Module):
         self.batch_norm = cfg.batch_norm
         self.activation = cfg.activation
 
-    def __call__(self, x, *, train: bool, dropout_rates=None, key=None):
+    def __call__(self, x, *, train: bool, dropout_rates=None, key=None, masks=None):
         act = _ACTIVATIONS[self.activation]
         for i in range(self.depth):
             x = getattr(self, f"dense_{i}")(x)
@@ -179,7 +188,10 @@ class MLP(nnx.Module):
                 x = getattr(self, f"norm_{i}")(x, use_running_average=not train)
             x = act(x)
             if train and dropout_rates is not None:
-                x = dropout(x, dropout_rates[i], jax.random.fold_in(key, i))
+                if masks is not None:
+                    x = apply_mask(x, masks[i], dropout_rates[i])
+                else:
+                    x = dropout(x, dropout_rates[i], jax.random.fold_in(key, i))
         return self.out(x)
 
 
@@ -189,6 +201,7 @@ class ModelFns(NamedTuple):
     init: object  # key -> (params, batch_stats)
     apply: object  # (params, batch_stats, x, train, dropout_rates, key) -> (logits, batch_stats)
     loss: object  # (logits, labels) -> per-example cross-entropy (`cross_entropy`)
+    masks: object  # (key, dropout_rates, batch) -> the hidden layers' dropout masks (a tuple)
 
 
 def build(cfg: ModelConfig) -> ModelFns:
@@ -201,15 +214,21 @@ def build(cfg: ModelConfig) -> ModelFns:
         _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
 
-    def apply(params, batch_stats, x, *, train, dropout_rates=None, key=None):
+    def apply(params, batch_stats, x, *, train, dropout_rates=None, key=None, masks=None):
+        """`masks` (from `masks`, below) replaces `key`: the same units dropped, drawn earlier."""
         p, s = jax.tree.map(lambda a: a, abs_params), jax.tree.map(lambda a: a, abs_stats)
         nnx.replace_by_pure_dict(p, params)
         nnx.replace_by_pure_dict(s, batch_stats)
         model = nnx.merge(graphdef, p, s)
-        logits = model(x, train=train, dropout_rates=dropout_rates, key=key)
+        logits = model(x, train=train, dropout_rates=dropout_rates, key=key, masks=masks)
         return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
-    return ModelFns(init, apply, functools.partial(cross_entropy, clip=cfg.output_clip))
+    def masks(key, dropout_rates, batch: int):
+        """The masks `apply(..., train=True, dropout_rates, key)` draws for a batch of `batch`."""
+        return tuple(dropout_mask(jax.random.fold_in(key, i), dropout_rates[i], (batch, width))
+                     for i, width in enumerate(cfg.hidden))
+
+    return ModelFns(init, apply, functools.partial(cross_entropy, clip=cfg.output_clip), masks)
 
 
 def cross_entropy(logits, labels, *, clip: float = 0.0):

@@ -76,20 +76,24 @@ def test_epoch_floor_benchmarks_ta8s_own_combined_run():
 
 
 @pytest.mark.skipif(__import__("jax").default_backend() != "cpu", reason="the CPU's first layer")
-def test_epoch_floor_times_the_plain_first_layer_beside_ours():
-    """The before of models.data_matmul: a model built inside plain_first_layer() keeps the
-    plain product (no barrier in its program) after the context ends; ours has the barrier."""
+def test_epoch_floor_times_each_cpu_choice_undone_beside_ours():
+    """The befores of models.data_matmul and of masks drawn ahead, each a row of its own. A
+    model built inside plain_first_layer() keeps the plain product (no barrier in its program)
+    after the context ends; ours has the barrier."""
     import jax
 
-    from jaxmlp import models
+    from jaxmlp import epoch, models
     from jaxmlp.group import build_group, init_group
 
     out = epoch_floor.bench([64], repeats=2, n=256)
     [row] = out["rows"]
-    assert len(row["epochs_s"]) == len(row["plain_first_layer"]["epochs_s"]) == 2
-    p = row["plain_first_layer"]
-    assert p["speedup"] == p["epoch_s"] / row["epoch_s"] and "keras" not in row
+    for name in ("plain_first_layer", "masks_in_step"):
+        p = row[name]
+        assert len(row["epochs_s"]) == len(p["epochs_s"]) == 2
+        assert p["speedup"] == p["epoch_s"] / row["epoch_s"]
+    assert "keras" not in row
     assert models.first_layer_dot is not jax.lax.dot_general  # restored
+    assert epoch.masks_ahead_default() is True  # restored
 
     data = epoch_floor.synthetic_cifar(128)
     with epoch_floor.plain_first_layer():
@@ -456,6 +460,11 @@ def test_epoch_profile_puts_real_hlo_instructions_in_categories(tmp_path):
     traced = [k for k in times if k in ins]
     assert traced and wall > 0
     assert any(EP.category(ins[k], {(32, 32)}, 16) == "matmul" for k in traced)
+    # The real epoch's masks drawn ahead: steps x batch x units, booleans.
+    masks = EP.hlo_instructions(jax.jit(lambda k: jax.random.bernoulli(k, 0.5, (4, 16, 32)))
+                                .lower(jax.random.key(0)).compile().as_text())
+    assert "dropout masks ahead" in {EP.category(i, set(), 16) for i in masks.values()}
+    assert "dropout masks ahead" not in {EP.category(i, set(), 4) for i in masks.values()}
 
 
 def test_plateau_cuts_compare_first_cut_and_count_by_hand():

@@ -68,6 +68,46 @@ def test_a_partial_last_batch_is_trained_like_keras(data):
     assert int(state.step) == 2 * 5
 
 
+def test_dropout_masks_drawn_ahead_train_bit_for_bit_as_masks_drawn_in_the_step(monkeypatch,
+                                                                                data):
+    """Two members with different rates (one layer at 0), BatchNorm, a partial last batch: the
+    epoch that draws its masks before the loop over batches is another program with the same
+    numbers, epoch after epoch."""
+    from jaxmlp import epoch
+
+    runs = [tiny_run("a", epochs=2, batch_size=48, batch_norm=True, dropout=(0.5, 0.2)),
+            tiny_run("b", epochs=2, batch_size=48, batch_norm=True, dropout=(0.0, 0.3), seed=1)]
+
+    def two_epochs(ahead: bool):
+        monkeypatch.setattr(epoch, "masks_ahead_default", lambda mesh=None: ahead)
+        group = build_group(runs, data)
+        state, out = init_group(group), []
+        for _ in range(2):
+            state, record = group.step(state, data)
+            out.append(record)
+        hlo = group.step.lower(init_group(group), data).as_text()
+        return jax.tree.map(np.asarray, (state, out)), hlo
+
+    (ahead, ahead_hlo), (inline, inline_hlo) = two_epochs(True), two_epochs(False)
+    # 200 examples at batch 48: 4 full batches whose masks (4 x 48 x 16 per member) are drawn
+    # ahead; the last 8 examples draw theirs in their step, as every step does inline.
+    assert "4x48x16xi1" in ahead_hlo and "4x48x16xi1" not in inline_hlo
+    leaves_a, leaves_b = jax.tree.leaves(ahead), jax.tree.leaves(inline)
+    assert len(leaves_a) == len(leaves_b)
+    for a, b in zip(leaves_a, leaves_b):
+        assert np.array_equal(a, b)
+
+
+def test_masks_are_drawn_ahead_on_one_cpu_device_only():
+    from types import SimpleNamespace
+
+    from jaxmlp.epoch import masks_ahead_default
+    cpu = jax.default_backend() == "cpu"
+    assert masks_ahead_default() is cpu
+    assert masks_ahead_default(SimpleNamespace(size=1)) is cpu
+    assert masks_ahead_default(SimpleNamespace(size=2)) is False
+
+
 def test_fit_run_returns_the_restored_weights_its_scores_come_from(data):
     # EarlyStopping(restore_best_weights) at a large LR: the run stops after its best epoch, and
     # the state's params are the best epoch's (val loss = the best in history), not the last's.

@@ -108,6 +108,23 @@ def test_dropout_zeroes_about_the_rate_and_keeps_the_mean():
     np.testing.assert_array_equal(models.dropout(x, 0.0, jax.random.key(0)), x)
 
 
+def test_masks_drawn_apart_are_the_ones_apply_draws_from_the_key():
+    cfg = C.ModelConfig(hidden=(8, 6), dropout=(0.5, 0.25), input_dim=4, num_classes=3)
+    fns = models.build(cfg)
+    params, stats = fns.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (5, 4)) + 2
+    rates, key = jnp.array([0.5, 0.25]), jax.random.key(7)
+    masks = fns.masks(key, rates, 5)
+    assert [m.shape for m in masks] == [(5, 8), (5, 6)] and masks[0].dtype == jnp.bool_
+    assert 0 < int(masks[0].sum()) < 40  # some units kept, some dropped
+    a, _ = fns.apply(params, stats, x, train=True, dropout_rates=rates, key=key)
+    b, _ = fns.apply(params, stats, x, train=True, dropout_rates=rates, masks=masks)
+    np.testing.assert_array_equal(a, b)
+    other = fns.masks(jax.random.key(8), rates, 5)
+    c, _ = fns.apply(params, stats, x, train=True, dropout_rates=rates, masks=other)
+    assert not np.array_equal(a, c)
+
+
 def test_eval_mode_ignores_dropout():
     cfg = C.ModelConfig(hidden=(8,), dropout=0.5, input_dim=4, num_classes=3)
     fns = models.build(cfg)

@@ -341,7 +341,7 @@ def test_sweep_section_names_the_member_axis_only_when_the_record_does():
     assert "vectorizado (`vmap`)" in bench.sweep({**record, "member_axis": "vmap"})
 
 
-def test_epoch_floor_section_says_how_flops_were_counted_and_shows_the_first_layer_pair():
+def test_epoch_floor_section_says_how_flops_were_counted_and_shows_each_cpu_pair():
     from jaxmlp.report import bench
 
     old = _floor("2026-01-01T00:00:00Z", 1.0, 1.3, 1.0, 1.2, 0.9)
@@ -358,3 +358,10 @@ def test_epoch_floor_section_says_how_flops_were_counted_and_shows_the_first_lay
     assert "6 × pesos" not in text and "salvo la primera" in text
     assert "40\u00a0% de los FLOP" in text
     assert "| 128 | 0.800 | 0.900 | ×1.12 |" in text and "| 64 | 1.000 | 1.500 | ×1.50 |" in text
+    assert "Máscaras en cada paso" not in text  # a record without the masks pair
+    for r, inline in zip(new["rows"], (0.88, 1.1)):
+        r["masks_in_step"] = {"epoch_s": inline, "epochs_s": [inline],
+                              "speedup": inline / r["epoch_s"]}
+    text = bench.epoch_floor(new)
+    assert "Máscaras en cada paso" in text and "dos veces por unidad" in text
+    assert "| 128 | 0.800 | 0.880 | ×1.10 |" in text and "| 64 | 1.000 | 1.100 | ×1.10 |" in text

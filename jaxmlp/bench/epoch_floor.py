@@ -11,9 +11,11 @@ machine's measured f32 matmul GFLOP/s on the model's largest product (the best o
 before and after the epochs; on this kind of CPU it is the large-matmul peak of
 `jaxmlp.bench.roofline`), and `epoch/floor ratio (batch B): R` where floor = FLOPs / matmul rate:
 the epoch if every product ran at that rate and nothing else took any time. On the CPU it also
-times, interleaved, the same epoch with the first layer's kernel gradient x^T g formed as
-autodiff forms it (x read transposed by the product) instead of `models.data_matmul` (x^T laid
-out first): the before and after of that change, bit for bit the same training.
+times, interleaved, the same epoch with each of jaxmlp's CPU-specific choices undone alone
+(`CPU_ABLATIONS`; each trains bit for bit as ours): the first layer's kernel gradient x^T g
+formed as autodiff forms it (x read transposed by the product) instead of `models.data_matmul`
+(x^T laid out first), and the dropout masks drawn inside each train step instead of all before
+the loop over batches (`epoch.make_epoch`'s masks_ahead).
 
 `--keras` also times Keras 3 `fit` (JAX backend) on the same model (built from the same run
 definition by jaxmlp.bench.keras_replica), data and batch, in this process, interleaved with ours:
@@ -35,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import atomic, models, records
+from jaxmlp import atomic, epoch, models, records
 from jaxmlp import config as C
 from jaxmlp.bench import code_version, dot_flops, keras_replica
 from jaxmlp.epoch import Data
@@ -98,6 +100,23 @@ def plain_first_layer():
     """Build models whose first layer forms its kernel gradient as autodiff does (x read
     transposed by the product) instead of `models.data_matmul`: the before of that change."""
     return mock.patch.object(models, "first_layer_dot", jax.lax.dot_general)
+
+
+def masks_in_step():
+    """Build epochs that draw each step's dropout masks inside the step instead of all of them
+    before the loop over batches (`epoch.make_epoch`'s masks_ahead): the before of that change."""
+    return mock.patch.object(epoch, "masks_ahead_default", lambda mesh=None: False)
+
+
+# What jaxmlp does differently on the CPU, each undone alone: {row key: (context to build the
+# epoch in, what it then does)}. Each is timed beside ours, interleaved; each trains bit for bit
+# as ours does.
+CPU_ABLATIONS = {
+    "plain_first_layer": (plain_first_layer, "x read transposed by the first layer's kernel "
+                                             "gradient instead of x^T laid out first"),
+    "masks_in_step": (masks_in_step, "the dropout masks drawn inside each step instead of "
+                                     "before the loop"),
+}
 
 
 def best_rate(f, args, flops: float, *, blocks: int, seconds: float,
@@ -184,10 +203,10 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
         run = combined_run(b)
         before = matmul_gflops(b)
         sides = {"ours": jaxmlp_epochs([run], data)}
-        if cpu:
-            with plain_first_layer():
-                # Built here: its model (graphdef) keeps the plain product for every later call.
-                sides["plain"] = jaxmlp_epochs([run], data)
+        for name, (undone, _) in (CPU_ABLATIONS.items() if cpu else ()):
+            with undone():
+                # Built here: its program keeps the change undone for every later call.
+                sides[name] = jaxmlp_epochs([run], data)
         if keras_rounds:
             sides["keras"] = keras_epochs(run, data)
         times = {side: [] for side in sides}
@@ -201,10 +220,9 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
                "achieved_gflops": flops / t / 1e9, "matmul_gflops": rate,
                "floor_s": flops / (rate * 1e9), "ratio": t / (flops / (rate * 1e9)),
                "epochs_s": times["ours"]}
-        if cpu:
-            p = statistics.median(times["plain"])
-            row["plain_first_layer"] = {"epoch_s": p, "epochs_s": times["plain"],
-                                        "speedup": p / t}
+        for name in (CPU_ABLATIONS if cpu else ()):
+            p = statistics.median(times[name])
+            row[name] = {"epoch_s": p, "epochs_s": times[name], "speedup": p / t}
         if keras_rounds:
             k = statistics.median(times["keras"])
             row["keras"] = {"epoch_s": k, "epochs_s": times["keras"], "speedup": k / t,
@@ -246,11 +264,11 @@ def main(argv=None) -> int:
                   f"(median of {len(k['epochs_s'])}), jaxmlp {r['epoch_s']:.3f} s/epoch "
                   f"(median of {len(r['epochs_s'])})")
     for r in out["rows"]:
-        if "plain_first_layer" in r:
-            p = r["plain_first_layer"]
-            print(f"batch {r['batch']}: {r['epoch_s']:.3f} s/epoch with the first layer's x^T "
-                  f"laid out first (jaxmlp on the CPU), {p['epoch_s']:.3f} s with x read "
-                  f"transposed by the product (x{p['speedup']:.2f})")
+        for name, (_, what) in CPU_ABLATIONS.items():
+            if name in r:
+                p = r[name]
+                print(f"batch {r['batch']}: jaxmlp {r['epoch_s']:.3f} s/epoch; "
+                      f"{p['epoch_s']:.3f} s with {what} (x{p['speedup']:.2f})")
     for r in out["rows"]:
         print(f"epoch/floor ratio (batch {r['batch']}): {r['ratio']:.2f}")
     for r in out["rows"]:

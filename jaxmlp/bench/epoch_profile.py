@@ -12,6 +12,8 @@ output shape):
   optimizer's moments and the new weights; the gradient's L2 term is fused in);
 - reduction: a fusion that reduces (bias and BatchNorm gradients, losses, BatchNorm statistics);
 - batch elementwise: activations, BatchNorm, dropout masks (an output with the batch's rows);
+- dropout masks ahead: the masks of every full batch of the epoch, drawn before the loop over
+  batches (on the CPU; `jaxmlp.epoch.make_epoch`'s masks_ahead);
 - batch gather: the rows of the shuffled batch taken from the training set;
 - copy, sort (the epoch's permutation), loop (a while loop's own kernels) and other.
 Prints the table per batch size, the top instructions, and how much of the epoch's wall time
@@ -38,7 +40,7 @@ from jaxmlp.bench.epoch_floor import combined_run, synthetic_cifar
 from jaxmlp.group import build_group, init_group
 
 CATEGORIES = ("matmul", "parameter-sized update", "reduction", "batch elementwise",
-              "batch gather", "copy", "sort", "loop", "other")
+              "dropout masks ahead", "batch gather", "copy", "sort", "loop", "other")
 
 _INSTRUCTION = re.compile(r"^\s+(?:ROOT )?%([\w.\-]+) = (.*)$")
 _COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$")
@@ -95,6 +97,8 @@ def category(ins: dict, weight_shapes: set, batch: int) -> str:
         return "reduction"
     if op == "fusion" and dims in weight_shapes:
         return "parameter-sized update"
+    if ins["shape"].startswith("pred[") and len(dims) == 3 and dims[1] == batch:
+        return "dropout masks ahead"
     if dims and dims[0] == batch:
         return "batch elementwise"
     return "other"

@@ -56,6 +56,18 @@ def epoch_floor(b: dict) -> str:
                  "idéntico bit a bit:\n\n"
                  + markdown(["Batch", "xᵀ copiada antes (s)", "x leída traspuesta (s)",
                              "Ganancia"], rows, numeric=range(4)))
+    masks = [r for r in b.get("rows", []) if "masks_in_step" in r]
+    if masks:
+        rows = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r['masks_in_step']['epoch_s']:.3f}",
+                 f"×{r['masks_in_step']['speedup']:.2f}"] for r in masks]
+        text += ("\nLas máscaras de dropout: `jaxmlp` en la CPU sortea las de todos los pasos de "
+                 "la época antes del bucle de lotes, en un solo cálculo; sorteadas dentro de "
+                 "cada paso, XLA calcula el hash Threefry dos veces por unidad (en la pasada "
+                 "hacia delante y otra vez en la retropropagación, que necesita la máscara). "
+                 "Las mismas claves y los mismos bits: el entrenamiento es idéntico bit a bit. "
+                 "La misma época, alternada en el mismo proceso:\n\n"
+                 + markdown(["Batch", "Máscaras antes (s)", "Máscaras en cada paso (s)",
+                             "Ganancia"], rows, numeric=range(4)))
     keras = [r for r in b.get("rows", []) if "keras" in r]
     if keras:
         def spread(ts):
@@ -176,7 +188,8 @@ def keras_parity(b: dict) -> str:
 PROFILE_CATEGORIES = {
     "matmul": "productos de matrices", "parameter-sized update": "actualización de los pesos "
     "(Adam, del tamaño de cada peso)", "batch elementwise": "activaciones, BatchNorm y "
-    "dropout (del tamaño del batch)", "reduction": "reducciones (gradientes de sesgos y "
+    "dropout (del tamaño del batch)", "dropout masks ahead": "máscaras de dropout de la época, "
+    "sorteadas antes del bucle de lotes", "reduction": "reducciones (gradientes de sesgos y "
     "BatchNorm, pérdida, L2)", "batch gather": "lectura del batch barajado",
     "copy": "copias", "sort": "permutación de la época", "loop": "bucles", "other": "otras"}
 
