@@ -364,4 +364,9 @@ def test_epoch_floor_section_says_how_flops_were_counted_and_shows_each_cpu_pair
                               "speedup": inline / r["epoch_s"]}
     text = bench.epoch_floor(new)
     assert "Máscaras en cada paso" in text and "dos veces por unidad" in text
+    assert "(1 rondas;" in text  # a record without its repeats
+    new["repeats"] = 1
+    for r in new["rows"]:
+        r["keras"]["rounds"] = 15
+    assert "(15 rondas de 1 época por lado;" in bench.epoch_floor(new)
     assert "| 128 | 0.800 | 0.880 | ×1.10 |" in text and "| 64 | 1.000 | 1.100 | ×1.10 |" in text

@@ -1,7 +1,7 @@
 """Benchmark: epoch time of the TA8 combined model against this machine's matmul floor.
 
-    python -m jaxmlp.bench.epoch_floor [--batch 128 64] [--repeats 5] [--n 45000] [--keras]
-                                       [--json PATH]
+    python -m jaxmlp.bench.epoch_floor [--batch 128 64] [--rounds 15] [--repeats 1] [--n 45000]
+                                       [--keras] [--json PATH]
 
 The model is TA8's combined run as jaxmlp/experiments/ta8.py defines it. Prints, per batch
 size, the median epoch time after a warm-up epoch, examples/s, achieved GFLOP/s (the matrix
@@ -18,10 +18,13 @@ formed as autodiff forms it (x read transposed by the product) instead of `model
 the loop over batches (`epoch.make_epoch`'s masks_ahead).
 
 `--keras` also times Keras 3 `fit` (JAX backend) on the same model (built from the same run
-definition by jaxmlp.bench.keras_replica), data and batch, in this process, interleaved with ours:
-after a warm-up (compile) epoch on each side, `--rounds` rounds of `--repeats` epochs of ours then
-`--repeats` epochs of Keras, so that a slow minute of a shared machine falls on both sides. It
-prints `Keras/jaxmlp epoch time (batch B): R` from the medians of all the timed epochs.
+definition by jaxmlp.bench.keras_replica), data and batch, in this process, interleaved with ours.
+It prints `Keras/jaxmlp epoch time (batch B): R` from the medians of all the timed epochs.
+
+Every side (ours, each CPU choice undone, Keras) is compiled and warmed up by one epoch, then
+timed in `--rounds` rounds of `--repeats` epochs per side, the sides taking turns. The default,
+15 rounds of 1 epoch, lets a slow stretch of a shared machine (seconds long here) fall on every
+side alike rather than on one side's whole block; medians then drop it.
 """
 
 from __future__ import annotations
@@ -195,7 +198,7 @@ def keras_epochs(run: C.RunConfig, data: Data):
     return more
 
 
-def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
+def bench(batches, repeats: int, n: int, rounds: int = 1, keras: bool = False) -> dict:
     data = synthetic_cifar(n)
     cpu = jax.default_backend() == "cpu"  # where the first layer uses models.data_matmul
     rows = []
@@ -207,10 +210,10 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
             with undone():
                 # Built here: its program keeps the change undone for every later call.
                 sides[name] = jaxmlp_epochs([run], data)
-        if keras_rounds:
+        if keras:
             sides["keras"] = keras_epochs(run, data)
         times = {side: [] for side in sides}
-        for _ in range(keras_rounds or 1):  # interleaved, so a slow minute falls on every side
+        for _ in range(rounds):  # the sides take turns, so a slow stretch falls on every side
             for side, more in sides.items():
                 times[side] += more(repeats)
         t = statistics.median(times["ours"])
@@ -223,14 +226,14 @@ def bench(batches, repeats: int, n: int, keras_rounds: int = 0) -> dict:
         for name in (CPU_ABLATIONS if cpu else ()):
             p = statistics.median(times[name])
             row[name] = {"epoch_s": p, "epochs_s": times[name], "speedup": p / t}
-        if keras_rounds:
+        if keras:
             k = statistics.median(times["keras"])
             row["keras"] = {"epoch_s": k, "epochs_s": times["keras"], "speedup": k / t,
-                            "rounds": keras_rounds,
+                            "rounds": rounds,
                             "keras": keras_replica.import_keras().__version__}
         rows.append(row)
     return {"created": records.now(), "benchmark": "epoch_vs_floor", "n_train": n,
-            "repeats": repeats, "flop_count": FLOP_COUNT,
+            "repeats": repeats, "rounds": rounds, "flop_count": FLOP_COUNT,
             "environment": records.environment("solo"), "code": code_version(), "rows": rows}
 
 
@@ -238,18 +241,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.epoch_floor",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, nargs="+", default=[128, 64])
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1, help="epochs per side per round")
     p.add_argument("--n", type=int, default=45000, help="training examples per epoch")
     p.add_argument("--keras", action="store_true",
                    help="also time Keras 3 fit (JAX backend), interleaved with ours")
-    p.add_argument("--rounds", type=int, default=3, help="with --keras: interleaved rounds")
+    p.add_argument("--rounds", type=int, default=15,
+                   help="rounds in which every side times --repeats epochs in turn")
     p.add_argument("--json", help="also write the numbers to this JSON file")
     p.add_argument("--note", help="recorded with the numbers, e.g. what else ran on the machine")
     args = p.parse_args(argv)
     for name in ("repeats", "rounds", "n"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    out = bench(args.batch, args.repeats, args.n, args.rounds if args.keras else 0)
+    out = bench(args.batch, args.repeats, args.n, args.rounds, args.keras)
     if args.note:
         out["note"] = args.note
     env = out["environment"]

@@ -77,7 +77,9 @@ def epoch_floor(b: dict) -> str:
                 for r in keras]
         k = keras[0]["keras"]
         text += (f"\nEl mismo modelo, datos y batch con Keras {k['keras']} `fit` (backend JAX), "
-                 f"medido en el mismo proceso y alternado con el nuestro ({k['rounds']} rondas; "
+                 f"medido en el mismo proceso y alternado con el nuestro ({k['rounds']} rondas"
+                 + (f" de {b['repeats']} {'época' if b['repeats'] == 1 else 'épocas'} por lado"
+                    if b.get("repeats") else "") + "; "
                  "mediana de las épocas, entre paréntesis la más rápida y la más lenta):\n\n"
                  + markdown(["Batch", "jaxmlp (s)", "Keras (s)", "Keras / jaxmlp",
                              "Keras / mínimo"], rows, numeric=range(5)))
