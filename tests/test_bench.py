@@ -535,6 +535,20 @@ def test_roofline_epoch_row_from_a_step_options_record(tmp_path):
     assert out["flop_count"] == epoch_floor.FLOP_COUNT
 
 
+def test_sweep_bench_times_group_and_solo_interleaved(tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    assert sweep.main(["--n", "200", "--members", "1", "--solo", "2", "--rounds", "2",
+                       "--repeats", "1", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    g = r["group_vs_solo"]
+    assert g["members"] == 2 and g["rounds"] == 2
+    assert g["speedup"] == g["solo_epochs_s"] / g["group_epoch_s"] > 0
+    assert [row["members"] for row in r["scaling"]] == [1] and "keras" not in r
+    with pytest.raises(SystemExit) as e:
+        sweep.main(["--rounds", "0"])
+    assert e.value.code == 2 and "--rounds must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_sweep_record_shows_its_command_without_the_note_and_output_path():
     from jaxmlp.bench import sweep
 

@@ -338,6 +338,16 @@ def test_sweep_section_names_the_member_axis_only_when_the_record_does():
               "scaling": [{"members": 1, "epoch_s": 1.0, "per_member_s": 1.0}]}
     assert "lax.map" not in bench.sweep(record) and "vmap" not in bench.sweep(record)
     assert "`lax.map`" in bench.sweep({**record, "member_axis": "map"})
+    both = {"group_vs_solo": {"members": 4, "group_epoch_s": 6.0, "solo_epochs_s": 8.0,
+                              "speedup": 8 / 6},
+            "keras": {"jaxmlp_epoch_s": 1.5, "keras_epoch_s": 2.4, "speedup": 1.6}}
+    text = bench.sweep({**record, **both})
+    assert text.count("medidos uno después del otro, no alternados") == 2
+    for part in both.values():
+        part["rounds"] = 7
+    text = bench.sweep({**record, **both})
+    assert "×1.33; alternados época a época, mediana de 7 rondas" in text
+    assert "×1.60; alternados época a época, mediana de 7 rondas" in text
     assert "vectorizado (`vmap`)" in bench.sweep({**record, "member_axis": "vmap"})
 
 

@@ -86,6 +86,13 @@ def epoch_floor(b: dict) -> str:
     return text
 
 
+def interleaved(part: dict) -> str:
+    """How a comparison of the sweep bench was timed: newer records alternate the sides."""
+    if not part.get("rounds"):
+        return "; medidos uno después del otro, no alternados"
+    return f"; alternados época a época, mediana de {part['rounds']} rondas"
+
+
 def sweep(b: dict) -> str:
     rows = [[r["members"], f"{r['epoch_s']:.3f}", f"{r['per_member_s']:.3f}"]
             for r in b.get("scaling", [])]
@@ -100,11 +107,13 @@ def sweep(b: dict) -> str:
     if b.get("group_vs_solo"):
         g = b["group_vs_solo"]
         text += (f"\n{g['members']} runs en grupo: {g['group_epoch_s']:.2f} s por época; uno tras "
-                 f"otro: {g['solo_epochs_s']:.2f} s (×{g['speedup']:.2f}).\n")
+                 f"otro: {g['solo_epochs_s']:.2f} s (×{g['speedup']:.2f}"
+                 + interleaved(g) + ").\n")
     if b.get("keras"):
         k = b["keras"]
         text += (f"\nUna época de `jaxmlp`: {k['jaxmlp_epoch_s']:.2f} s; Keras 3 `fit` (backend "
-                 f"JAX): {k['keras_epoch_s']:.2f} s (×{k['speedup']:.2f}).\n")
+                 f"JAX): {k['keras_epoch_s']:.2f} s (×{k['speedup']:.2f}" + interleaved(k)
+                 + ").\n")
     if b.get("command"):
         text += f"\nOrden: `{b['command']}`.\n"
     return text
