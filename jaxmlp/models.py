@@ -199,7 +199,7 @@ class ModelFns(NamedTuple):
     """Pure functions over the model's split state (params, batch_stats as plain dicts)."""
 
     init: object  # key -> (params, batch_stats)
-    apply: object  # (params, batch_stats, x, train, dropout_rates, key) -> (logits, batch_stats)
+    apply: object  # (params, batch_stats, x, train, dropout_rates, key | masks) -> (logits, stats)
     loss: object  # (logits, labels) -> per-example cross-entropy (`cross_entropy`)
     masks: object  # (key, dropout_rates, batch) -> the hidden layers' dropout masks (a tuple)
 
