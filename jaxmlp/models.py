@@ -108,8 +108,10 @@ def bernoulli(key, p, shape):
 # transposed well below the rate of the same product on a row-major x^T, and at TA8's shapes
 # this one product is half the epoch's FLOPs. So on the CPU the first layer's product is
 # `data_matmul`, whose backward lays x^T out in memory first (the optimization barrier keeps XLA
-# from folding the transpose back into the product). The same products and sums: a TA8 epoch
-# trains bit for bit as before (tests/test_models.py). The copy pays for itself only on wide
+# from folding the transpose back into the product). The same products: TA8's combined model
+# trains bit for bit as before (tests/test_models.py), and so do all its runs but one; with a
+# narrow first layer (baseline, 3072 to 32 units) the CPU's dot rounds differently from the
+# second epoch on (its results were retrained with this code). The copy pays for itself only on wide
 # inputs: `python -m jaxmlp.bench.first_layer` times an epoch both ways by input width (slower
 # at Fashion-MNIST's 784 features, faster from 1024 on), hence LAID_OUT_MIN_FEATURES;
 # `python -m jaxmlp.bench.epoch_floor` records the pair for TA8's model.

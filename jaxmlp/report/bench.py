@@ -52,8 +52,9 @@ def epoch_floor(b: dict) -> str:
                  f"{100 * share:.0f}\u00a0% de los FLOP de la época. La misma época, alternada "
                  "en el mismo proceso, con ese producto como lo calcula `jaxmlp` en la CPU (xᵀ "
                  "copiada antes en memoria, `models.data_matmul`) y como lo forma la "
-                 "diferenciación automática (el producto lee x traspuesta); el entrenamiento es "
-                 "idéntico bit a bit:\n\n"
+                 "diferenciación automática (el producto lee x traspuesta); con este modelo el "
+                 "entrenamiento es idéntico bit a bit (con la primera capa de 32 unidades de "
+                 "baseline, no: el `dot` redondea distinto):\n\n"
                  + markdown(["Batch", "xᵀ copiada antes (s)", "x leída traspuesta (s)",
                              "Ganancia"], rows, numeric=range(4)))
     masks = [r for r in b.get("rows", []) if "masks_in_step" in r]
