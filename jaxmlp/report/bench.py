@@ -34,6 +34,14 @@ def flop_count(b: dict) -> str:
     return EXECUTED if b.get("flop_count") else TEXTBOOK
 
 
+def undone_table(rows: list, key: str, ours: str, undone: str) -> str:
+    """An epoch_floor record's epoch beside the same epoch with one CPU choice undone (`key`,
+    jaxmlp.bench.epoch_floor.CPU_ABLATIONS), batch by batch."""
+    return markdown(["Batch", ours, undone, "Ganancia"],
+                    [[r["batch"], f"{r['epoch_s']:.3f}", f"{r[key]['epoch_s']:.3f}",
+                      f"×{r[key]['speedup']:.2f}"] for r in rows], numeric=range(4))
+
+
 def epoch_floor(b: dict) -> str:
     rows = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r['examples_per_s']:,.0f}",
              f"{r['floor_s']:.3f}", f"{r['ratio']:.2f}"] for r in b.get("rows", [])]
@@ -46,8 +54,6 @@ def epoch_floor(b: dict) -> str:
     plain = [r for r in b.get("rows", []) if "plain_first_layer" in r]
     if plain:
         share = 2 * 3072 * 256 * b["n_train"] / (plain[0]["epoch_gflop"] * 1e9)
-        rows = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r['plain_first_layer']['epoch_s']:.3f}",
-                 f"×{r['plain_first_layer']['speedup']:.2f}"] for r in plain]
         text += ("\nEl gradiente de los pesos de la primera capa, xᵀ·g, es el "
                  f"{100 * share:.0f}\u00a0% de los FLOP de la época. La misma época, alternada "
                  "en el mismo proceso, con ese producto como lo calcula `jaxmlp` en la CPU (xᵀ "
@@ -55,20 +61,18 @@ def epoch_floor(b: dict) -> str:
                  "diferenciación automática (el producto lee x traspuesta); con este modelo el "
                  "entrenamiento es idéntico bit a bit (con la primera capa de 32 unidades de "
                  "baseline, no: el `dot` redondea distinto):\n\n"
-                 + markdown(["Batch", "xᵀ copiada antes (s)", "x leída traspuesta (s)",
-                             "Ganancia"], rows, numeric=range(4)))
+                 + undone_table(plain, "plain_first_layer", "xᵀ copiada antes (s)",
+                                "x leída traspuesta (s)"))
     masks = [r for r in b.get("rows", []) if "masks_in_step" in r]
     if masks:
-        rows = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r['masks_in_step']['epoch_s']:.3f}",
-                 f"×{r['masks_in_step']['speedup']:.2f}"] for r in masks]
         text += ("\nLas máscaras de dropout: `jaxmlp` en la CPU sortea las de todos los pasos de "
                  "la época antes del bucle de lotes, en un solo cálculo; sorteadas dentro de "
                  "cada paso, XLA calcula el hash Threefry dos veces por unidad (en la pasada "
                  "hacia delante y otra vez en la retropropagación, que necesita la máscara). "
                  "Las mismas claves y los mismos bits: el entrenamiento es idéntico bit a bit. "
                  "La misma época, alternada en el mismo proceso:\n\n"
-                 + markdown(["Batch", "Máscaras antes (s)", "Máscaras en cada paso (s)",
-                             "Ganancia"], rows, numeric=range(4)))
+                 + undone_table(masks, "masks_in_step", "Máscaras antes (s)",
+                                "Máscaras en cada paso (s)"))
     keras = [r for r in b.get("rows", []) if "keras" in r]
     if keras:
         def spread(ts):
