@@ -115,6 +115,13 @@ def bernoulli(key, p, shape):
 # inputs: `python -m jaxmlp.bench.first_layer` times an epoch both ways by input width (slower
 # at Fashion-MNIST's 784 features, faster from 1024 on), hence LAID_OUT_MIN_FEATURES;
 # `python -m jaxmlp.bench.epoch_floor` records the pair for TA8's model.
+# Tried and dropped: the epoch gathering x^T straight from the training set (a gather whose
+# offset dimension comes first) instead of transposing the gathered x. Unguarded, XLA rewrites
+# it into a gather plus a transpose that the product reads transposed (the slow case above);
+# behind an optimization barrier it becomes one loop fusion that reads a column of the batch
+# at a time, 0.41 s per TA8 epoch at batch 128 where gather + transpose take 0.04 + 0.06 s
+# (`python -m jaxmlp.bench.epoch_profile` on a scratch build, 2026-11-28; the numbers were bit
+# for bit the same, the time was not).
 
 LAID_OUT_MIN_FEATURES = 1024
 
