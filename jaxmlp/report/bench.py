@@ -34,12 +34,44 @@ def flop_count(b: dict) -> str:
     return EXECUTED if b.get("flop_count") else TEXTBOOK
 
 
-def undone_table(rows: list, key: str, ours: str, undone: str) -> str:
+def undone_table(b: dict, rows: list, key: str, ours: str, undone: str) -> str:
     """An epoch_floor record's epoch beside the same epoch with one CPU choice undone (`key`,
-    jaxmlp.bench.epoch_floor.CPU_ABLATIONS), batch by batch."""
-    return markdown(["Batch", ours, undone, "Ganancia"],
-                    [[r["batch"], f"{r['epoch_s']:.3f}", f"{r[key]['epoch_s']:.3f}",
-                      f"×{r[key]['speedup']:.2f}"] for r in rows], numeric=range(4))
+    jaxmlp.bench.epoch_floor.CPU_ABLATIONS), batch by batch, with the gain round by round."""
+    table = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r[key]['epoch_s']:.3f}",
+              f"×{r[key]['speedup']:.2f}",
+              by_round(round_ratios(b, r.get("epochs_s"), r[key].get("epochs_s")))]
+             for r in rows]
+    return markdown(*without_empty(["Batch", ours, undone, "Ganancia", "Por ronda"], table))
+
+
+def without_empty(header: list, rows: list) -> tuple[list, list, range]:
+    """(header, rows, numeric) for `markdown`, less the last column where no row has a value."""
+    if rows and all(r[-1] == "—" for r in rows):
+        header, rows = header[:-1], [r[:-1] for r in rows]
+    return header, rows, range(len(header))
+
+
+def round_ratios(b: dict, ours: list | None, other: list | None) -> list[float] | None:
+    """other / ours round by round, for two sides of an epoch_floor record `b` timed in
+    alternating rounds of one epoch per side (a slow stretch of the machine then falls on both
+    sides of a round); None for older records (blocks of epochs, or too few rounds)."""
+    if (b.get("repeats") != 1 or not ours or not other or len(ours) != len(other)
+            or len(ours) < 4):
+        return None
+    return [t / o for o, t in zip(ours, other)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    return float(q1), float(q2), float(q3)
+
+
+def by_round(ratios: list[float] | None) -> str:
+    """'×median (×q1–×q3)' of per-round ratios, '—' where the record has none."""
+    if ratios is None:
+        return "—"
+    q1, q2, q3 = quartiles(ratios)
+    return f"×{q2:.2f} (×{q1:.2f}–×{q3:.2f})"
 
 
 def epoch_floor(b: dict) -> str:
@@ -51,6 +83,12 @@ def epoch_floor(b: dict) -> str:
             + (f"; {gflop:.1f} GFLOP por época" if gflop else "") + ".\n\n"
             + markdown(["Batch", "Época (s)", "Ejemplos/s", "Mínimo (s)", "Época / mínimo"],
                        rows, numeric=range(5)))
+    if b.get("repeats") == 1:
+        text += ("\nLas tablas que siguen comparan dos lados medidos en rondas alternadas, una "
+                 "época por lado y ronda. «Por ronda» es el cociente entre los dos lados dentro "
+                 "de cada ronda: su mediana y, entre paréntesis, sus cuartiles (la mitad de las "
+                 "rondas cae entre ellos). Una racha lenta de la máquina afecta a los dos lados "
+                 "de una ronda.\n")
     plain = [r for r in b.get("rows", []) if "plain_first_layer" in r]
     if plain:
         share = 2 * 3072 * 256 * b["n_train"] / (plain[0]["epoch_gflop"] * 1e9)
@@ -61,7 +99,7 @@ def epoch_floor(b: dict) -> str:
                  "diferenciación automática (el producto lee x traspuesta); con este modelo el "
                  "entrenamiento es idéntico bit a bit (con la primera capa de 32 unidades de "
                  "baseline, no: el `dot` redondea distinto):\n\n"
-                 + undone_table(plain, "plain_first_layer", "xᵀ copiada antes (s)",
+                 + undone_table(b, plain, "plain_first_layer", "xᵀ copiada antes (s)",
                                 "x leída traspuesta (s)"))
     masks = [r for r in b.get("rows", []) if "masks_in_step" in r]
     if masks:
@@ -71,14 +109,15 @@ def epoch_floor(b: dict) -> str:
                  "hacia delante y otra vez en la retropropagación, que necesita la máscara). "
                  "Las mismas claves y los mismos bits: el entrenamiento es idéntico bit a bit. "
                  "La misma época, alternada en el mismo proceso:\n\n"
-                 + undone_table(masks, "masks_in_step", "Máscaras antes (s)",
+                 + undone_table(b, masks, "masks_in_step", "Máscaras antes (s)",
                                 "Máscaras en cada paso (s)"))
     keras = [r for r in b.get("rows", []) if "keras" in r]
     if keras:
         def spread(ts):
             return f"{np.median(ts):.3f} ({min(ts):.3f}–{max(ts):.3f})"
         rows = [[r["batch"], spread(r["epochs_s"]), spread(r["keras"]["epochs_s"]),
-                 f"×{r['keras']['speedup']:.2f}", f"{r['keras']['epoch_s'] / r['floor_s']:.2f}"]
+                 f"{r['keras']['epoch_s'] / r['floor_s']:.2f}", f"×{r['keras']['speedup']:.2f}",
+                 by_round(round_ratios(b, r["epochs_s"], r["keras"]["epochs_s"]))]
                 for r in keras]
         k = keras[0]["keras"]
         text += (f"\nEl mismo modelo, datos y batch con Keras {k['keras']} `fit` (backend JAX), "
@@ -86,8 +125,8 @@ def epoch_floor(b: dict) -> str:
                  + (f" de {b['repeats']} {'época' if b['repeats'] == 1 else 'épocas'} por lado"
                     if b.get("repeats") else "") + "; "
                  "mediana de las épocas, entre paréntesis la más rápida y la más lenta):\n\n"
-                 + markdown(["Batch", "jaxmlp (s)", "Keras (s)", "Keras / jaxmlp",
-                             "Keras / mínimo"], rows, numeric=range(5)))
+                 + markdown(*without_empty(["Batch", "jaxmlp (s)", "Keras (s)", "Keras / mínimo",
+                                            "Keras / jaxmlp", "Por ronda"], rows)))
     return text
 
 
@@ -343,9 +382,15 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
     by_batch = {r["batch"]: r for r in cpu[2]["rows"]} if cpu else {}
     for batch in (64, 128):
         keras = by_batch.get(batch, {}).get("keras")
+        ratios = keras and round_ratios(cpu[2], by_batch[batch]["epochs_s"],
+                                        keras.get("epochs_s"))
+        shown, met = keras and f"×{keras['speedup']:.2f}", keras and keras["speedup"] >= KERAS_GOAL
+        if ratios:  # met only if three rounds in four reach the goal (see the page's note)
+            q1, _, q3 = quartiles(ratios)
+            shown += f" (por ronda, cuartiles ×{q1:.2f}–×{q3:.2f})"
+            met = met and q1 >= KERAS_GOAL
         rows.append(row(f"CPU: Keras 3 `fit` / jaxmlp, batch {batch} (mismo proceso)",
-                        f"≥\u00a0×{KERAS_GOAL}", keras and f"×{keras['speedup']:.2f}", cpu,
-                        keras and keras["speedup"] >= KERAS_GOAL))
+                        f"≥\u00a0×{KERAS_GOAL}", shown, cpu, met))
     ratio = by_batch.get(128, {}).get("ratio")
     rows.append(row("CPU: época / mínimo de la máquina, batch 128", f"≤\u00a0{FLOOR_GOAL:.2f}",
                     ratio and f"{ratio:.3f}", cpu, ratio and ratio <= FLOOR_GOAL))
