@@ -555,3 +555,13 @@ def test_sweep_record_shows_its_command_without_the_note_and_output_path():
     assert sweep.command(["--members", "1", "2", "--note", "quiet machine", "--json", "o.json",
                           "--keras", "--note=x", "--json=y"]) == (
         "python -m jaxmlp.bench.sweep --members 1 2 --keras")
+
+
+def test_epoch_floor_prints_the_ratio_round_by_round_only_for_alternating_rounds():
+    record = {"repeats": 1}
+    # Rounds: 1.2, 1.3, 1.1, 1.3 -> median 1.25, quartiles 1.175 and 1.3.
+    ours, other = [1.0, 2.0, 1.0, 1.0], [1.2, 2.6, 1.1, 1.3]
+    assert epoch_floor.per_round(record, ours, other) == (
+        "; per round: median 1.25 (quartiles 1.18-1.30)")
+    assert epoch_floor.per_round({"repeats": 3}, ours, other) == ""  # blocks, not rounds
+    assert epoch_floor.per_round(record, ours[:3], other[:3]) == ""  # too few rounds

@@ -14,6 +14,8 @@ import math
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 
 def code_version() -> str | None:
     """The commit this package's checkout is at (`git describe --always --dirty`), recorded with
@@ -27,6 +29,22 @@ def code_version() -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() or None
+
+
+def round_ratios(b: dict, ours: list | None, other: list | None) -> list[float] | None:
+    """other / ours round by round, for two sides of an epoch_floor record `b` timed in
+    alternating rounds of one epoch per side (a slow stretch of the machine then falls on both
+    sides of a round); None for older records (blocks of epochs, or too few rounds)."""
+    if (b.get("repeats") != 1 or not ours or not other or len(ours) != len(other)
+            or len(ours) < 4):
+        return None
+    return [t / o for o, t in zip(ours, other)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(lower quartile, median, upper quartile) of `values` (numpy's linear interpolation)."""
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    return float(q1), float(q2), float(q3)
 
 
 def dot_flops(jaxpr) -> float:

@@ -19,7 +19,9 @@ the loop over batches (`epoch.make_epoch`'s masks_ahead).
 
 `--keras` also times Keras 3 `fit` (JAX backend) on the same model (built from the same run
 definition by jaxmlp.bench.keras_replica), data and batch, in this process, interleaved with ours.
-It prints `Keras/jaxmlp epoch time (batch B): R` from the medians of all the timed epochs.
+It prints `Keras/jaxmlp epoch time (batch B): R` from the medians of all the timed epochs, and
+with rounds of one epoch per side, the same ratio within each round: its median and quartiles
+(a slow stretch of the machine falls on both sides of a round).
 
 Every side (ours, each CPU choice undone, Keras) is compiled and warmed up by one epoch, then
 timed in `--rounds` rounds of `--repeats` epochs per side, the sides taking turns. The default,
@@ -42,7 +44,7 @@ import numpy as np
 
 from jaxmlp import atomic, epoch, models, records
 from jaxmlp import config as C
-from jaxmlp.bench import code_version, dot_flops, keras_replica
+from jaxmlp.bench import code_version, dot_flops, keras_replica, quartiles, round_ratios
 from jaxmlp.epoch import Data
 from jaxmlp.experiments import ta8
 from jaxmlp.group import build_group, init_group
@@ -237,6 +239,16 @@ def bench(batches, repeats: int, n: int, rounds: int = 1, keras: bool = False) -
             "environment": records.environment("solo"), "code": code_version(), "rows": rows}
 
 
+def per_round(record: dict, ours: list, other: list) -> str:
+    """'; per round: median M (quartiles Q1-Q3)' of other/ours within each alternating round
+    (`jaxmlp.bench.round_ratios`), or '' where the record has no such rounds."""
+    ratios = round_ratios(record, ours, other)
+    if ratios is None:
+        return ""
+    q1, q2, q3 = quartiles(ratios)
+    return f"; per round: median {q2:.2f} (quartiles {q1:.2f}-{q3:.2f})"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.epoch_floor",
                                 description=__doc__.split("\n")[0])
@@ -272,12 +284,14 @@ def main(argv=None) -> int:
             if name in r:
                 p = r[name]
                 print(f"batch {r['batch']}: jaxmlp {r['epoch_s']:.3f} s/epoch; "
-                      f"{p['epoch_s']:.3f} s with {what} (x{p['speedup']:.2f})")
+                      f"{p['epoch_s']:.3f} s with {what} (x{p['speedup']:.2f}"
+                      f"{per_round(out, r['epochs_s'], p['epochs_s'])})")
     for r in out["rows"]:
         print(f"epoch/floor ratio (batch {r['batch']}): {r['ratio']:.2f}")
     for r in out["rows"]:
         if "keras" in r:
-            print(f"Keras/jaxmlp epoch time (batch {r['batch']}): {r['keras']['speedup']:.2f}")
+            print(f"Keras/jaxmlp epoch time (batch {r['batch']}): {r['keras']['speedup']:.2f}"
+                  + per_round(out, r["epochs_s"], r["keras"]["epochs_s"]))
     if args.json:
         atomic.write_json(args.json, out)
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxmlp.bench import quartiles, round_ratios
 from jaxmlp.report.compare import pm
 from jaxmlp.report.tables import markdown
 
@@ -49,21 +50,6 @@ def without_empty(header: list, rows: list) -> tuple[list, list, range]:
     if rows and all(r[-1] == "—" for r in rows):
         header, rows = header[:-1], [r[:-1] for r in rows]
     return header, rows, range(len(header))
-
-
-def round_ratios(b: dict, ours: list | None, other: list | None) -> list[float] | None:
-    """other / ours round by round, for two sides of an epoch_floor record `b` timed in
-    alternating rounds of one epoch per side (a slow stretch of the machine then falls on both
-    sides of a round); None for older records (blocks of epochs, or too few rounds)."""
-    if (b.get("repeats") != 1 or not ours or not other or len(ours) != len(other)
-            or len(ours) < 4):
-        return None
-    return [t / o for o, t in zip(ours, other)]
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, q2, q3 = np.percentile(values, [25, 50, 75])
-    return float(q1), float(q2), float(q3)
 
 
 def by_round(ratios: list[float] | None) -> str:
