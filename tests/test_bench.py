@@ -509,6 +509,62 @@ def test_step_options_times_each_variant_in_its_own_process_and_records_failures
     assert "bad" in proc.stdout and "ERROR" in proc.stdout
 
 
+def test_step_options_interleaved_compares_bit_for_bit_and_alternates_rounds(tmp_path, capsys):
+    from jaxmlp.bench import step_options
+
+    assert step_options.compile_options(
+        "--xla_a=true --xla_b=512 --xla_c=X_DOT,X_REDUCE --xla_d=False") == {
+        "xla_a": True, "xla_b": 512, "xla_c": "X_DOT,X_REDUCE", "xla_d": False}
+    with pytest.raises(SystemExit, match="--name=value"):
+        step_options.compile_options("--xla_flag_without_value")
+    with pytest.raises(SystemExit, match="--rounds 0: must be at least 1"):
+        step_options.main(["--rounds", "0"])
+    out = tmp_path / "so.json"
+    assert step_options.main([
+        "--members", "1", "--batch", "64", "--n-train", "256", "--rounds", "4",
+        "--variant", "default:1:", "--variant", "unrolled:2:",
+        "--variant", "regions:1:--xla_cpu_copy_insertion_use_region_analysis=true",
+        "--variant", "unknown:1:--xla_no_such_option_exists=1", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["rounds"] == 4 and record["repeats"] == 1 and record["batch"] == 64
+    rows = {v["name"]: v for v in record["variants"]}
+    assert "No such compile option" in rows["unknown"]["error"]
+    for name in ("default", "unrolled", "regions"):
+        r = rows[name]
+        assert len(r["epoch_times_s"]) == 4 and r["compile_s"] > 0
+        assert r["epoch_s"] == np.median(r["epoch_times_s"]) and r["equal_to"] == "default"
+        assert math.isclose(r["step_us"], r["epoch_s"] / (256 / 64) * 1e6)
+    assert rows["default"]["equal"]
+    # copies placed otherwise: the same arithmetic, so the same bits
+    assert rows["regions"]["equal"]
+    printed = capsys.readouterr().out
+    assert "unknown" in printed and "ERROR" in printed and "bit for bit = default" in printed
+
+
+def test_step_options_interleaved_sees_a_variant_that_changes_the_numbers(tmp_path):
+    """The bit-for-bit column can say no: a model with another L2 coefficient is no variant of
+    the same computation, and the comparison must catch it."""
+    from jaxmlp.bench import epoch_floor as ef
+    from jaxmlp.bench import step_options
+
+    real = ef.combined_run
+    calls = []
+
+    def varied(batch, epochs=1000):
+        run = real(batch, epochs)
+        calls.append(run)
+        if len(calls) == 2:  # the second variant's group
+            run = dataclasses.replace(run, model=dataclasses.replace(run.model, l2=0.5))
+        return run
+
+    import unittest.mock as mock
+
+    variants = [step_options.parse_variant("a:1:"), step_options.parse_variant("b:1:")]
+    with mock.patch.object(ef, "combined_run", varied):
+        rows = step_options.interleaved(variants, 1, 64, 256, 1)
+    assert rows[0]["equal"] and not rows[1]["equal"]
+
+
 def test_roofline_epoch_row_from_a_step_options_record(tmp_path):
     peak = {"benchmark": "roofline", "peak_tflops": {"float32_training_precision": 100.0},
             "environment": {"device": "Toy"}, "epoch": [{"members": 1, "epoch_s": 9.0}],

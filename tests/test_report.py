@@ -240,6 +240,40 @@ def test_step_options_section_compares_each_variant_with_the_default():
     assert "- `broken`: `XLA_FLAGS=--x` — sin resultado (aborted)" in text
 
 
+def test_step_options_interleaved_section_reads_each_variant_round_by_round():
+    from jaxmlp.report import bench
+
+    base = [1.0, 2.0, 1.0, 1.0, 1.0]  # a slow second round falls on every variant
+    record = {"members": 1, "batch": 128, "n_train": 45000, "rounds": 5, "repeats": 1,
+              "variants": [
+                  {"name": "default", "unroll": 1, "xla_flags": "", "compile_s": 5.0,
+                   "epoch_s": 1.0, "step_us": 2844.4, "epoch_times_s": base,
+                   "equal_to": "default", "equal": True},
+                  # 0.9 of default in every round: faster, but other numbers
+                  {"name": "fast", "unroll": 1, "xla_flags": "--xla_a=1", "compile_s": 6.0,
+                   "epoch_s": 0.9, "step_us": 2560.0, "epoch_times_s": [0.9 * t for t in base],
+                   "equal_to": "default", "equal": False},
+                  # rounds 1.2, 1.0 (2/2), 0.8, 1.0, 1.0: no faster in three rounds in four
+                  {"name": "same", "unroll": 1, "xla_flags": "--xla_b=true", "compile_s": 7.0,
+                   "epoch_s": 1.0, "step_us": 2844.4, "epoch_times_s": [1.2, 2.0, 0.8, 1.0, 1.0],
+                   "equal_to": "default", "equal": True},
+                  {"name": "unknown", "unroll": 1, "xla_flags": "--xla_c=2",
+                   "error": "No such compile option"}]}
+    text = bench.step_options(record)
+    assert "Un run del modelo combinado de TA8 (batch 128" in text
+    assert "--rounds 5" in text and "5 rondas alternadas" in text
+    assert "| Por ronda | Igual bit a bit |" in text
+    assert "| default | 5.0 | 1.0000 | 2844 | ×1.00 | — | referencia |" in text
+    assert "| fast | 6.0 | 0.9000 | 2560 | ×0.90 | ×0.90 (×0.90–×0.90) | no |" in text
+    assert "| same | 7.0 | 1.0000 | 2844 | ×1.00 | ×1.00 (×1.00–×1.00) | sí |" in text
+    assert "tres de cada cuatro rondas" in text and "`fast` (distinta bit a bit)" in text
+    assert "`same` (" not in text
+    assert "- `fast`: opción de compilación `--xla_a=1`" in text
+    assert "- `unknown`: opción de compilación `--xla_c=2` — sin resultado (No such" in text
+    slower = dict(record, variants=[record["variants"][0], record["variants"][2]])
+    assert "Ninguna variante es más rápida que `default`" in bench.step_options(slower)
+
+
 # --- the bench page: goals, machines, superseded records ------------------------------------
 
 def _env(platform, device):

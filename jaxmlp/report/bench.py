@@ -255,21 +255,55 @@ def epoch_profile(b: dict) -> str:
 
 
 def step_options(b: dict) -> str:
-    """bench.step_options: one group's compile and epoch time under XLA options and unrolling."""
+    """bench.step_options: one group's compile and epoch time under XLA options and unrolling;
+    with `rounds`, all in one process, alternated round by round and compared bit for bit."""
     ok = [v for v in b["variants"] if "error" not in v]
     base = next((v for v in ok if v["name"] == "default"), None)
-    rows = [[v["name"], f"{v['compile_s']:.1f}", f"{v['epoch_s']:.4f}", f"{v['step_us']:.0f}",
-             f"×{v['epoch_s'] / base['epoch_s']:.2f}" if base else "—"] for v in ok]
-    text = (f"Un grupo de {b['members']} miembros del modelo combinado de TA8 (batch "
-            f"{b['batch']}, {b['n_train']:,} ejemplos sintéticos), compilado de varias maneras "
-            "(`python -m jaxmlp.bench.step_options`; cada variante en su propio proceso): "
-            "compilación XLA del paso, y la mediana de 3 épocas.\n\n"
-            + markdown(["Variante", "Compilación (s)", "Época (s)", "Paso (µs)",
-                        "Época / por defecto"], rows, numeric=(1, 2, 3, 4)))
+    rounds = b.get("rounds")
+    who = ("Un run" if b["members"] == 1 else f"Un grupo de {b['members']} miembros")
+    ratios = {v["name"]: round_ratios(b, base["epoch_times_s"], v["epoch_times_s"])
+              for v in ok if rounds and base and v is not base}
+    rows = []
+    for v in ok:
+        row = [v["name"], f"{v['compile_s']:.1f}", f"{v['epoch_s']:.4f}", f"{v['step_us']:.0f}",
+               f"×{v['epoch_s'] / base['epoch_s']:.2f}" if base else "—"]
+        if rounds:
+            row += [by_round(ratios.get(v["name"])),
+                    "referencia" if v["name"] == v["equal_to"] else "sí" if v["equal"] else "no"]
+        rows.append(row)
+    header = ["Variante", "Compilación (s)", "Época (s)", "Paso (µs)", "Época / por defecto"]
+    if rounds:
+        text = (f"{who} del modelo combinado de TA8 (batch {b['batch']}, {b['n_train']:,} "
+                "ejemplos sintéticos), compilado de varias maneras en un mismo proceso "
+                f"(`python -m jaxmlp.bench.step_options --rounds {rounds}`). Cada variante "
+                "parte del mismo estado inicial y su primera época se compara, hoja a hoja, con "
+                "la de la variante de referencia («Igual bit a bit»: si la opción cambia los "
+                f"números). Después, {rounds} rondas alternadas de una época por variante: la "
+                "época es la mediana, y «Por ronda», la época de la variante entre la de "
+                "`default` dentro de cada ronda (mediana y cuartiles; por debajo de ×1.00, más "
+                "rápida).\n\n"
+                + markdown(header + ["Por ronda", "Igual bit a bit"], rows,
+                           numeric=(1, 2, 3, 4, 5)))
+        faster = [v for v in ok if ratios.get(v["name"]) and quartiles(ratios[v["name"]])[2] < 1]
+        text += ("\n" + ("Más rápidas que `default` en tres de cada cuatro rondas (cuartil "
+                         "superior de «Por ronda» por debajo de ×1.00): " + ", ".join(
+                             f"`{v['name']}` ({'igual' if v['equal'] else 'distinta'} bit a "
+                             "bit)" for v in faster) if faster else
+                         "Ninguna variante es más rápida que `default` en tres de cada cuatro "
+                         "rondas (el cuartil superior de «Por ronda» no baja de ×1.00).")
+                 + "\n")
+    else:
+        text = (f"{who} del modelo combinado de TA8 (batch {b['batch']}, {b['n_train']:,} "
+                "ejemplos sintéticos), compilado de varias maneras "
+                "(`python -m jaxmlp.bench.step_options`; cada variante en su propio proceso): "
+                "compilación XLA del paso, y la mediana de 3 épocas.\n\n"
+                + markdown(header, rows, numeric=(1, 2, 3, 4)))
     how = []
     for v in b["variants"]:
+        flags = ((f"opción de compilación `{v['xla_flags']}`" if rounds
+                  else f"`XLA_FLAGS={v['xla_flags']}`") if v["xla_flags"] else None)
         parts = ([f"`--unroll {v['unroll']}`"] if v["unroll"] > 1 else []) + (
-            [f"`XLA_FLAGS={v['xla_flags']}`"] if v["xla_flags"] else [])
+            [flags] if flags else [])
         how.append(f"- `{v['name']}`: {' y '.join(parts) or 'sin cambios'}"
                    + (f" — sin resultado ({v['error']})" if "error" in v else ""))
     text += "\nLas variantes:\n\n" + "\n".join(how) + "\n"
