@@ -524,8 +524,10 @@ def test_step_options_interleaved_compares_bit_for_bit_and_alternates_rounds(tmp
         "--members", "1", "--batch", "64", "--n-train", "256", "--rounds", "4",
         "--variant", "default:1:", "--variant", "unrolled:2:",
         "--variant", "regions:1:--xla_cpu_copy_insertion_use_region_analysis=true",
-        "--variant", "unknown:1:--xla_no_such_option_exists=1", "--json", str(out)]) == 0
+        "--variant", "unknown:1:--xla_no_such_option_exists=1", "--json", str(out),
+        "--note", "tests running"]) == 0
     record = json.loads(out.read_text())
+    assert record["note"] == "tests running"
     assert record["rounds"] == 4 and record["repeats"] == 1 and record["batch"] == 64
     rows = {v["name"]: v for v in record["variants"]}
     assert "No such compile option" in rows["unknown"]["error"]

@@ -198,6 +198,7 @@ def main(argv=None) -> int:
                         "of one epoch each (flags as XLA compile options)")
     p.add_argument("--timeout", type=float, default=180, help="seconds per variant")
     p.add_argument("--json")
+    p.add_argument("--note", help="recorded with the numbers, e.g. what else ran on the machine")
     p.add_argument("--one", nargs=4, type=int, help=argparse.SUPPRESS)  # members unroll n batch
     args = p.parse_args(argv)
     if args.one:
@@ -241,6 +242,8 @@ def main(argv=None) -> int:
             "batch": args.batch, "model": "TA8 combined (256-128-64, BN, dropout, L2, Adam)",
             "created": records.now(), "environment": records.environment("group"),
             "code": code_version(), "variants": rows}
+        if args.note:
+            record["note"] = args.note
         if args.rounds:  # one epoch per variant and round (the epoch_floor records' repeats)
             record.update(rounds=args.rounds, repeats=1)
         atomic.write_json(args.json, record)
