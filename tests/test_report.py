@@ -263,9 +263,10 @@ def test_step_options_interleaved_section_reads_each_variant_round_by_round():
     assert "Un run del modelo combinado de TA8 (batch 128" in text
     assert "--rounds 5" in text and "5 rondas alternadas" in text
     assert "| Por ronda | Igual bit a bit |" in text
-    assert "| default | 5.0 | 1.0000 | 2844 | ×1.00 | — | referencia |" in text
-    assert "| fast | 6.0 | 0.9000 | 2560 | ×0.90 | ×0.90 (×0.90–×0.90) | no |" in text
-    assert "| same | 7.0 | 1.0000 | 2844 | ×1.00 | ×1.00 (×1.00–×1.00) | sí |" in text
+    assert "| Variante | Compilación (s) | Época (s) | Por ronda | Igual bit a bit |" in text
+    assert "| default | 5.0 | 1.000 | — | referencia |" in text
+    assert "| fast | 6.0 | 0.900 | ×0.90 (×0.90–×0.90) | no |" in text
+    assert "| same | 7.0 | 1.000 | ×1.00 (×1.00–×1.00) | sí |" in text
     assert "tres de cada cuatro rondas" in text and "`fast` (distinta bit a bit)" in text
     assert "`same` (" not in text
     assert "- `fast`: opción de compilación `--xla_a=1`" in text

@@ -253,6 +253,8 @@ def main(argv=None) -> int:
 def per_round(rows: list[dict], row: dict) -> str:
     """This variant's epoch over the first variant's, round by round: median (quartiles)."""
     first = next(r for r in rows if "error" not in r)
+    if row is first:
+        return "per round: the reference"
     ratios = round_ratios({"repeats": 1}, first["epoch_times_s"], row["epoch_times_s"])
     if ratios is None:
         return "per round: -"
