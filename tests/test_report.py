@@ -301,6 +301,32 @@ def _floor(created, ours64, keras64, ours128, keras128, floor, **extra):
             "rows": [row(128, ours128, keras128), row(64, ours64, keras64)], **extra}
 
 
+def test_floor_gap_says_what_matmuls_and_the_update_alone_take_against_the_floor(tmp_path):
+    from jaxmlp.report import bench
+
+    def profile(created, matmul, update, **extra):
+        return {"benchmark": "epoch_profile", "created": created,
+                "environment": _env("cpu", "Toy CPU"), **extra,
+                "rows": [{"batch": 128, "epoch_s": 2.5, "steps": 10, "ops_s": 2.4,
+                          "categories_s": {"matmul": matmul, "parameter-sized update": update,
+                                           "copy": 0.3}}]}
+
+    benches = [("floor", _floor("2026-01-02T00:00:00Z", 2.0, 3.0, 2.0, 3.0, 1.0)),
+               ("prof", profile("2026-01-02T00:00:00Z", 1.1, 0.2)),
+               ("prof_old", profile("2026-01-01T00:00:00Z", 9.0, 9.0)),
+               ("prof_gone", profile("2026-01-03T00:00:00Z", 7.0, 7.0, superseded="x"))]
+    text = bench.floor_gap(benches, tmp_path)
+    # 1.2 x a floor of 1 s; products 1.1 s, update 0.2 s: 1.3 x the floor together
+    assert "una época de 1.200\u00a0s como mucho" in text and "`floor`" in text
+    assert "En la traza de `prof` (una época de 2.50\u00a0s" in text
+    assert "suman 1.100\u00a0s, 1.10 veces el mínimo" in text
+    assert "(Adam), 0.200\u00a0s: las dos juntas, 1.30 veces el mínimo" in text
+    assert "floor_gap" in bench.context(benches, tmp_path)
+    met = [("floor", _floor("2026-01-02T00:00:00Z", 1.1, 3.0, 1.1, 3.0, 1.0)), benches[1]]
+    assert bench.floor_gap(met, tmp_path) is None  # 1.1 <= 1.2: nothing to explain
+    assert bench.floor_gap(benches[:1], tmp_path) is None  # no profile
+
+
 def test_bench_goals_take_the_newest_record_in_force_and_say_what_is_unmeasured(tmp_path):
     from jaxmlp.report import bench
 

@@ -418,6 +418,34 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
     return rows
 
 
+def floor_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
+    """Where the CPU floor goal stands against what it leaves room for: the epoch it allows at
+    batch 128 (newest CPU epoch_vs_floor record in force), and what the epoch's matrix products
+    and weight update alone took in the newest CPU profile in force. None when the goal is met
+    or either record is missing."""
+    def at_128(kind):
+        hit = newest(benches, experiments,
+                     lambda b: b.get("benchmark") == kind and platform(b) == "cpu")
+        row = hit and next((r for r in hit[2].get("rows", []) if r.get("batch") == 128), None)
+        return (hit[1], row) if row else (None, None)
+
+    floor_stem, f = at_128("epoch_vs_floor")
+    profile_stem, p = at_128("epoch_profile")
+    if not f or not p or f["ratio"] <= FLOOR_GOAL:
+        return None
+    matmul = p["categories_s"].get("matmul", 0.0)
+    update = p["categories_s"].get("parameter-sized update", 0.0)
+    return (f"Época / mínimo ≤\u00a0{FLOOR_GOAL:.2f} con batch 128 deja una época de "
+            f"{FLOOR_GOAL * f['floor_s']:.3f}\u00a0s como mucho ({FLOOR_GOAL:.2f} × el mínimo de "
+            f"{f['floor_s']:.3f}\u00a0s, `{floor_stem}`; la época medida: "
+            f"{f['epoch_s']:.3f}\u00a0s). En la traza de `{profile_stem}` (una época de "
+            f"{p['epoch_s']:.2f}\u00a0s con el perfilador), los productos de matrices suman "
+            f"{matmul:.3f}\u00a0s, {matmul / f['floor_s']:.2f} veces el mínimo, y la "
+            f"actualización de los pesos (Adam), {update:.3f}\u00a0s: las dos juntas, "
+            f"{(matmul + update) / f['floor_s']:.2f} veces el mínimo, sin contar nada más de la "
+            "época.")
+
+
 def gpu_status(benches: list[tuple[str, dict]], experiments: Path) -> str:
     gpu = [(stem, b) for stem, b in in_force(benches) if platform(b) == "gpu"]
     if not gpu:
@@ -547,4 +575,5 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
                                     goals(benches, experiments)),
             "parity": parity_table(experiments),
             "gpu": gpu_status(benches, experiments),
+            "floor_gap": floor_gap(benches, experiments),
             "keras": keras}
