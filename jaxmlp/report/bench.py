@@ -285,14 +285,14 @@ def step_options(b: dict) -> str:
                 "rápida).\n\n"
                 + markdown(header[:3] + ["Por ronda", "Igual bit a bit"], rows,
                            numeric=(1, 2, 3)))
-        faster = [v for v in ok if ratios.get(v["name"]) and quartiles(ratios[v["name"]])[2] < 1]
-        text += ("\n" + ("Más rápidas que `default` en tres de cada cuatro rondas (cuartil "
-                         "superior de «Por ronda» por debajo de ×1.00): " + ", ".join(
-                             f"`{v['name']}` ({'igual' if v['equal'] else 'distinta'} bit a "
-                             "bit)" for v in faster) if faster else
-                         "Ninguna variante es más rápida que `default` en tres de cada cuatro "
-                         "rondas (el cuartil superior de «Por ronda» no baja de ×1.00).")
-                 + "\n")
+        faster = [f"`{v['name']}` ({'igual' if v['equal'] else 'distinta'} bit a bit)"
+                  for v in ok if ratios.get(v["name"]) and quartiles(ratios[v["name"]])[2] < 1]
+        if faster:
+            text += ("\nMás rápidas que `default` en tres de cada cuatro rondas (cuartil "
+                     f"superior de «Por ronda» por debajo de ×1.00): {', '.join(faster)}.\n")
+        else:
+            text += ("\nNinguna variante es más rápida que `default` en tres de cada cuatro "
+                     "rondas (el cuartil superior de «Por ronda» no baja de ×1.00).\n")
     else:
         text = (f"{who} del modelo combinado de TA8 (batch {b['batch']}, {b['n_train']:,} "
                 "ejemplos sintéticos), compilado de varias maneras "
