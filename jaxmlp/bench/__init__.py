@@ -47,6 +47,17 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return float(q1), float(q2), float(q3)
 
 
+def per_round(record: dict, ours: list, other: list) -> str:
+    """'; per round: median M (quartiles Q1-Q3)' of other/ours within each alternating round
+    (`round_ratios`), or '' where the record has no such rounds: what the bench scripts print
+    after a ratio of medians."""
+    ratios = round_ratios(record, ours, other)
+    if ratios is None:
+        return ""
+    q1, q2, q3 = quartiles(ratios)
+    return f"; per round: median {q2:.2f} (quartiles {q1:.2f}-{q3:.2f})"
+
+
 def dot_flops(jaxpr) -> float:
     """FLOPs of every matrix product a traced program runs (2 x output size x contracted size per
     `dot_general`), from its jaxpr: a `scan` body counts `length` times, a `cond` its costliest

@@ -44,7 +44,7 @@ import numpy as np
 
 from jaxmlp import atomic, epoch, models, records
 from jaxmlp import config as C
-from jaxmlp.bench import code_version, dot_flops, keras_replica, quartiles, round_ratios
+from jaxmlp.bench import code_version, dot_flops, keras_replica, per_round
 from jaxmlp.epoch import Data
 from jaxmlp.experiments import ta8
 from jaxmlp.group import build_group, init_group
@@ -237,16 +237,6 @@ def bench(batches, repeats: int, n: int, rounds: int = 1, keras: bool = False) -
     return {"created": records.now(), "benchmark": "epoch_vs_floor", "n_train": n,
             "repeats": repeats, "rounds": rounds, "flop_count": FLOP_COUNT,
             "environment": records.environment("solo"), "code": code_version(), "rows": rows}
-
-
-def per_round(record: dict, ours: list, other: list) -> str:
-    """'; per round: median M (quartiles Q1-Q3)' of other/ours within each alternating round
-    (`jaxmlp.bench.round_ratios`), or '' where the record has no such rounds."""
-    ratios = round_ratios(record, ours, other)
-    if ratios is None:
-        return ""
-    q1, q2, q3 = quartiles(ratios)
-    return f"; per round: median {q2:.2f} (quartiles {q1:.2f}-{q3:.2f})"
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import replace
 
-from jaxmlp.bench import code_version, quartiles, round_ratios
+from jaxmlp.bench import code_version, per_round
 
 BATCH = 64  # TA8's batch size
 GPU_VARIANTS = (
@@ -231,8 +231,11 @@ def main(argv=None) -> int:
                 f"{r['trace_lower_s']:5.2f} s  epoch {r['epoch_s']:.4f} s  step "
                 f"{r['step_us']:6.1f} us")
         if args.rounds:
-            line += f"  {per_round(rows, r)}  bit for bit {'=' if r['equal'] else '!='} " \
-                    f"{r['equal_to']}"
+            first = next(v for v in rows if "error" not in v)
+            line += ("  (the reference)" if r is first else
+                     f"  x{r['epoch_s'] / first['epoch_s']:.2f} of {first['name']}"
+                     + per_round({"repeats": 1}, first["epoch_times_s"], r["epoch_times_s"]))
+            line += f"  bit for bit {'=' if r['equal'] else '!='} {r['equal_to']}"
         print(line + f"  ({r['device']})", flush=True)
     if args.json:
         from jaxmlp import atomic, records
@@ -248,18 +251,6 @@ def main(argv=None) -> int:
             record.update(rounds=args.rounds, repeats=1)
         atomic.write_json(args.json, record)
     return 0
-
-
-def per_round(rows: list[dict], row: dict) -> str:
-    """This variant's epoch over the first variant's, round by round: median (quartiles)."""
-    first = next(r for r in rows if "error" not in r)
-    if row is first:
-        return "per round: the reference"
-    ratios = round_ratios({"repeats": 1}, first["epoch_times_s"], row["epoch_times_s"])
-    if ratios is None:
-        return "per round: -"
-    q1, q2, q3 = quartiles(ratios)
-    return f"per round x{q2:.3f} (x{q1:.3f}-x{q3:.3f})"
 
 
 def in_own_process(v: dict, args) -> dict:
