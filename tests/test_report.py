@@ -338,6 +338,9 @@ def test_bench_goals_take_the_newest_record_in_force_and_say_what_is_unmeasured(
         ("ta8_cold", _sweep("ta8", "gpu", "cold", 29.6, "2026-01-01T00:00:00Z")),
         ("ta8_warm", _sweep("ta8", "gpu", "warm", 16.0, "2026-01-01T00:00:00Z")),
         ("ta8_cpu", _sweep("ta8", "cpu", "cold", 10.0, "2026-01-01T00:00:00Z")),
+        # newer, but another configuration (a label): not what the command does as it is
+        ("ta8_cold_flags", _sweep("ta8", "gpu", "cold", 12.0, "2026-01-02T00:00:00Z",
+                                  label="XLA_FLAGS")),
     ]
     rows = {r[0]: r[1:] for r in bench.goals(benches, tmp_path)}
     cold = rows["TA8 entero en una GPU, en frío (proceso entero)"]
