@@ -168,16 +168,20 @@ def final_inputs(state: TrainState):
 
 
 def compile_group(group: Group, state: TrainState, data: Data,
-                  compiler_options: dict | None = None, *, final: bool = True) -> Group:
+                  compiler_options: dict | None = None, *, final: bool = True,
+                  lowered=None) -> Group:
     """The group with its step (and, unless `final=False`, its final evaluation: see
     `compile_final`) compiled ahead of time for these shapes.
 
     Safe to call from several threads at once: XLA compiles in parallel, which is how a sweep
     overlaps the compilation of all its groups. `compiler_options` (XLA debug options, e.g.
     {"xla_cpu_use_fusion_emitters": False}) are dropped, with the default compile, when this
-    XLA does not know one of them.
+    XLA does not know one of them. `lowered`: the step already traced and lowered
+    (`group.step.lower(state, data)`), so that only XLA's part, which runs without Python's
+    lock, is left.
     """
-    group = group._replace(step=_compile(group.step, (state, data), compiler_options))
+    step = _compile(group.step, (state, data), compiler_options, lowered=lowered)
+    group = group._replace(step=step)
     return compile_final(group, state, data, compiler_options) if final else group
 
 
@@ -216,8 +220,8 @@ def compile_final(group: Group, state: TrainState, data: Data,
     return group._replace(evaluate=compiled)
 
 
-def _compile(fn, args, compiler_options: dict | None):
-    lowered = fn.lower(*args)
+def _compile(fn, args, compiler_options: dict | None, lowered=None):
+    lowered = fn.lower(*args) if lowered is None else lowered
     if compiler_options:
         try:
             return lowered.compile(compiler_options=compiler_options)

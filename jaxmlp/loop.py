@@ -9,6 +9,7 @@ device data, returning the weights training ends with) and the Keras-shaped fron
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -39,7 +40,7 @@ def empty_history() -> dict:
 
 
 def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=None,
-              clock=None):
+              clock=None, worker=None):
     """Train every member until all have stopped; returns (state, histories).
 
     `state`/`histories` resume a group (from a checkpoint). `observe(state, histories, chunk)`
@@ -49,7 +50,9 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
     here. Per-epoch times are the chunk's wall time divided by its epochs (one sync per chunk).
     `clock.add(phase, seconds)`, if given, receives the main thread's seconds in "train" (the
     device step up to its records on the host) and "observe" (waiting for the observer of the
-    chunk before), and the observer thread's own seconds in "observe_thread".
+    chunk before), and the observer thread's own seconds in "observe_thread". `worker` (an
+    executor with one thread, e.g. `runner.IOThread`) runs the observers instead of a thread of
+    their own, after whatever was submitted to it before; it is not shut down here.
     """
     state = init_group(group) if state is None else state
     histories = histories or [empty_history() for _ in group.runs]
@@ -60,7 +63,8 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
         if clock is not None:
             clock.add("observe_thread", time.perf_counter() - start)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-observe") as worker:
+    with (ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-observe") if worker is None
+          else contextlib.nullcontext(worker)) as worker:
         pending = None
         while bool(jnp.any(state.active)):
             start = time.perf_counter()

@@ -8,6 +8,7 @@ a partial one from its latest checkpoint. `Lock` keeps two invocations off one o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,7 +18,7 @@ import shutil
 import sys
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -124,16 +125,49 @@ def shard_for(group: list[Member], mesh, shard: str) -> str:
     return "batch"
 
 
+class Turns:
+    """Lets threads through a section one at a time, in a fixed order: `with turns(k):` waits
+    until the sections of 0..k-1 have ended. A sweep's groups build, initialise, trace and
+    lower their programs (Python, one thread at a time under its lock) in the order they will
+    train, and compile (XLA, in parallel) as soon as that is done: with fifteen groups sharing
+    the lock fairly, the first would be ready only when nearly all were; in turns it is ready
+    first, and the rest are traced while it trains. Every k from 0 up must be entered (or
+    `skip`ped) in turn, or the later ones wait forever: submit them to one FIFO pool in
+    order."""
+
+    def __init__(self):
+        self._next, self._cond = 0, threading.Condition()
+
+    @contextmanager
+    def __call__(self, k: int):
+        with self._cond:
+            self._cond.wait_for(lambda: self._next >= k)
+        try:
+            yield
+        finally:
+            self.skip(k)
+
+    def skip(self, k: int) -> None:
+        with self._cond:
+            self._next = max(self._next, k + 1)
+            self._cond.notify_all()
+
+
 def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
             shard: str = "batch", clock: Clock | None = None,
-            compiler_options: dict | None = None, unroll: int = 1, final: bool = True):
+            compiler_options: dict | None = None, unroll: int = 1, final: bool = True,
+            turn=None):
     """Build, initialise and compile one group (thread-safe: groups compile in parallel).
-    `final=False` leaves its final evaluation to `prepare_final`."""
+    `final=False` leaves its final evaluation to `prepare_final`. `turn`: a context in which
+    the Python part runs (a `Turns` slot); the XLA compile follows outside it."""
     with _clock(clock)("compile"):
-        built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
-                            mesh=mesh, shard=shard_for(group, mesh, shard), unroll=unroll)
-        state = init_group(built)
-        compiled = compile_group(built, state, data, compiler_options, final=final)
+        with turn if turn is not None else contextlib.nullcontext():
+            built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
+                                mesh=mesh, shard=shard_for(group, mesh, shard), unroll=unroll)
+            state = init_group(built)
+            lowered = built.step.lower(state, data)
+        compiled = compile_group(built, state, data, compiler_options, final=final,
+                                 lowered=lowered)
         jax.block_until_ready(state)
     return compiled, state
 
@@ -170,25 +204,77 @@ class Once:
         return self._value
 
 
+class IOThread:
+    """One host thread for a sweep's files: every group's observers (checkpoints, logs), then
+    its closing writes (logs closed, finished models, member records), in the order submitted,
+    while the main thread goes on to train the next group. One thread, because Orbax saves
+    from several threads at once race on their files; in order, because a member's record,
+    which marks it done, must come after its model and its logs.
+
+    `write(fn)` runs `fn()` there and keeps its future: `check()` raises the error of a write
+    that has failed (before more training is spent), `close()` waits for every write and
+    raises the first error. `submit` is the executor's (for `loop.fit_group`'s observers, whose
+    errors it raises itself)."""
+
+    def __init__(self, clock: Clock | None = None):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-io")
+        self._writes: list[Future] = []
+        self._clock = _clock(clock)
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def write(self, fn) -> Future:
+        def timed():
+            with self._clock("io_thread"):
+                fn()
+        future = self._pool.submit(timed)
+        self._writes.append(future)
+        return future
+
+    def check(self) -> None:
+        for f in self._writes:
+            if f.done() and f.exception() is not None:
+                raise f.exception()
+        self._writes = [f for f in self._writes if not f.done()]
+
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait for every write (in the main thread's "io"); raise the first error (unless
+        another one is on its way already: `raise_errors=False`)."""
+        with self._clock("io"):
+            self._pool.shutdown(wait=True)
+        errors = [f.exception() for f in self._writes if f.exception() is not None]
+        self._writes = []
+        if errors and raise_errors:
+            raise errors[0]
+
+
 def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
               runs_dir: Path, epochs_per_call: int, mesh, label: str, quiet: bool,
               prepared=None, final=None, clock: Clock | None = None,
-              checkpoint_every: float | None = None) -> list[dict]:
-    """Train (or resume) one group; write and return each member's result record.
+              checkpoint_every: float | None = None, io: IOThread | None = None) -> list[dict]:
+    """Train (or resume) one group; save each member's model, write its result record
+    (`members/<id>.json`, after its model) and return the records.
 
     `prepared`: the group's (compiled group, initial state) from `prepare`; `final`: its final
     evaluation, or a `Once` of it (`prepare_final`), asked for only when training is done.
 
     `checkpoint_every`: None saves the resume checkpoint after every call; seconds (0 too)
     skip a save while the previous one is still being written or was under that long ago
-    (`observers.CheckpointStore(min_interval=...)`). Resume is exact from any saved call."""
+    (`observers.CheckpointStore(min_interval=...)`). Resume is exact from any saved call.
+
+    `io`: the observers run on that thread, and the closing writes are left to it (the records
+    are returned before they are on disk; `io.close()` waits for them). Without it the
+    observers have a thread of their own and the writes are done before returning."""
     clock = _clock(clock)
     compiled, state = prepared or prepare(group, data, epochs_per_call=epochs_per_call,
                                           mesh=mesh, clock=clock)
     ckpt_dir = runs_dir / "checkpoints" / group_id(group)
     histories = None
-    with observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min",
-                                   min_interval=checkpoint_every) as ckpt:
+    ckpt = observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min",
+                                     min_interval=checkpoint_every)
+    observer = None
+    try:
         with clock("io"):
             restored = ckpt.restore_latest(state)
         calls, resumed = 0, restored is not None
@@ -202,24 +288,41 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
                                                runs_dir=runs_dir, out_dir=out_dir, label=label,
                                                quiet=quiet)
         start = time.perf_counter()
-        try:
-            state, histories = fit_group(compiled, data, state=state, histories=histories,
-                                         observe=observer, clock=clock)
-            wall = time.perf_counter() - start
-            if isinstance(final, Once):
-                with clock("compile_wait"):
-                    final = final()
-            with clock("eval"):
-                kept, scores = jax.device_get((final or compiled.final)(state, data))
-        finally:
-            with clock("io"):
-                observer.close()  # waits for the checkpoint writes still in flight
+        state, histories = fit_group(compiled, data, state=state, histories=histories,
+                                     observe=observer, clock=clock, worker=io)
+        wall = time.perf_counter() - start
+        if isinstance(final, Once):
+            with clock("compile_wait"):
+                final = final()
+        with clock("eval"):
+            kept, scores = jax.device_get((final or compiled.final)(state, data))
+    except BaseException:
+        def close():
+            if observer is not None:
+                observer.close()
+            ckpt.close()  # waits for the checkpoint writes still in flight
+        with clock("io"):  # on the io thread if there is one: no Orbax saves side by side
+            io.submit(close).result() if io is not None else close()
+        raise
     with clock("io"):
         state = jax.device_get(state)
+    records = [{**member_result(m, i, state, histories[i], scores, n_train, len(group), wall),
+                "resumed": resumed} for i, m in enumerate(group)]
+
+    def finish():
+        observer.close()  # the logs' last rows, and the best checkpoints' writes in flight
+        ckpt.close()      # the resume checkpoint's
         for i, m in enumerate(group):
             save_model(runs_dir, m, kept, i, histories[i])
-    return [{**member_result(m, i, state, histories[i], scores, n_train, len(group), wall),
-             "resumed": resumed} for i, m in enumerate(group)]
+        for m, record in zip(group, records):
+            write_member(out_dir, m, record)
+
+    if io is None:
+        with clock("io"):
+            finish()
+    else:
+        io.write(finish)
+    return records
 
 
 def model_path(runs_dir: Path, m: Member) -> Path:

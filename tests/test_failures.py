@@ -296,7 +296,7 @@ def test_bad_multiprocess_environment_is_one_line_exit_2(clone, capsys, monkeypa
 
 
 @pytest.mark.parametrize("argv, policy", [
-    ([], 0.0),                            # default: skip a save only while one is being written
+    ([], cli.CHECKPOINT_EVERY),           # default: at most every 5 s, none while one is written
     (["--checkpoint-every", "0"], None),  # after every call, waiting for the previous write
     (["--checkpoint-every", "30"], 30.0),  # and at most every 30 s
 ])

@@ -489,3 +489,16 @@ def test_epoch_floor_tables_pair_the_sides_round_by_round_only_when_they_alterna
     record["repeats"] = 3
     text = bench.epoch_floor(record)
     assert "Por ronda" not in text and "«Por ronda»" not in text
+
+
+def test_whole_sweep_text_says_what_the_writer_thread_did_beside_training(tmp_path):
+    from jaxmlp.report import bench
+
+    split = {"load": 1.0, "train": 9.0, "io": 0.4, "io_thread": 5.5}
+    text = bench.whole_sweep(_sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z",
+                                    time_split_s=split))
+    assert "| escritura (modelos, registros) | 0.4 |" in text  # what the main thread waited
+    assert "llevó 5.5 s en el hilo de escritura" in text
+    del split["io_thread"]  # a record from before the writer thread: no such sentence
+    assert "hilo de escritura" not in bench.whole_sweep(
+        _sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z", time_split_s=split))

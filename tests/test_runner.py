@@ -103,6 +103,89 @@ def test_a_finished_member_saves_the_weights_its_scores_come_from(dataset, tmp_p
     np.testing.assert_allclose(val["loss"], history[records[0]["best_epoch"]], rtol=1e-5)
 
 
+def test_io_thread_runs_everything_in_order_and_says_which_write_failed():
+    import threading
+
+    io = runner.IOThread()
+    done, gate = [], threading.Event()
+    io.submit(lambda: (gate.wait(5), done.append("observer")))
+    io.write(lambda: done.append("model"))
+    io.write(lambda: done.append("record"))
+    io.check()  # nothing has failed (nothing has even run yet)
+    gate.set()
+    io.close()
+    assert done == ["observer", "model", "record"]  # in the order submitted, one at a time
+
+    io = runner.IOThread()
+    failed = io.write(lambda: 1 / 0)
+    failed.exception()  # let it run
+    with pytest.raises(ZeroDivisionError):
+        io.check()
+    io.write(lambda: done.append("after"))  # later writes still run...
+    with pytest.raises(ZeroDivisionError):
+        io.close()  # ...and close waits for them, then raises the first error
+    assert done[-1] == "after"
+    io = runner.IOThread()
+    io.write(lambda: 1 / 0)
+    io.close(raise_errors=False)  # another error is on its way: this one is not raised
+
+
+def test_turns_let_sections_through_in_their_order_whoever_arrives_first():
+    import threading
+    import time
+
+    turns, order = runner.Turns(), []
+
+    def section(k):
+        with turns(k):
+            order.append(k)
+            time.sleep(0.01)  # a later section that did not wait would overtake this one
+
+    threads = [threading.Thread(target=section, args=(k,)) for k in (3, 1, 2, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1, 2, 3]
+    # A section that raises still hands over its turn; a skipped one too.
+    turns = runner.Turns()
+    with pytest.raises(ValueError), turns(0):
+        raise ValueError
+    turns.skip(1)
+    with turns(2):
+        order.append(2)
+
+
+def test_run_group_on_an_io_thread_writes_what_it_writes_alone(dataset, tmp_path):
+    # The same group, with its observers and closing writes on a runner.IOThread (the
+    # experiments' way): the same records, histories, member files and saved model.
+    run = members_with_their_own_hooks(epochs=6)[1]
+    m = runner.Member(run, 0)
+    outs = {}
+    for how in ("alone", "io"):
+        io = runner.IOThread() if how == "io" else None
+        out = tmp_path / how
+        records = runner.run_group([m], dataset, dataset.x_train.shape[0], out_dir=out,
+                                   runs_dir=out / "runs", epochs_per_call=2, mesh=MESH,
+                                   label="t", quiet=True, io=io)
+        if io is not None:
+            io.close()
+        saved = loop.load(runner.model_path(out / "runs", m))
+        outs[how] = (records, json.loads(runner.member_path(out, m).read_text()),
+                     (out / "histories" / run.name / "seed0.csv").read_text(),
+                     jax.tree.leaves(saved.params))
+    (r1, f1, h1, w1), (r2, f2, h2, w2) = outs["alone"], outs["io"]
+    drop = ("wall_time_s", "examples_per_s", "group_wall_time_s")
+    strip = lambda r: {k: v for k, v in r.items() if k not in drop}  # noqa: E731
+    assert strip(r1[0]) == strip(r2[0]) and strip(f1) == strip(f2) and f2["config_sha1"]
+    def untimed(csv):  # every column but the epoch time
+        rows = [line.split(",") for line in csv.splitlines()]
+        t = rows[0].index("epoch_time_s")
+        return [r[:t] + r[t + 1:] for r in rows]
+    assert untimed(h1) == untimed(h2) and len(h1.splitlines()) == 7
+    assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
+
+
 def test_observers_run_in_order_one_chunk_behind_and_their_error_stops_training(dataset):
     runs = [tiny_run("r", epochs=12)]
     group = build_group(runs, dataset, mesh=MESH)

@@ -58,6 +58,13 @@ class UsageError(Exception):
 MAX_EPOCHS, MAX_SEEDS, MAX_EPOCHS_PER_CALL = 100_000, 1_000, 1_000
 MAX_UNROLL = 64  # train steps per loop iteration: the program grows with it
 MAX_COMPILE_THREADS = 256
+# The resume checkpoint's default spacing, in seconds. On a GPU a chunk of TA8 epochs takes
+# about 0.5 s, and saving the group's whole state (weights, Adam's moments, the hooks' best
+# weights: up to ~16 MB per TA8 member) after each one kept the observer thread busy: it worked
+# 35 s in a warm TA8 sweep on an H200, and training waited 15.8 s for it. The same sweep on tiny
+# data on this repo's 2-core CPU: 5 s cut the observer thread's time from 18.0 to 10.5 s. A
+# kill loses at most this much training; resume is exact from any saved chunk.
+CHECKPOINT_EVERY = 5.0
 
 
 def parse(exp: Experiment, argv) -> argparse.Namespace:
@@ -106,10 +113,10 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    "pending group, up to the CPU count); fewer start the first group sooner "
                    "and let later compiles reuse XLA's autotuning of the same matmuls")
     p.add_argument("--checkpoint-every", type=float, metavar="S",
-                   help="S > 0: save the resume checkpoint at most every S seconds; 0: after "
-                   "every call, waiting for the previous write. Default: after a call whenever "
-                   "the previous write has finished, never waiting for it (skipped calls are "
-                   "harmless: resume is exact from any saved call)")
+                   help=f"S > 0: save the resume checkpoint after a call at most every S "
+                   f"seconds, and never while the previous write is in flight (default "
+                   f"{CHECKPOINT_EVERY:g}; skipped calls are harmless: resume is exact from any "
+                   f"saved call); 0: after every call, waiting for the previous write")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
                    "a group's members over them (groups whose size does not divide evenly "
@@ -402,10 +409,11 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     threads = args.compile_threads or max(1, min(len(pending), os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=threads)
     options = QUICK_COMPILE if args.quick else None
+    turns = runner.Turns()  # Python's part of each compile in training order (runner.Turns)
     prepared = {id(g): pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
                                    compiler_options=options, mesh=mesh, shard=args.shard,
-                                   clock=clock, unroll=args.unroll, final=False)
-                for g in pending}
+                                   clock=clock, unroll=args.unroll, final=False, turn=turns(k))
+                for k, g in enumerate(pending)}
     finals = {key: runner.Once(functools.partial(runner.prepare_final, future, data, clock=clock,
                                                  compiler_options=options))
               for key, future in prepared.items()}
@@ -416,31 +424,39 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
             print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
                   f"{runner.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
                   file=sys.stderr)
-    for g, group in enumerate(groups, 1):
-        label = f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, {len(group)} members)"
-        if id(group) not in prepared:
-            _say(args, f"{label}: done, skipped")
-            continue
-        with clock("compile_wait"):
-            compiled = _compiled(prepared.pop(id(group)), label, args)
-        try:
-            records = runner.run_group(group, data, ds.x_train.shape[0], out_dir=out,
-                                       runs_dir=runs_dir, epochs_per_call=args.epochs_per_call,
-                                       mesh=mesh, label=label, quiet=args.quiet,
-                                       prepared=compiled, final=finals.pop(id(group)),
-                                       clock=clock,
-                                       checkpoint_every=_checkpoint_policy(args))
-        except observers.CheckpointError as e:
-            pool.shutdown(cancel_futures=True)
-            raise UsageError(f"{str(e).splitlines()[0]} Add --retrain to train group "
-                             f"{group[0].run.name} from scratch.") from None
-        trained += 1
-        for m, rec in zip(group, records):
-            with clock("io"):
-                runner.write_member(out, m, rec)
-            if rec["diverged"] and not args.quiet:
-                print(f"{label} DIVERGED: {m.run.name} seed {m.seed}: {rec['diverged_reason']}",
-                      file=sys.stderr)
+    # Observers, finished models and member records are written on one host thread while the
+    # next group trains (runner.IOThread); results.json waits for all of them.
+    io = runner.IOThread(clock)
+    try:
+        for g, group in enumerate(groups, 1):
+            label = (f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, "
+                     f"{len(group)} members)")
+            if id(group) not in prepared:
+                _say(args, f"{label}: done, skipped")
+                continue
+            io.check()  # a failed write stops the sweep before more training is spent
+            with clock("compile_wait"):
+                compiled = _compiled(prepared.pop(id(group)), label, args)
+            try:
+                records = runner.run_group(group, data, ds.x_train.shape[0], out_dir=out,
+                                           runs_dir=runs_dir,
+                                           epochs_per_call=args.epochs_per_call, mesh=mesh,
+                                           label=label, quiet=args.quiet, prepared=compiled,
+                                           final=finals.pop(id(group)), clock=clock,
+                                           checkpoint_every=_checkpoint_policy(args), io=io)
+            except observers.CheckpointError as e:
+                pool.shutdown(cancel_futures=True)
+                raise UsageError(f"{str(e).splitlines()[0]} Add --retrain to train group "
+                                 f"{group[0].run.name} from scratch.") from None
+            trained += 1
+            for m, rec in zip(group, records):
+                if rec["diverged"] and not args.quiet:
+                    print(f"{label} DIVERGED: {m.run.name} seed {m.seed}: "
+                          f"{rec['diverged_reason']}", file=sys.stderr)
+    except BaseException:
+        io.close(raise_errors=False)  # the finished groups' files, whatever stopped the sweep
+        raise
+    io.close()
     pool.shutdown()
     if not distributed.merge_files(out, [runner.member_path(out, m) for m in todo], job):
         return 0  # process 0 has this process's records and writes results.json
@@ -527,9 +543,10 @@ def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
 
 def _checkpoint_policy(args) -> float | None:
     """--checkpoint-every as run_group takes it: None saves after every call (0 on the command
-    line), seconds skip saves (the default, 0.0: only while a write is in flight)."""
+    line), seconds skip saves (default CHECKPOINT_EVERY; and always while a write is in
+    flight)."""
     if args.checkpoint_every is None:
-        return 0.0
+        return CHECKPOINT_EVERY
     return None if args.checkpoint_every == 0 else args.checkpoint_every
 
 

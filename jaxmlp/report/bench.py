@@ -180,6 +180,11 @@ def whole_sweep(b: dict) -> str:
             text += (f"\nLos observadores trabajaron {split['observe_thread']:.1f} s en su propio "
                      "hilo, mientras el dispositivo entrenaba el bloque de épocas siguiente; el "
                      "hilo principal solo los esperó lo que dice la fila de observadores.\n")
+        if "io_thread" in split:
+            text += (f"\nEl cierre de los grupos (logs, modelos finales, registros) llevó "
+                     f"{split['io_thread']:.1f} s en el hilo de escritura, mientras el grupo "
+                     "siguiente entrenaba; el hilo principal solo esperó lo que dice la fila "
+                     "de escritura.\n")
     return text
 
 
