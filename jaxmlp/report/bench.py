@@ -183,8 +183,9 @@ def whole_sweep(b: dict) -> str:
         if "io_thread" in split:
             text += (f"\nEl cierre de los grupos (logs, modelos finales, registros) llevó "
                      f"{split['io_thread']:.1f} s en el hilo de escritura, mientras el grupo "
-                     "siguiente entrenaba; el hilo principal solo esperó lo que dice la fila "
-                     "de escritura.\n")
+                     "siguiente entrenaba. Ese hilo es también el de los observadores: lo que "
+                     "el entrenamiento esperó detrás de un cierre cuenta en la fila de "
+                     "observadores, y la de escritura es la espera final.\n")
     return text
 
 
