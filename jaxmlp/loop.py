@@ -9,6 +9,7 @@ device data, returning the weights training ends with) and the Keras-shaped fron
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -33,6 +34,11 @@ from jaxmlp.epoch import EVAL_CHUNK, Data, device_data, evaluate
 from jaxmlp.group import Group, build_group, init_group, local_mesh
 
 METRIC_KEYS = C.METRICS
+# How many chunks the observers may fall behind training. Two: on a GPU a chunk of TA8 epochs
+# takes ~0.5 s, and a group's first observers queue behind the previous group's closing writes
+# on the sweep's one writer thread (runner.IOThread); with one chunk allowed, training waited
+# 20 s for them in a warm TA8 sweep on an H200 (9973fdf), 16.5 s in a cold one.
+OBSERVERS_BEHIND = 2
 
 
 def empty_history() -> dict:
@@ -40,20 +46,23 @@ def empty_history() -> dict:
 
 
 def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=None,
-              clock=None, worker=None):
+              clock=None, worker=None, behind: int = OBSERVERS_BEHIND):
     """Train every member until all have stopped; returns (state, histories).
 
     `state`/`histories` resume a group (from a checkpoint). `observe(state, histories, chunk)`
     is called after every `epochs_per_call` epochs, on a host thread of its own while the next
-    chunk trains (in order, one chunk at a time, with a copy of the histories); it must not
-    change anything. An exception it raises stops training at the next chunk and is raised
-    here. Per-epoch times are the chunk's wall time divided by its epochs (one sync per chunk).
-    `clock.add(phase, seconds)`, if given, receives the main thread's seconds in "train" (the
-    device step up to its records on the host) and "observe" (waiting for the observer of the
-    chunk before), and the observer thread's own seconds in "observe_thread". `worker` (an
+    chunks train (in order, one chunk at a time, with a copy of the histories); it must not
+    change anything. The observers may fall at most `behind` chunks behind training, which
+    waits for them past that; an exception one raises stops training within `behind` chunks
+    and is raised here. Per-epoch times are the chunk's wall time divided by its epochs (one
+    sync per chunk). `clock.add(phase, seconds)`, if given, receives the main thread's seconds
+    in "train" (the device step up to its records on the host) and "observe" (waiting for the
+    observers), and the observer thread's own seconds in "observe_thread". `worker` (an
     executor with one thread, e.g. `runner.IOThread`) runs the observers instead of a thread of
     their own, after whatever was submitted to it before; it is not shut down here.
     """
+    if behind < 1:
+        raise ValueError(f"behind={behind}: the observers run beside training, at least 1")
     state = init_group(group) if state is None else state
     histories = histories or [empty_history() for _ in group.runs]
 
@@ -65,7 +74,7 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
 
     with (ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-observe") if worker is None
           else contextlib.nullcontext(worker)) as worker:
-        pending = None
+        pending = collections.deque()
         while bool(jnp.any(state.active)):
             start = time.perf_counter()
             state, rec = group.step(state, data)
@@ -74,16 +83,16 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
             seconds = (trained - start) / group.epochs_per_call
             chunk = _append(histories, rec, seconds)
             if observe is not None:
-                if pending is not None:
-                    pending.result()  # at most one chunk behind; raises what the observer raised
+                while len(pending) >= behind:
+                    pending.popleft().result()  # raises what the observer raised
                 snapshot = [{k: list(v) for k, v in h.items()} for h in histories]
-                pending = worker.submit(observed, state, snapshot, chunk)
+                pending.append(worker.submit(observed, state, snapshot, chunk))
             if clock is not None:
                 clock.add("train", trained - start)
                 clock.add("observe", time.perf_counter() - trained)
         waited = time.perf_counter()
-        if pending is not None:
-            pending.result()
+        while pending:
+            pending.popleft().result()
         if clock is not None:
             clock.add("observe", time.perf_counter() - waited)
     return state, histories

@@ -186,17 +186,30 @@ def test_run_group_on_an_io_thread_writes_what_it_writes_alone(dataset, tmp_path
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
 
 
-def test_observers_run_in_order_one_chunk_behind_and_their_error_stops_training(dataset):
+@pytest.mark.parametrize("behind", [1, loop.OBSERVERS_BEHIND, 3])
+def test_observers_run_in_order_a_few_chunks_behind_and_their_error_stops_training(dataset,
+                                                                                    behind):
+    import threading
+
     runs = [tiny_run("r", epochs=12)]
     group = build_group(runs, dataset, mesh=MESH)
-    seen, steps = [], []
+    seen, steps, called = [], [], threading.Condition()
     step = group.step
 
     def counting(state, data):
-        steps.append(len(seen))  # how many chunks the observers had finished by then
+        with called:
+            steps.append(len(seen))  # how many chunks the observers had finished by then
+            called.notify_all()
         return step(state, data)
 
     def observe(state, histories, chunk):
+        # The observer of chunk i ends only once training has gone `behind` chunks past it,
+        # as far as it may: a slow observer, without timing anything.
+        i = len(seen)
+        if i == 3:
+            return  # queued behind the failing one: training stops without more chunks
+        with called:
+            assert called.wait_for(lambda: len(steps) >= i + 1 + behind, timeout=60)
         seen.append([e for _, e in chunk])
         assert len(histories[0]["epoch"]) == chunk[-1][1] + 1  # a copy as of its chunk
         if len(seen) == 3:
@@ -204,10 +217,15 @@ def test_observers_run_in_order_one_chunk_behind_and_their_error_stops_training(
 
     group = group._replace(step=counting)
     with pytest.raises(RuntimeError, match="disk full"):
-        loop.fit_group(group, dataset, observe=observe)
+        loop.fit_group(group, dataset, observe=observe, behind=behind)
     assert seen == [[0], [1], [2]]  # every chunk, in order
-    assert len(steps) <= 4  # training stopped at most one chunk after the failing observer
-    assert all(i - done <= 1 for i, done in enumerate(steps))  # never more than one behind
+    # training stopped at most `behind` chunks after the failing (third) observer...
+    assert len(steps) <= 3 + behind
+    # ...and never ran more than `behind` chunks ahead of the observers
+    assert all(i - done <= behind for i, done in enumerate(steps))
+    assert any(i - done == behind for i, done in enumerate(steps))  # and did run that far
+    with pytest.raises(ValueError, match="behind=0"):
+        loop.fit_group(group, dataset, observe=observe, behind=0)
 
 
 def test_a_stopped_member_stops_changing(dataset):
