@@ -400,14 +400,26 @@ def format_epoch(epoch: int, total: int, metrics: dict) -> str:
     return "  ".join(parts)
 
 
+# Seconds between a sweep group's rounds of best-checkpoint saves (ModelCheckpoint). Each is an
+# Orbax save per member whose monitored value improved: on a GPU, where a chunk of P8D epochs
+# takes ~0.5 s, saving after every chunk kept the observer thread busier than training (9.2 s
+# against 5.1 s on an H200, 15 of its 35 members checkpointing). The best weights themselves are
+# kept in the train state by the hooks, every epoch, and resume with it; only their copy on disk
+# waits, and `close` writes the last one.
+BEST_EVERY = 5.0
+
+
 class GroupObserver:
     """A sweep group's effects after each chunk of epochs: the group's latest checkpoint (state
     and histories, for exact resume), each member's history CSV, TensorBoard scalars and best
-    checkpoint, and one progress line. `members` have `.run`, `.seed` and `.id`."""
+    checkpoint (at most every `best_every` s, default BEST_EVERY, and at `close`), and one
+    progress line. `members` have `.run`, `.seed` and `.id`."""
 
     def __init__(self, members, ckpt: CheckpointStore, histories, calls: int, *, runs_dir: Path,
-                 out_dir: Path, label: str, quiet: bool):
+                 out_dir: Path, label: str, quiet: bool, best_every: float | None = None):
         self.members, self.ckpt = members, ckpt
+        self.best_every = BEST_EVERY if best_every is None else best_every
+        self._best_at, self._hooks = -math.inf, None  # last best-save round; newest hooks
         # Logs are rebuilt from the checkpoint on resume: no fsync or flush at every chunk.
         self.logs = [HistoryLog(out_dir / "histories" / m.run.name / f"seed{m.seed}.csv",
                                 initial=histories[i] if histories else None, durable=False,
@@ -444,13 +456,16 @@ class GroupObserver:
             self.logs[m].extend(rows)
             for epoch, row in rows:
                 self.tb[m].scalars(epoch, row)
-        self._save_best(H.summary(hooks), state.hooks)
+        self._hooks = state.hooks
+        if time.monotonic() - self._best_at >= self.best_every:
+            self._save_best(H.summary(hooks), state.hooks)
         self._progress(H.summary(hooks), np.asarray(active), histories, chunk)
 
     def _save_best(self, s, device_hooks):
         due = [i for i in self.best if int(s.checkpoint_best_epoch[i]) > self.saved_best[i]]
         if not due:
             return
+        self._best_at = time.monotonic()
         # Summary.checkpoint_weights, read directly: H.summary would run its arithmetic on the
         # device, behind the chunk in flight.
         weights = jax.device_get(device_hooks.best.best_weights)
@@ -474,7 +489,12 @@ class GroupObserver:
         print(f"{self.label} {text}", file=sys.stderr, flush=True)
         self.heartbeat.beat(next_status(chunk, active))
 
-    def close(self):
+    def close(self, flush: bool = True):
+        """Close the logs and checkpoint stores; with `flush`, first save the best checkpoints
+        that the `best_every` spacing left for later (not after a failure)."""
+        if flush and self._hooks is not None and self.best:
+            hooks = jax.device_get(H.with_weights(self._hooks, None))
+            self._save_best(H.summary(hooks), self._hooks)
         self.heartbeat.stop()
         for log in self.logs:
             log.close()

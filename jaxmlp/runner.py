@@ -299,7 +299,7 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
     except BaseException:
         def close():
             if observer is not None:
-                observer.close()
+                observer.close(flush=False)
             ckpt.close()  # waits for the checkpoint writes still in flight
         with clock("io"):  # on the io thread if there is one: no Orbax saves side by side
             io.submit(close).result() if io is not None else close()

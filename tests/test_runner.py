@@ -186,6 +186,40 @@ def test_run_group_on_an_io_thread_writes_what_it_writes_alone(dataset, tmp_path
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
 
 
+def test_best_checkpoints_spaced_out_end_with_the_same_best_on_disk(dataset, tmp_path,
+                                                                     monkeypatch):
+    import orbax.checkpoint as ocp
+
+    # ModelCheckpoint on val_loss at a small learning rate: a new best at most epochs
+    run = tiny_run("c", epochs=12, lr=3e-3, hooks=C.HooksConfig(
+        checkpoint=C.ModelCheckpoint("val_loss")))
+    m = runner.Member(run, 0)
+    save_best, saved = observers.CheckpointStore.save_best, []
+
+    def counting(self, epoch, state, value):
+        done = save_best(self, epoch, state, value)
+        saved[-1] += done
+        return done
+
+    monkeypatch.setattr(observers.CheckpointStore, "save_best", counting)
+    got = {}
+    for every in (0.0, 3600.0):  # after every chunk; only the first chunk's and close's
+        monkeypatch.setattr(observers, "BEST_EVERY", every)
+        saved.append(0)
+        out = tmp_path / str(every)
+        record, = runner.run_group([m], dataset, dataset.x_train.shape[0], out_dir=out,
+                                   runs_dir=out / "runs", epochs_per_call=1, mesh=MESH,
+                                   label="t", quiet=True)
+        best = out / "runs" / "best" / m.id / "best"
+        step, = [int(p.name) for p in best.iterdir() if p.name.isdigit()]
+        got[every] = (step, record["best_epoch"], jax.tree.leaves(
+            ocp.StandardCheckpointer().restore(best / str(step) / "state")))
+    (s0, b0, w0), (s1, b1, w1) = got.values()
+    assert s0 == s1 == b0 == b1  # the best epoch on disk in the end, and the record's
+    assert all(np.array_equal(a, b) for a, b in zip(w0, w1))
+    assert saved[1] <= 2 < saved[0]  # ...with far fewer saves on the way
+
+
 @pytest.mark.parametrize("behind", [1, loop.OBSERVERS_BEHIND, 3])
 def test_observers_run_in_order_a_few_chunks_behind_and_their_error_stops_training(dataset,
                                                                                     behind):
