@@ -623,3 +623,41 @@ def test_epoch_floor_prints_the_ratio_round_by_round_only_for_alternating_rounds
         "; per round: median 1.25 (quartiles 1.18-1.30)")
     assert epoch_floor.per_round({"repeats": 3}, ours, other) == ""  # blocks, not rounds
     assert epoch_floor.per_round(record, ours[:3], other[:3]) == ""  # too few rounds
+
+
+def test_whole_sweeps_times_each_experiment_cold_then_warm_and_writes_both_records(tmp_path,
+                                                                                  capsys):
+    from jaxmlp.bench import whole_sweeps
+
+    records = tmp_path / "records"
+    code = whole_sweeps.main(["--data-dir", str(tmp_path / "none"), "--work",
+                              str(tmp_path / "work"), "--records", str(records),
+                              "--experiments", "p8d", "--tag", "toy", "--code", "abc1234",
+                              "--note", "a note", "--", "--quick", "--quiet"])
+    assert code == 0
+    cold = json.loads((records / "p8d_sweep_toy.json").read_text())
+    warm = json.loads((records / "p8d_sweep_toy_warm.json").read_text())
+    assert (cold["compile_cache"], warm["compile_cache"]) == ("cold", "warm")
+    assert "--retrain" in warm["command"] and "--retrain" not in cold["command"]
+    for r in (cold, warm):  # the process timed from outside: at least the sweep inside it
+        assert r["benchmark"] == "whole_sweep" and r["experiment"] == "p8d"
+        assert r["process_wall_time_s"] >= r["wall_time_s"] > 0
+        assert (r["code"], r["note"]) == ("abc1234", "a note") and "label" not in r
+    assert sorted(p.name for p in records.iterdir()) == ["p8d_sweep_toy.json",
+                                                         "p8d_sweep_toy_warm.json"]
+
+
+def test_whole_sweeps_past_its_deadline_writes_nothing_and_says_so(tmp_path, capsys):
+    from jaxmlp.bench import whole_sweeps
+
+    records = tmp_path / "records"
+    code = whole_sweeps.main(["--data-dir", str(tmp_path), "--work", str(tmp_path / "work"),
+                              "--records", str(records), "--experiments", "p8d",
+                              "--deadline", "0.01", "--", "--quick", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1 and list(records.iterdir()) == []
+    assert "p8d_sweep_gpu: stopped at the deadline; no record" in out
+    assert "p8d_sweep_gpu_warm: not started" in out
+    with pytest.raises(SystemExit):
+        whole_sweeps.parse(["--data-dir", "d", "--work", "w", "--records", "r",
+                            "--deadline", "0"])
