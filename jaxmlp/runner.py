@@ -8,7 +8,6 @@ a partial one from its latest checkpoint. `Lock` keeps two invocations off one o
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,7 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import jax
@@ -161,7 +160,7 @@ def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
     `final=False` leaves its final evaluation to `prepare_final`. `turn`: a context in which
     the Python part runs (a `Turns` slot); the XLA compile follows outside it."""
     with _clock(clock)("compile"):
-        with turn if turn is not None else contextlib.nullcontext():
+        with turn if turn is not None else nullcontext():
             built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
                                 mesh=mesh, shard=shard_for(group, mesh, shard), unroll=unroll)
             state = init_group(built)
