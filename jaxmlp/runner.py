@@ -273,6 +273,12 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
     ckpt = observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min",
                                      min_interval=checkpoint_every)
     observer = None
+
+    def close(flush: bool):
+        if observer is not None:  # the logs' last rows, the best checkpoints (unless failed)
+            observer.close(flush=flush)
+        ckpt.close()  # waits for the checkpoint writes still in flight
+
     try:
         with clock("io"):
             restored = ckpt.restore_latest(state)
@@ -296,12 +302,8 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
         with clock("eval"):
             kept, scores = jax.device_get((final or compiled.final)(state, data))
     except BaseException:
-        def close():
-            if observer is not None:
-                observer.close(flush=False)
-            ckpt.close()  # waits for the checkpoint writes still in flight
         with clock("io"):  # on the io thread if there is one: no Orbax saves side by side
-            io.submit(close).result() if io is not None else close()
+            io.submit(close, False).result() if io is not None else close(False)
         raise
     with clock("io"):
         state = jax.device_get(state)
@@ -309,8 +311,7 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
                 "resumed": resumed} for i, m in enumerate(group)]
 
     def finish():
-        observer.close()  # the logs' last rows, and the best checkpoints' writes in flight
-        ckpt.close()      # the resume checkpoint's
+        close(flush=True)
         for i, m in enumerate(group):
             save_model(runs_dir, m, kept, i, histories[i])
         for m, record in zip(group, records):

@@ -21,7 +21,6 @@ and the command says which. XLA_FLAGS and other settings come from the environme
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -70,10 +69,11 @@ def main(argv=None) -> int:
     for name in args.experiments:
         out = Path(args.work) / name
         shutil.rmtree(out, ignore_errors=True)
+        cold_ok = False
         for cache in ("cold", "warm"):
             stem = f"{name}_sweep_{args.tag}" + ("_warm" if cache == "warm" else "")
             left = None if args.deadline is None else args.deadline - (time.monotonic() - started)
-            if cache == "warm" and failed and failed[-1].startswith(f"{name}_"):
+            if cache == "warm" and not cold_ok:
                 print(f"{stem}: not started, its cold sweep has no record", flush=True)
                 failed.append(stem)
                 continue
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
             print(f"{stem}: {' '.join(cmd[1:])}", flush=True)
             begun = time.perf_counter()
             try:
-                done = subprocess.run(cmd, timeout=left, env=os.environ.copy())
+                done = subprocess.run(cmd, timeout=left)  # XLA_FLAGS &c. pass through
             except subprocess.TimeoutExpired:
                 print(f"{stem}: stopped at the deadline; no record", flush=True)
                 failed.append(stem)
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
                               str(records / f"{stem}.json"), *more])
             print(f"{stem}: {wall:.1f} s, the process whole -> {records / stem}.json",
                   flush=True)
+            cold_ok = True
     return 1 if failed else 0
 
 
