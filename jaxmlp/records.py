@@ -70,16 +70,48 @@ def run_entry(run: C.RunConfig, seed_records: list[dict]) -> dict:
     }
 
 
-def cpu_name() -> str:
-    """The host CPU's model name and core count, e.g. 'AMD EPYC (2 cores)'."""
-    name = platform.processor() or "cpu"
+def cpu_name(info: dict | None = None) -> str:
+    """The host CPU's model name, core count and, where /proc/cpuinfo tells them, its family,
+    model and widest vector extension, e.g. 'AMD EPYC (2 cores; family 26 model 2, AVX-512)'.
+
+    Cloud machines often report only a brand ('AMD EPYC'), and two such hosts may be different
+    generations with twice the matmul rate between them: the family and the vector extension
+    tell the records of one from the other."""
+    info = cpu_info() if info is None else info
+    name = info.get("model name") or platform.processor() or "cpu"
+    detail = []
+    if info.get("cpu family") and info.get("model"):
+        detail.append(f"family {info['cpu family']} model {info['model']}")
+    vector = vector_extension(info.get("flags") or info.get("Features", ""))
+    if vector:
+        detail.append(vector)
+    return f"{name} ({os.cpu_count()} cores{'; ' + ', '.join(detail) if detail else ''})"
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> dict:
+    """The first processor's fields in /proc/cpuinfo ({} where there is no such file)."""
+    fields: dict = {}
     try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        name = names[0] if names else name
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the end of the first processor's block
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return f"{name} ({os.cpu_count()} cores)"
+    return fields
+
+
+# The widest SIMD extension a CPU flag list names, widest first (x86 names, then Arm's).
+_VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sve", "SVE"),
+                 ("asimd", "NEON"))
+
+
+def vector_extension(flags: str) -> str | None:
+    """'AVX-512', 'AVX2', ... for a /proc/cpuinfo flag list; None if it names none of them."""
+    present = set(flags.split())
+    return next((name for flag, name in _VECTOR_FLAGS if flag in present), None)
 
 
 def environment(engine: str) -> dict:

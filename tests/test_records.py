@@ -42,3 +42,31 @@ def test_records_imports_no_jax():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+ZEN = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw
+
+processor\t: 1
+model name\t: something else
+"""
+
+
+def test_a_cpu_is_named_with_its_family_model_and_widest_vector_extension(tmp_path):
+    (tmp_path / "cpuinfo").write_text(ZEN)
+    info = records.cpu_info(str(tmp_path / "cpuinfo"))
+    assert info["model name"] == "AMD EPYC" and info["cpu family"] == "26"  # first block only
+    cores = records.os.cpu_count()
+    assert records.cpu_name(info) == f"AMD EPYC ({cores} cores; family 26 model 2, AVX-512)"
+    xeon = {"model name": "Intel(R) Xeon(R) Processor", "cpu family": "6", "model": "85",
+            "flags": "sse2 avx avx2 fma"}
+    assert records.cpu_name(xeon).endswith("cores; family 6 model 85, AVX2)")
+    arm = {"Features": "fp asimd evtstrm sve"}  # Arm's field, no family or model
+    assert records.cpu_name(arm).endswith(f"({cores} cores; SVE)")
+    assert records.cpu_info(str(tmp_path / "absent")) == {}
+    assert records.cpu_name({}).endswith(f"({cores} cores)")
+    assert records.vector_extension("sse sse2") is None
