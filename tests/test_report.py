@@ -358,6 +358,50 @@ def test_bench_goals_take_the_newest_record_in_force_and_say_what_is_unmeasured(
     assert ratio[1] == "1.111" and ratio[3] == "cumplido"
 
 
+def test_cpu_goals_come_once_per_host_newest_first_and_a_day_is_ordered_by_time(tmp_path):
+    from jaxmlp.report import bench
+
+    def on(device, record):
+        return {**record, "environment": _env("cpu", device)}
+
+    benches = [
+        # host A: two records of one day; the later one (by its time) stands
+        ("a_morning", on("Host A", _floor("2026-01-02T08:00:00Z", 1.0, 1.2, 1.0, 1.2, 0.9))),
+        ("a_evening", on("Host A", _floor("2026-01-02T20:00:00Z", 1.0, 1.4, 1.0, 1.3, 0.9))),
+        # host B: measured later, on a faster machine
+        ("b", on("Host B", _floor("2026-01-03T00:00:00Z", 1.0, 1.8, 1.0, 1.7, 0.8))),
+    ]
+    rows = [r for r in bench.goals(benches, tmp_path) if r[0].startswith("CPU")]
+    assert len(rows) == 6  # three CPU goals, for each host
+    assert ["`b` (Host B" in r[3] for r in rows] == [True] * 3 + [False] * 3
+    assert all("`a_evening` (Host A, 2026-01-02" in r[3] for r in rows[3:])
+    assert [r[2].split(" ")[0] for r in rows] == ["×1.80", "×1.70", "1.250",
+                                                   "×1.40", "×1.30", "1.111"]
+    assert [r[4] for r in rows] == ["cumplido", "cumplido", "**no**", "**no**", "**no**",
+                                    "cumplido"]
+    # no CPU record at all: the three CPU goals, unmeasured
+    none = [r for r in bench.goals(benches[:0], tmp_path) if r[0].startswith("CPU")]
+    assert [r[2] for r in none] == ["sin medir"] * 3
+
+
+def test_the_floor_gap_reads_a_profile_of_the_floor_records_host_only(tmp_path):
+    from jaxmlp.report import bench
+
+    def profile(device, created, matmul):
+        return {"benchmark": "epoch_profile", "created": created,
+                "environment": _env("cpu", device),
+                "rows": [{"batch": 128, "epoch_s": 2.5, "steps": 10, "ops_s": 2.4,
+                          "categories_s": {"matmul": matmul, "parameter-sized update": 0.2}}]}
+
+    floor = {**_floor("2026-01-02T00:00:00Z", 2.0, 3.0, 2.0, 3.0, 1.0),
+             "environment": _env("cpu", "Host A")}
+    benches = [("floor", floor), ("prof_a", profile("Host A", "2026-01-01T00:00:00Z", 1.1)),
+               ("prof_b", profile("Host B", "2026-01-05T00:00:00Z", 5.0))]
+    text = bench.floor_gap(benches, tmp_path)
+    assert "`floor`, en Host A;" in text and "`prof_a`" in text and "prof_b" not in text
+    assert bench.floor_gap([benches[0], benches[2]], tmp_path) is None  # no profile of host A
+
+
 def test_bench_page_splits_gpu_cpu_and_superseded_and_the_keras_card_is_in_force(tmp_path):
     from jaxmlp.report import bench
 
@@ -381,7 +425,8 @@ def test_bench_page_splits_gpu_cpu_and_superseded_and_the_keras_card_is_in_force
     assert [s["file"] for s in ctx["earlier"]] == ["z_old_floor"]
     assert ctx["earlier"][0]["superseded"] == "otra máquina"
     # The landing page's card: the record in force, though the superseded one sorts later.
-    assert [round(r["speedup"], 2) for r in ctx["keras"]["rows"]] == [1.3, 1.2]
+    assert [round(r["speedup"], 2) for r in ctx["keras"]["hosts"][0]["rows"]] == [1.3, 1.2]
+    assert len(ctx["keras"]["hosts"]) == 1 and ctx["keras"]["low"] == pytest.approx(1.2)
     assert "abc1234" in bench.gpu_status(benches, tmp_path)
     assert "Sin mediciones de GPU" in bench.gpu_status(benches[:2], tmp_path)
 

@@ -369,10 +369,29 @@ def in_force(benches: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
 
 
 def newest(benches: list[tuple[str, dict]], experiments: Path, match):
-    """(date, stem, record) of the newest record in force that `match`es, or None."""
-    found = [(measured_on(stem, b, experiments)[:10], stem, b) for stem, b in in_force(benches)
-             if match(b)]
-    return max(found, key=lambda t: t[0]) if found else None
+    """(date, stem, record) of the newest record in force that `match`es, or None. Records of
+    one day are ordered by their full `created` time."""
+    found = [(measured_on(stem, b, experiments)[:10], b.get("created", ""), stem, b)
+             for stem, b in in_force(benches) if match(b)]
+    if not found:
+        return None
+    date, _, stem, b = max(found, key=lambda t: t[:3])
+    return date, stem, b
+
+
+def host(b: dict) -> str:
+    """The machine a record names (`environment.device`)."""
+    return b.get("environment", {}).get("device", "—")
+
+
+def newest_per_host(benches, experiments: Path, match) -> list:
+    """`newest` for each machine that has a matching record in force, newest first: a goal on
+    "the CPU" is measured on whichever host a session draws, and one host's number does not
+    stand for another's."""
+    hosts = {host(b) for _, b in in_force(benches) if match(b)}
+    hits = [newest(benches, experiments, lambda b, h=h: match(b) and host(b) == h)
+            for h in hosts]
+    return sorted(hits, key=lambda t: (t[0], t[2].get("created", ""), t[1]), reverse=True)
 
 
 def keras_on_cpu(b: dict) -> bool:
@@ -382,16 +401,8 @@ def keras_on_cpu(b: dict) -> bool:
 
 
 def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]:
-    """The goals table: goal, target, measured value, which record, verdict."""
-    def where(date, stem, b):
-        code = f", código `{b['code']}`" if b.get("code") else ""
-        return f"`{stem}` ({b.get('environment', {}).get('device', '—')}, {date}{code})"
-
-    def row(label, target, value, hit, met):
-        if hit is None or value is None:
-            return [label, target, "sin medir", "—", "sin medir"]
-        return [label, target, value, where(*hit), "cumplido" if met else "**no**"]
-
+    """The goals table: goal, target, measured value, which record, verdict; the CPU goals once
+    per host with a record in force (`cpu_goals`)."""
     rows = []
     for experiment, cache, limit in SWEEP_GOALS:
         hit = newest(benches, experiments,
@@ -406,10 +417,17 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
             "" if hit[2].get("process_wall_time_s") else " (solo el entrenamiento)"))
         label = (f"{experiment.upper()} entero en una GPU, "
                  f"{'en frío' if cache == 'cold' else 'en caliente'} (proceso entero)")
-        rows.append(row(label, f"≤\u00a0{limit:.0f}\u00a0s", shown, hit,
-                        seconds and seconds <= limit))
-    cpu = newest(benches, experiments, keras_on_cpu)
+        rows.append(goal_row(label, f"≤\u00a0{limit:.0f}\u00a0s", shown, hit,
+                             seconds and seconds <= limit))
+    for cpu in newest_per_host(benches, experiments, keras_on_cpu) or [None]:
+        rows += cpu_goals(cpu)
+    return rows
+
+
+def cpu_goals(cpu) -> list[list[str]]:
+    """The CPU goals' rows for one host's newest side-by-side record (None: unmeasured)."""
     by_batch = {r["batch"]: r for r in cpu[2]["rows"]} if cpu else {}
+    rows = []
     for batch in (64, 128):
         keras = by_batch.get(batch, {}).get("keras")
         ratios = keras and round_ratios(cpu[2], by_batch[batch]["epochs_s"],
@@ -419,34 +437,49 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
             q1, _, q3 = quartiles(ratios)
             shown += f" (por ronda, cuartiles ×{q1:.2f}–×{q3:.2f})"
             met = met and q1 >= KERAS_GOAL
-        rows.append(row(f"CPU: Keras 3 `fit` / jaxmlp, batch {batch} (mismo proceso)",
-                        f"≥\u00a0×{KERAS_GOAL}", shown, cpu, met))
+        rows.append(goal_row(f"CPU: Keras 3 `fit` / jaxmlp, batch {batch} (mismo proceso)",
+                             f"≥\u00a0×{KERAS_GOAL}", shown, cpu, met))
     ratio = by_batch.get(128, {}).get("ratio")
-    rows.append(row("CPU: época / mínimo de la máquina, batch 128", f"≤\u00a0{FLOOR_GOAL:.2f}",
-                    ratio and f"{ratio:.3f}", cpu, ratio and ratio <= FLOOR_GOAL))
+    rows.append(goal_row("CPU: época / mínimo de la máquina, batch 128",
+                         f"≤\u00a0{FLOOR_GOAL:.2f}", ratio and f"{ratio:.3f}", cpu,
+                         ratio and ratio <= FLOOR_GOAL))
     return rows
+
+
+def goal_row(label, target, value, hit, met) -> list[str]:
+    """One row of the goals table; `hit` is `newest`'s (date, stem, record) or None."""
+    if hit is None or value is None:
+        return [label, target, "sin medir", "—", "sin medir"]
+    return [label, target, value, where(*hit), "cumplido" if met else "**no**"]
+
+
+def where(date, stem, b) -> str:
+    """A goal's record: its file, machine, date and code."""
+    code = f", código `{b['code']}`" if b.get("code") else ""
+    return f"`{stem}` ({host(b)}, {date}{code})"
 
 
 def floor_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
     """Where the CPU floor goal stands against what it leaves room for: the epoch it allows at
     batch 128 (newest CPU epoch_vs_floor record in force), and what the epoch's matrix products
-    and weight update alone took in the newest CPU profile in force. None when the goal is met
-    or either record is missing."""
-    def at_128(kind):
+    and weight update alone took in the newest CPU profile in force on the same host. None when
+    the goal is met or either record is missing."""
+    def at_128(kind, on=None):
         hit = newest(benches, experiments,
-                     lambda b: b.get("benchmark") == kind and platform(b) == "cpu")
+                     lambda b: b.get("benchmark") == kind and platform(b) == "cpu"
+                     and on in (None, host(b)))
         row = hit and next((r for r in hit[2].get("rows", []) if r.get("batch") == 128), None)
-        return (hit[1], row) if row else (None, None)
+        return (hit[1], row, host(hit[2])) if row else (None, None, None)
 
-    floor_stem, f = at_128("epoch_vs_floor")
-    profile_stem, p = at_128("epoch_profile")
+    floor_stem, f, machine = at_128("epoch_vs_floor")
+    profile_stem, p, _ = at_128("epoch_profile", on=machine)
     if not f or not p or f["ratio"] <= FLOOR_GOAL:
         return None
     matmul = p["categories_s"].get("matmul", 0.0)
     update = p["categories_s"].get("parameter-sized update", 0.0)
     return (f"Época / mínimo ≤\u00a0{FLOOR_GOAL:.2f} con batch 128 deja una época de "
             f"{FLOOR_GOAL * f['floor_s']:.3f}\u00a0s como mucho ({FLOOR_GOAL:.2f} × el mínimo de "
-            f"{f['floor_s']:.3f}\u00a0s, `{floor_stem}`; la época medida: "
+            f"{f['floor_s']:.3f}\u00a0s, `{floor_stem}`, en {machine}; la época medida: "
             f"{f['epoch_s']:.3f}\u00a0s). En la traza de `{profile_stem}` (una época de "
             f"{p['epoch_s']:.2f}\u00a0s con el perfilador), los productos de matrices suman "
             f"{matmul:.3f}\u00a0s, {matmul / f['floor_s']:.2f} veces el mínimo, y la "
@@ -564,20 +597,22 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
     groups = [{"name": name, "sections": [section(stem, b) for stem, b in in_force(known)
                                           if (platform(b) == "gpu") == (name == "GPU")]}
               for name in ("GPU", "CPU")]
-    # The landing page's Keras card: the newest side-by-side CPU comparison in force.
-    floor = newest(benches, experiments, keras_on_cpu)
-    keras = None
-    if floor:
-        date, _, b = floor
-        keras = {"device": device(b), "date": date, "version": next(
-            r["keras"].get("keras", "3") for r in b["rows"] if "keras" in r),
-            "rows": [{"batch": r["batch"], "jaxmlp_epoch_s": r["epoch_s"],
-                      "keras_epoch_s": r["keras"]["epoch_s"], "speedup": r["keras"]["speedup"]}
-                     for r in sorted(b["rows"], key=lambda r: r["batch"]) if "keras" in r]}
-        keras["sentence"] = "; ".join(
+    # The landing page's Keras card: the newest side-by-side CPU comparison in force on each
+    # host, so that the headline range covers every machine that measured it.
+    hosts = []
+    for date, _, b in newest_per_host(benches, experiments, keras_on_cpu):
+        version = next(r["keras"].get("keras", "3") for r in b["rows"] if "keras" in r)
+        rows = [{"batch": r["batch"], "jaxmlp_epoch_s": r["epoch_s"],
+                 "keras_epoch_s": r["keras"]["epoch_s"], "speedup": r["keras"]["speedup"]}
+                for r in sorted(b["rows"], key=lambda r: r["batch"]) if "keras" in r]
+        sentence = "; ".join(
             f"batch {r['batch']}, {r['jaxmlp_epoch_s']:.2f} s con `jaxmlp` y "
-            f"{r['keras_epoch_s']:.2f} s con Keras {keras['version']} `fit` (×{r['speedup']:.2f})"
-            for r in keras["rows"])
+            f"{r['keras_epoch_s']:.2f} s con Keras {version} `fit` (×{r['speedup']:.2f})"
+            for r in rows)
+        hosts.append({"device": device(b), "date": date, "version": version, "rows": rows,
+                      "sentence": sentence})
+    speedups = [r["speedup"] for h in hosts for r in h["rows"]]
+    keras = hosts and {"hosts": hosts, "low": min(speedups), "high": max(speedups)}
     return {"groups": [g for g in groups if g["sections"]],
             "earlier": [section(stem, b) for stem, b in known if b.get("superseded")],
             "goals_table": markdown(["Objetivo", "Meta", "Medido", "Registro", "Estado"],
