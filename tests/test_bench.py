@@ -661,3 +661,96 @@ def test_whole_sweeps_past_its_deadline_writes_nothing_and_says_so(tmp_path, cap
     with pytest.raises(SystemExit):
         whole_sweeps.parse(["--data-dir", "d", "--work", "w", "--records", "r",
                             "--deadline", "0"])
+
+
+# --- jaxmlp.bench.schedule: a sweep's sequential steps, from committed results ---------------
+
+def _schedule_case():
+    from jaxmlp import config as C
+    from jaxmlp.experiments import cli
+
+    def run(name, batch, epochs, lr=1e-3):
+        return C.RunConfig(name, model=C.ModelConfig(hidden=(4,)),
+                           optim=C.OptimConfig("adam", lr),
+                           train=C.TrainConfig(epochs=epochs, batch_size=batch))
+    # a and b share a program (they differ in a number only); c has another batch size, and d
+    # another epoch budget: three programs, two of them with batch 10 and budget 6
+    exp = cli.Experiment("toy", "Toy", "fashion_mnist",
+                         (run("a", 10, 6), run("b", 10, 6, lr=1e-2), run("c", 25, 6),
+                          run("d", 10, 9)), seeds=2, more_seeds={"d": 1})
+    ran = {"a": [3, 6], "b": [5, 2], "c": [4, 4], "d": [7]}
+    results = {"dataset": {"n_train": 100},
+               "runs": [{"name": n, "seeds": [{"seed": s, "epochs_run": e}
+                                              for s, e in enumerate(es)]}
+                        for n, es in ran.items()]}
+    return exp, results
+
+
+def test_schedule_counts_each_groups_sequential_steps_and_what_a_mask_computes():
+    from jaxmlp.bench import schedule
+
+    exp, results = _schedule_case()
+    s = schedule.schedule(exp, results)
+    by_runs = {tuple(g["runs"]): g for g in s["groups"]}
+    ab = by_runs["a", "b"]
+    # 100 examples at batch 10: 10 steps an epoch; the longest member ran 6 epochs
+    assert (ab["members"], ab["longest"], ab["sequential_steps"]) == (4, 6, 60)
+    # members ran 3 + 6 + 5 + 2 = 16 epochs; vmapped, all four compute 6: 24 - 16 = 8 masked
+    assert (ab["member_epochs"], ab["masked_member_epochs"]) == (16, 8)
+    c = by_runs["c",]
+    assert (c["steps_per_epoch"], c["sequential_steps"], c["masked_member_epochs"]) == (4, 16, 0)
+    assert by_runs["d",]["sequential_steps"] == 70
+    assert s["sequential_steps"] == 60 + 16 + 70
+    # one program per (batch, budget): (10, 6), (25, 6), (10, 9) stay apart; nothing merges
+    assert s["programs_one_per_batch_and_budget"] == 3
+    assert s["sequential_steps_one_program_per_batch_and_budget"] == 146
+
+
+def test_schedule_merges_groups_of_one_batch_and_budget_and_refuses_missing_epochs(
+        tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from jaxmlp.bench import schedule
+
+    exp, results = _schedule_case()
+    # e: another model (wider), same batch and budget as a and b: its own program, which the
+    # merged count folds into theirs
+    from jaxmlp import config as C
+    e = C.RunConfig("e", model=C.ModelConfig(hidden=(8,)), optim=C.OptimConfig("adam"),
+                    train=C.TrainConfig(epochs=6, batch_size=10))
+    exp = dataclasses.replace(exp, runs=exp.runs + (e,))
+    results["runs"].append({"name": "e", "seeds": [{"seed": 0, "epochs_run": 2},
+                                                   {"seed": 1, "epochs_run": 1}]})
+    s = schedule.schedule(exp, results)
+    assert len(s["groups"]) == 4 and s["sequential_steps"] == 60 + 16 + 70 + 20
+    assert s["sequential_steps_one_program_per_batch_and_budget"] == 60 + 16 + 70
+
+    results["runs"] = [r for r in results["runs"] if r["name"] != "c"]
+    with pytest.raises(ValueError, match="no epochs for c seed 0, c seed 1"):
+        schedule.schedule(exp, results)
+    # the command: a missing results.json is one line on stderr and exit 2, nothing written
+    out = tmp_path / "s.json"
+    assert schedule.main(["--experiments", "ta8", "--results", str(tmp_path),
+                          "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read ") and err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["ta8", "p8d"])
+def test_schedule_of_the_committed_results_covers_every_member_once(name):
+    import importlib
+    import json
+    from pathlib import Path
+
+    from jaxmlp.bench import schedule
+
+    results = json.loads((Path(__file__).parents[1] / "experiments" / name /
+                          "results.json").read_text())
+    exp = importlib.import_module(f"jaxmlp.experiments.{name}").EXPERIMENT
+    s = schedule.schedule(exp, results)
+    seeds = [x for r in results["runs"] for x in r["seeds"]]
+    assert sum(g["members"] for g in s["groups"]) == len(seeds)
+    assert s["member_epochs"] == sum(x["epochs_run"] for x in seeds)
+    assert sorted(n for g in s["groups"] for n in g["runs"]) == sorted(
+        r["name"] for r in results["runs"])
+    assert (s["sequential_steps_one_program_per_batch_and_budget"] <= s["sequential_steps"])
