@@ -174,6 +174,15 @@ def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
+    # The optimizer's update is three elementwise passes over each weight on the CPU (first
+    # moment, second moment, weight: XLA's CPU backend makes no multi-output fusions), each
+    # rereading the gradient and the weight. Tried and dropped (2026-11-28, a scratch build
+    # timed in alternating rounds on TA8's combined model, batch 128): carrying each weight
+    # stacked with its moments through the loop over batches, so that one fusion updates all
+    # three. XLA then copies the stack every step (it cannot update a concatenation in place)
+    # and the epoch took 1.19 times as long (1.16 with two steps per loop iteration), and it
+    # rounded differently after an epoch with a partial last batch.
+
     def step_key(state: TrainState, step):
         return jax.random.fold_in(jax.random.fold_in(_key(state), 1), step)
 
