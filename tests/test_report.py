@@ -321,6 +321,9 @@ def test_floor_gap_says_what_matmuls_and_the_update_alone_take_against_the_floor
     assert "En la traza de `prof` (una época de 2.50\u00a0s" in text
     assert "suman 1.100\u00a0s, 1.10 veces el mínimo" in text
     assert "(Adam), 0.200\u00a0s: las dos juntas, 1.30 veces el mínimo" in text
+    assert "no se alcanzaría aunque todo lo demás" in text  # 1.3 > 1.2: out of reach
+    under = [benches[0], ("prof", profile("2026-01-02T00:00:00Z", 0.9, 0.2))]
+    assert "no se alcanzaría" not in bench.floor_gap(under, tmp_path)  # 1.1 <= 1.2
     assert "floor_gap" in bench.context(benches, tmp_path)
     met = [("floor", _floor("2026-01-02T00:00:00Z", 1.1, 3.0, 1.1, 3.0, 1.0)), benches[1]]
     assert bench.floor_gap(met, tmp_path) is None  # 1.1 <= 1.2: nothing to explain

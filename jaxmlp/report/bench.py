@@ -485,7 +485,12 @@ def floor_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
             f"{matmul:.3f}\u00a0s, {matmul / f['floor_s']:.2f} veces el mínimo, y la "
             f"actualización de los pesos (Adam), {update:.3f}\u00a0s: las dos juntas, "
             f"{(matmul + update) / f['floor_s']:.2f} veces el mínimo, sin contar nada más de la "
-            "época.")
+            "época." + (
+                " Con los productos a ese ritmo y esa actualización, la meta no se alcanzaría "
+                "aunque todo lo demás de la época no tardara nada; pedirla es pedir productos "
+                "más rápidos que la medida de `matmul` o una actualización de los pesos más "
+                "barata que la de esta traza."
+                if matmul + update > FLOOR_GOAL * f["floor_s"] else ""))
 
 
 def gpu_status(benches: list[tuple[str, dict]], experiments: Path) -> str:
