@@ -550,3 +550,28 @@ def test_whole_sweep_text_says_what_the_writer_thread_did_beside_training(tmp_pa
     del split["io_thread"]  # a record from before the writer thread: no such sentence
     assert "hilo de escritura" not in bench.whole_sweep(
         _sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z", time_split_s=split))
+
+
+def test_a_schedule_record_is_a_gpu_section_that_names_no_machine(tmp_path):
+    from jaxmlp.report import bench
+    from jaxmlp.report.render import environment
+
+    group = {"group": "a-4-x", "runs": ["a", "b", "c", "d"], "batch": 10, "members": 4,
+             "epoch_budget": 6, "longest": 6, "steps_per_epoch": 10, "sequential_steps": 60,
+             "member_epochs": 16, "masked_member_epochs": 8}
+    record = {"benchmark": "schedule", "created": "2026-01-02T00:00:00Z", "code": "abc1234",
+              "experiments": [{"experiment": "toy", "n_train": 100, "groups": [group],
+                               "sequential_steps": 60, "member_epochs": 16,
+                               "masked_member_epochs": 8,
+                               "sequential_steps_one_program_per_batch_and_budget": 60,
+                               "programs_one_per_batch_and_budget": 1}]}
+    ctx = bench.context([("schedule", record)], tmp_path)
+    assert [g["name"] for g in ctx["groups"]] == ["GPU"]
+    text = ctx["groups"][0]["sections"][0]["text"]
+    assert "TOY, 100 ejemplos de entrenamiento, 1 programas" in text
+    assert "| `a`, `b`, `c` y 1 más | 10 | 4 | 6 | 6 | 60 | 16 | 8 |" in text
+    assert "En total, 60 pasos en serie, 16 épocas-miembro entrenadas y 8 bajo máscara" in text
+    assert "Sin mediciones de GPU" in bench.gpu_status([("schedule", record)], tmp_path)
+    page = environment().get_template("bench.md.j2").render(bench=ctx)
+    assert "Archivo `schedule.json`. Contado el 2026-01-02, código `abc1234`." in page
+    assert "Máquina: None" not in page

@@ -14,8 +14,12 @@ from jaxmlp.report.compare import pm
 from jaxmlp.report.tables import markdown
 
 
-def device(b: dict) -> str:
-    env = b.get("environment", {})
+def device(b: dict) -> str | None:
+    """The machine a record measured on, for a reader; None for a record that measured nothing
+    (jaxmlp.bench.schedule counts from committed results)."""
+    if "environment" not in b:
+        return None
+    env = b["environment"]
     n = env.get("device_count", 1)
     return (f"{env.get('device', '—')} ({env.get('platform', '—')}, {n} "
             f"{'dispositivo' if n == 1 else 'dispositivos'}), JAX `{env.get('jax', '—')}`")
@@ -218,6 +222,38 @@ def roofline(b: dict) -> str:
     return text
 
 
+def schedule(b: dict) -> str:
+    """A schedule record (jaxmlp.bench.schedule): each experiment's groups, in series."""
+    text = ("Lo que corre en serie en un barrido: cada grupo de runs que comparten formas es un "
+            "programa compilado, y los grupos se entrenan uno tras otro, cada uno hasta que para "
+            "su último miembro. Contado a partir de los `results.json` guardados (`python -m "
+            "jaxmlp.bench.schedule`), sin medir nada. En una GPU el paso de un grupo pequeño "
+            "cuesta casi lo mismo tenga los miembros que tenga (el tiempo se va en lanzar "
+            "kernels: ver el techo de la GPU), así que el entrenamiento tarda según los pasos en "
+            "serie más que según las épocas-miembro. Vectorizado (vmap, en la GPU), un miembro "
+            "parado se sigue calculando bajo máscara hasta que para su grupo; en la CPU se "
+            "salta.\n")
+    for e in b.get("experiments", []):
+        def runs(names):
+            return ", ".join(f"`{n}`" for n in names[:3]) + (
+                f" y {len(names) - 3} más" if len(names) > 3 else "")
+        rows = [[runs(g["runs"]), g["batch"], g["members"], g["epoch_budget"], g["longest"],
+                 f"{g['sequential_steps']:,}", f"{g['member_epochs']:,}",
+                 f"{g['masked_member_epochs']:,}"] for g in e["groups"]]
+        text += (f"\n{e['experiment'].upper()}, {e['n_train']:,} ejemplos de entrenamiento, "
+                 f"{len(e['groups'])} programas:\n\n"
+                 + markdown(["Runs", "Batch", "Miembros", "Épocas (máx.)", "La más larga",
+                             "Pasos en serie", "Épocas-miembro", "Bajo máscara"], rows,
+                            numeric=range(1, 8))
+                 + f"\n\nEn total, {e['sequential_steps']:,} pasos en serie, "
+                 f"{e['member_epochs']:,} épocas-miembro entrenadas y "
+                 f"{e['masked_member_epochs']:,} bajo máscara si los grupos van vectorizados. "
+                 f"Con un solo programa por batch y presupuesto de épocas "
+                 f"({e['programs_one_per_batch_and_budget']}), serían "
+                 f"{e['sequential_steps_one_program_per_batch_and_budget']:,} pasos en serie.\n")
+    return text
+
+
 def keras_parity(b: dict) -> str:
     rows = []
     for model, by in b["models"].items():
@@ -319,7 +355,7 @@ def step_options(b: dict) -> str:
 
 KINDS = {"epoch_vs_floor": epoch_floor, "epoch_profile": epoch_profile, "sweep": sweep,
          "whole_sweep": whole_sweep, "keras_parity": keras_parity, "roofline": roofline,
-         "step_options": step_options}
+         "step_options": step_options, "schedule": schedule}
 
 
 def measured_on(stem: str, b: dict, experiments: Path) -> str:
@@ -352,7 +388,8 @@ def title(b: dict) -> str:
             "sweep": "Varios runs en un programa: coste por run",
             "keras_parity": f"Paridad con Keras 3 en {b.get('epochs', '?')} épocas",
             "roofline": "Techo de la GPU y cuánto de él se usa",
-            "step_options": "Opciones de compilación del paso"}.get(kind, str(kind))
+            "step_options": "Opciones de compilación del paso",
+            "schedule": "Pasos en serie de un barrido"}.get(kind, str(kind))
 
 
 # What the speed issue asks for, on one GPU: (experiment, compilation cache, seconds at most).
@@ -583,8 +620,8 @@ def parity_table(experiments: Path) -> str | None:
     return text
 
 
-ORDER = ["whole_sweep", "roofline", "step_options", "epoch_vs_floor", "epoch_profile",
-         "sweep", "keras_parity"]
+ORDER = ["whole_sweep", "schedule", "roofline", "step_options", "epoch_vs_floor",
+         "epoch_profile", "sweep", "keras_parity"]
 
 
 def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
@@ -596,11 +633,17 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
         text = KINDS[b["benchmark"]](b)
         if b.get("note"):
             text += f"\nNota del registro: {b['note']}\n"
-        return {"file": stem, "title": title(b), "device": device(b), "code": b.get("code"),
-                "date": measured_on(stem, b, experiments), "superseded": b.get("superseded"),
-                "text": text}
+        date, code = measured_on(stem, b, experiments), b.get("code")
+        where = (f"Máquina: {device(b)}. Medido: {date}" if device(b) is not None
+                 else f"Contado el {date}")  # a record that measured nothing on a machine
+        return {"file": stem, "title": title(b), "device": device(b), "code": code,
+                "date": date, "superseded": b.get("superseded"), "text": text,
+                "provenance": where + (f", código `{code}`." if code else ".")}
+    # A schedule record measures nothing on any machine; it explains the GPU's sweep times.
     groups = [{"name": name, "sections": [section(stem, b) for stem, b in in_force(known)
-                                          if (platform(b) == "gpu") == (name == "GPU")]}
+                                          if (platform(b) == "gpu"
+                                              or b["benchmark"] == "schedule")
+                                          == (name == "GPU")]}
               for name in ("GPU", "CPU")]
     # The landing page's Keras card: the newest side-by-side CPU comparison in force on each
     # host, so that the headline range covers every machine that measured it.
