@@ -754,3 +754,20 @@ def test_schedule_of_the_committed_results_covers_every_member_once(name):
     assert sorted(n for g in s["groups"] for n in g["runs"]) == sorted(
         r["name"] for r in results["runs"])
     assert (s["sequential_steps_one_program_per_batch_and_budget"] <= s["sequential_steps"])
+
+
+def test_the_committed_schedule_record_is_what_the_committed_results_give():
+    import importlib
+    import json
+    from pathlib import Path
+
+    from jaxmlp.bench import schedule
+
+    root = Path(__file__).parents[1] / "experiments"
+    record = json.loads((root / "bench" / "schedule.json").read_text())
+    for e in record["experiments"]:
+        results = json.loads((root / e["experiment"] / "results.json").read_text())
+        exp = importlib.import_module(f"jaxmlp.experiments.{e['experiment']}").EXPERIMENT
+        assert schedule.schedule(exp, results) == e, (
+            f"experiments/bench/schedule.json is stale for {e['experiment']}: "
+            "python -m jaxmlp.bench.schedule --json experiments/bench/schedule.json")
