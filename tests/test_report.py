@@ -568,8 +568,8 @@ def test_a_schedule_record_is_a_gpu_section_that_names_no_machine(tmp_path):
     ctx = bench.context([("schedule", record)], tmp_path)
     assert [g["name"] for g in ctx["groups"]] == ["GPU"]
     text = ctx["groups"][0]["sections"][0]["text"]
-    assert "TOY, 100 ejemplos de entrenamiento, 1 programas" in text
-    assert "| `a`, `b`, `c` y 1 más | 10 | 4 | 6 | 6 | 60 | 16 | 8 |" in text
+    assert "TOY, 100 ejemplos de entrenamiento, 1 programa (" in text
+    assert "| `a`, `b` y 2 más | 10 | 4 | 6 / 6 | 60 | 16 + 8 |" in text
     assert "En total, 60 pasos en serie, 16 épocas-miembro entrenadas y 8 bajo máscara" in text
     assert "Sin mediciones de GPU" in bench.gpu_status([("schedule", record)], tmp_path)
     page = environment().get_template("bench.md.j2").render(bench=ctx)

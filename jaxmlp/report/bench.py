@@ -235,16 +235,18 @@ def schedule(b: dict) -> str:
             "salta.\n")
     for e in b.get("experiments", []):
         def runs(names):
-            return ", ".join(f"`{n}`" for n in names[:3]) + (
-                f" y {len(names) - 3} más" if len(names) > 3 else "")
-        rows = [[runs(g["runs"]), g["batch"], g["members"], g["epoch_budget"], g["longest"],
-                 f"{g['sequential_steps']:,}", f"{g['member_epochs']:,}",
-                 f"{g['masked_member_epochs']:,}"] for g in e["groups"]]
+            return ", ".join(f"`{n}`" for n in names[:2]) + (
+                f" y {len(names) - 2} más" if len(names) > 2 else "")
+        rows = [[runs(g["runs"]), g["batch"], g["members"],
+                 f"{g['longest']} / {g['epoch_budget']}", f"{g['sequential_steps']:,}",
+                 f"{g['member_epochs']:,} + {g['masked_member_epochs']:,}"]
+                for g in e["groups"]]
         text += (f"\n{e['experiment'].upper()}, {e['n_train']:,} ejemplos de entrenamiento, "
-                 f"{len(e['groups'])} programas:\n\n"
-                 + markdown(["Runs", "Batch", "Miembros", "Épocas (máx.)", "La más larga",
-                             "Pasos en serie", "Épocas-miembro", "Bajo máscara"], rows,
-                            numeric=range(1, 8))
+                 f"{len(e['groups'])} programa{'s' if len(e['groups']) != 1 else ''} (épocas: las del miembro que más entrenó / el "
+                 "máximo; épocas-miembro: entrenadas + calculadas bajo máscara si el grupo va "
+                 "vectorizado):\n\n"
+                 + markdown(["Runs", "Batch", "Miembros", "Épocas", "Pasos en serie",
+                             "Épocas-miembro"], rows, numeric=range(1, 6))
                  + f"\n\nEn total, {e['sequential_steps']:,} pasos en serie, "
                  f"{e['member_epochs']:,} épocas-miembro entrenadas y "
                  f"{e['masked_member_epochs']:,} bajo máscara si los grupos van vectorizados. "
