@@ -241,10 +241,11 @@ def schedule(b: dict) -> str:
                  f"{g['longest']} / {g['epoch_budget']}", f"{g['sequential_steps']:,}",
                  f"{g['member_epochs']:,} + {g['masked_member_epochs']:,}"]
                 for g in e["groups"]]
+        n = len(e["groups"])
         text += (f"\n{e['experiment'].upper()}, {e['n_train']:,} ejemplos de entrenamiento, "
-                 f"{len(e['groups'])} programa{'s' if len(e['groups']) != 1 else ''} (épocas: las del miembro que más entrenó / el "
-                 "máximo; épocas-miembro: entrenadas + calculadas bajo máscara si el grupo va "
-                 "vectorizado):\n\n"
+                 f"{n} programa{'s' if n != 1 else ''} (épocas: las del miembro que más "
+                 "entrenó / el máximo; épocas-miembro: entrenadas + calculadas bajo máscara "
+                 "si el grupo va vectorizado):\n\n"
                  + markdown(["Runs", "Batch", "Miembros", "Épocas", "Pasos en serie",
                              "Épocas-miembro"], rows, numeric=range(1, 6))
                  + f"\n\nEn total, {e['sequential_steps']:,} pasos en serie, "
