@@ -36,7 +36,8 @@ EXPERIMENTS = ("ta8", "p8d")
 
 
 def fitted(run: C.RunConfig) -> C.RunConfig:
-    """The run with its dataset's input and class counts, as the experiment trains it."""
+    """The run with its dataset's input size, as the experiment's command line selects it
+    (`jaxmlp.experiments.cli.select`) before grouping."""
     return dataclasses.replace(run, model=dataclasses.replace(
         run.model, input_dim=C.INPUT_DIMS[run.train.dataset]))
 
