@@ -20,38 +20,28 @@ its sequential steps more than its member-epochs. Counts only: nothing is timed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
 import math
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from jaxmlp import atomic, records, runner
-from jaxmlp import config as C
 from jaxmlp.bench import code_version
 
 EXPERIMENTS = ("ta8", "p8d")
 
 
-def fitted(run: C.RunConfig) -> C.RunConfig:
-    """The run with its dataset's input size, as the experiment's command line selects it
-    (`jaxmlp.experiments.cli.select`) before grouping."""
-    return dataclasses.replace(run, model=dataclasses.replace(
-        run.model, input_dim=C.INPUT_DIMS[run.train.dataset]))
-
-
 def schedule(exp, results: dict) -> dict:
     """The groups of experiment `exp` (a `cli.Experiment`) with the epochs its committed
     `results` (results.json) record for each member."""
-    from jaxmlp.experiments.cli import experiment_members
+    from jaxmlp.experiments import cli
 
+    args = cli.parse(exp, [])  # the main job's runs and seeds, as its command line selects them
     ran = {(r["name"], s["seed"]): s["epochs_run"] for r in results["runs"]
            for s in r["seeds"]}
     n_train = results["dataset"]["n_train"]
-    items = experiment_members(exp, SimpleNamespace(seeds=exp.seeds),
-                               [fitted(r) for r in exp.runs])
+    items = cli.experiment_members(exp, args, cli.select(exp, args))
     missing = [f"{m.run.name} seed {m.seed}" for m in items if (m.run.name, m.seed) not in ran]
     if missing:
         raise ValueError(f"{exp.name}: results.json has no epochs for {', '.join(missing[:5])}"

@@ -411,12 +411,15 @@ def in_force(benches: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
 def newest(benches: list[tuple[str, dict]], experiments: Path, match):
     """(date, stem, record) of the newest record in force that `match`es, or None. Records of
     one day are ordered by their full `created` time."""
-    found = [(measured_on(stem, b, experiments)[:10], b.get("created", ""), stem, b)
+    found = [(measured_on(stem, b, experiments)[:10], stem, b)
              for stem, b in in_force(benches) if match(b)]
-    if not found:
-        return None
-    date, _, stem, b = max(found, key=lambda t: t[:3])
-    return date, stem, b
+    return max(found, key=recency) if found else None
+
+
+def recency(hit) -> tuple:
+    """How `newest` orders its (date, stem, record): date, then the full `created`, then name."""
+    date, stem, b = hit
+    return date, b.get("created", ""), stem
 
 
 def host(b: dict) -> str:
@@ -431,7 +434,7 @@ def newest_per_host(benches, experiments: Path, match) -> list:
     hosts = {host(b) for _, b in in_force(benches) if match(b)}
     hits = [newest(benches, experiments, lambda b, h=h: match(b) and host(b) == h)
             for h in hosts]
-    return sorted(hits, key=lambda t: (t[0], t[2].get("created", ""), t[1]), reverse=True)
+    return sorted(hits, key=recency, reverse=True)
 
 
 def keras_on_cpu(b: dict) -> bool:
@@ -636,10 +639,10 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
         text = KINDS[b["benchmark"]](b)
         if b.get("note"):
             text += f"\nNota del registro: {b['note']}\n"
-        date, code = measured_on(stem, b, experiments), b.get("code")
-        where = (f"Máquina: {device(b)}. Medido: {date}" if device(b) is not None
+        date, code, machine = measured_on(stem, b, experiments), b.get("code"), device(b)
+        where = (f"Máquina: {machine}. Medido: {date}" if machine is not None
                  else f"Contado el {date}")  # a record that measured nothing on a machine
-        return {"file": stem, "title": title(b), "device": device(b), "code": code,
+        return {"file": stem, "title": title(b), "device": machine, "code": code,
                 "date": date, "superseded": b.get("superseded"), "text": text,
                 "provenance": where + (f", código `{code}`." if code else ".")}
     # A schedule record measures nothing on any machine; it explains the GPU's sweep times.
