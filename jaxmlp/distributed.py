@@ -18,6 +18,8 @@ Two ways to use several processes (one per host, or several on one host), one en
 
 A process joins a job from three environment variables (see docs/guide/multihost.md):
 JAXMLP_COORDINATOR (host:port of process 0), JAXMLP_NUM_PROCESSES and JAXMLP_PROCESS_ID.
+`launch_local` starts such a job on this machine alone (an experiment's `--processes N`): N
+processes, each on its own share of the CPU cores, split a sweep's members.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,6 +45,8 @@ from jaxmlp import atomic
 ENV_COORDINATOR = "JAXMLP_COORDINATOR"
 ENV_NUM_PROCESSES = "JAXMLP_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAXMLP_PROCESS_ID"
+# Set by `launch_local` for each process it starts: the CPU cores it runs on ("0" or "2,3").
+ENV_LOCAL_CORES = "JAXMLP_LOCAL_CORES"
 # A process that finishes its share early waits this long for the others: in the merge
 # (process 0) and in the session's shutdown barrier (every process).
 WAIT_S = 7 * 24 * 3600
@@ -179,3 +189,119 @@ def _inside(out: Path, rel: str) -> Path:
     if out.resolve() not in path.parents or not rel.startswith(("members/", "histories/")):
         raise ValueError(f"a peer sent a file name outside {out}/members or histories: {rel!r}")
     return path
+
+
+def cores() -> list[int]:
+    """The CPU cores this process may run on (its affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def core_shares(n: int, available: list[int] | None = None) -> list[list[int]]:
+    """`available` cores (default `cores()`) in `n` contiguous blocks as even as they go."""
+    available = cores() if available is None else list(available)
+    if not 1 <= n <= len(available):
+        raise ValueError(f"--processes {n}: allowed 1 to {len(available)} on this machine (the "
+                         f"CPU cores this process may use); one process per core at most")
+    size, extra = divmod(len(available), n)
+    starts = np.cumsum([0] + [size + (i < extra) for i in range(n)])
+    return [available[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
+def free_port() -> int:
+    """A TCP port on localhost that was free a moment ago (for the coordinator)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_env(index: int, count: int, port: int, share: list[int], env=None) -> dict:
+    """The environment of process `index` of a `count`-process job on this machine."""
+    env = dict(os.environ if env is None else env)
+    env.update({ENV_COORDINATOR: f"127.0.0.1:{port}", ENV_NUM_PROCESSES: str(count),
+                ENV_PROCESS_ID: str(index), ENV_LOCAL_CORES: ",".join(map(str, share))})
+    if len(share) == 1:
+        # One core: XLA's CPU matmuls in the calling thread instead of a pool of one.
+        flags = env.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            env["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+    return env
+
+
+def launch_local(command: list[str], count: int, *, env=None, stream=None,
+                 poll_s: float = 0.2) -> int:
+    """Run `command` as the `count` processes of one job on this machine and wait for them.
+
+    Why: XLA's CPU backend splits each of a small model's matmuls over every core of the
+    process, and a batch-64 MLP step leaves much of that unused; a sweep's members are
+    independent, so `count` processes on `count` disjoint blocks of cores (affinity set before
+    the interpreter starts, where the OS has it) each train their share of the members
+    (`members_for_process`) with no communication, and process 0 merges the records
+    (`merge_files`). Each process's output lines go to `stream` (default stderr) prefixed with
+    `[i/count]`. When a process fails the others are stopped; returns a failed process's exit
+    status (0 when all succeed). A started process gets SIGTERM if the launcher dies.
+    """
+    shares = core_shares(count)
+    port, stream = free_port(), sys.stderr if stream is None else stream
+    procs, pumps, lock = [], [], threading.Lock()
+
+    def pump(i, pipe):
+        for line in pipe:
+            with lock:
+                stream.write(f"[{i}/{count}] {line}")
+                stream.flush()
+
+    try:
+        for i, share in enumerate(shares):
+            p = subprocess.Popen(command, env=local_env(i, count, port, share, env),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 bufsize=1, preexec_fn=_child_setup(share))
+            procs.append(p)
+            pumps.append(threading.Thread(target=pump, args=(i, p.stdout), daemon=True))
+            pumps[-1].start()
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed or all(c == 0 for c in codes):
+                break
+            time.sleep(poll_s)
+    except BaseException:
+        _stop(procs)
+        raise
+    _stop(procs)
+    for t in pumps:
+        t.join(timeout=5)
+    return failed[0] if failed else 0
+
+
+def _child_setup(share: list[int]):
+    """What a started process does before its interpreter starts (Linux): run on `share`'s
+    cores, and get SIGTERM when the launcher dies (killed too), so no process is left behind."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+
+    def setup():
+        os.sched_setaffinity(0, share)
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    return setup
+
+
+def _stop(procs, grace_s: float = 10.0) -> None:
+    """Stop the processes still running: SIGTERM, then SIGKILL after `grace_s`."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

@@ -58,6 +58,7 @@ class UsageError(Exception):
 MAX_EPOCHS, MAX_SEEDS, MAX_EPOCHS_PER_CALL = 100_000, 1_000, 1_000
 MAX_UNROLL = 64  # train steps per loop iteration: the program grows with it
 MAX_COMPILE_THREADS = 256
+MAX_PROCESSES = 1024
 # The resume checkpoint's default spacing, in seconds. On a GPU a chunk of TA8 epochs takes
 # about 0.5 s, and saving the group's whole state (weights, Adam's moments, the hooks' best
 # weights: up to ~16 MB per TA8 member) after each one kept the observer thread busy: it worked
@@ -117,6 +118,11 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    f"seconds, and never while the previous write is in flight (default "
                    f"{CHECKPOINT_EVERY:g}; skipped calls are harmless: resume is exact from any "
                    f"saved call); 0: after every call, waiting for the previous write")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="train the sweep as N processes on this machine, each on its own share "
+                   "of the CPU cores and of the members, merged into one results.json (default "
+                   "1; on a CPU, up to one per core: XLA leaves much of a core count unused on "
+                   "one small model's matmuls); the numbers are the same as with one process")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
                    "a group's members over them (groups whose size does not divide evenly "
@@ -146,7 +152,8 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
                              ("--epochs", args.epochs, MAX_EPOCHS),
                              ("--epochs-per-call", args.epochs_per_call, MAX_EPOCHS_PER_CALL),
                              ("--unroll", args.unroll, MAX_UNROLL),
-                             ("--compile-threads", args.compile_threads, MAX_COMPILE_THREADS)):
+                             ("--compile-threads", args.compile_threads, MAX_COMPILE_THREADS),
+                             ("--processes", args.processes, MAX_PROCESSES)):
         if value is not None and not 1 <= value <= top:
             raise UsageError(f"{flag} {value}: allowed an integer from 1 to {top:,}")
     if args.checkpoint_every is not None and not 0 <= args.checkpoint_every <= 86_400:  # NaN too
@@ -277,9 +284,10 @@ def _say(args, text: str) -> None:
 def run(exp: Experiment, argv=None) -> int:
     """Entry point of `python -m jaxmlp.experiments.<name>`; returns the exit status:
     0 done, 2 bad input (one line on stderr), 3 the output root is in use by another process."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(exp, argv)
     try:
-        return _run(exp, args)
+        return _run(exp, args, argv)
     except (UsageError, distributed.EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -342,19 +350,44 @@ def _suffix(args) -> str:
     return "-".join(parts)
 
 
-def _run(exp: Experiment, args) -> int:
+def _run(exp: Experiment, args, argv: list[str]) -> int:
     runs = select(exp, args)
     if args.list:
         print(listing(runs, {r.name: len(seed_list(exp, args, r.name)) for r in runs}))
         return 0
-    distributed.from_env()  # a bad JAXMLP_* environment is refused before anything is written
+    job = distributed.from_env()  # a bad JAXMLP_* environment is refused before anything is written
     out, runs_dir = roots(exp, args)
     check_writable(out)
     check_writable(runs_dir)
+    if args.processes > 1 and not os.environ.get(distributed.ENV_LOCAL_CORES):
+        return _launch(exp, args, argv, runs, out, job)
     # Each process of a multi-process sweep (which may share a filesystem) holds its own lock.
     process = os.environ.get("JAXMLP_PROCESS_ID", "0") or "0"
     with runner.Lock(runs_dir, "lock" if process == "0" else f"lock.process{process}"):
         return _train(exp, args, runs, out, runs_dir)
+
+
+def _launch(exp: Experiment, args, argv: list[str], runs, out: Path, job) -> int:
+    """--processes N: this same command line as N processes of one job on this machine
+    (`distributed.launch_local`); each sees JAXMLP_LOCAL_CORES and trains its share."""
+    if job is not None:
+        raise UsageError(f"--processes {args.processes} starts a job of its own on this machine, "
+                         f"but {distributed.ENV_NUM_PROCESSES} already names one; allowed: one "
+                         "of the two")
+    if sys.argv[len(sys.argv) - len(argv):] != argv or not getattr(sys, "orig_argv", None):
+        raise UsageError(f"--processes {args.processes}: allowed on the command line (python -m "
+                         f"jaxmlp.experiments.{exp.name} ... or python -m jaxmlp run ...), which "
+                         "it starts again N times; this call did not come from it")
+    try:
+        distributed.core_shares(args.processes)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if _finished_without_data(exp, args, runs, out):
+        return 0
+    _say(args, f"[{exp.name}] {args.processes} processes on this machine: "
+         + "; ".join(f"process {i} on core(s) {','.join(map(str, share))}" for i, share in
+                     enumerate(distributed.core_shares(args.processes))))
+    return distributed.launch_local(list(sys.orig_argv), args.processes)
 
 
 def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
@@ -362,6 +395,9 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         return 0
     _compile_settings(runs_dir, quick=args.quick)
     job = distributed.join_sweep()  # JAXMLP_* env: several processes split the members
+    if os.environ.get(distributed.ENV_LOCAL_CORES) and jax.default_backend() != "cpu":
+        raise UsageError(f"--processes {args.processes}: allowed on CPUs; here JAX runs on "
+                         f"{jax.default_backend()}, whose devices one process uses (--shard)")
     clock, begun = runner.Clock(), time.perf_counter()
     with clock("load"):
         ds = load_data(exp, args, runs)
@@ -406,7 +442,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     # and size share theirs). A group that finishes before the pool reached its final compiles
     # it on the main thread (runner.Once). The pool runs tasks in order, so a final's task
     # starts after its group's step task has started and cannot wait on a task still queued.
-    threads = args.compile_threads or max(1, min(len(pending), os.cpu_count() or 1))
+    threads = args.compile_threads or max(1, min(len(pending), len(distributed.cores())))
     pool = ThreadPoolExecutor(max_workers=threads)
     options = QUICK_COMPILE if args.quick else None
     turns = runner.Turns()  # Python's part of each compile in training order (runner.Turns)
@@ -471,6 +507,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         "groups_trained": trained, "groups_total": len(groups), "wall_time_s": wall,
         "complete": trained == len(groups) and not any(_resumed(out, groups)),
         "processes": job.count,  # >1: the groups counted are process 0's share
+        "cores_per_process": len(distributed.cores()),  # process 0's, with --processes
         "since_start_s": time.perf_counter() - begun,  # load and the first compile included
         "time_split_s": clock.seconds}  # runner.Clock: where the time went, per phase
     atomic.write_json(out / "results.json", doc)
