@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import socket
@@ -136,16 +137,47 @@ def global_mesh() -> Mesh | None:
     return Mesh(np.array(jax.devices()), ("data",))
 
 
-def members_for_process(members: list, index: int, count: int) -> list:
-    """This process's share of `members`: every `count`-th one from `index` (round robin).
+def members_for_process(members: list, index: int, count: int, *, groups=None,
+                        cost=None) -> list:
+    """This process's share of `members`, in their order. Deterministic and disjoint: the
+    shares of processes 0..count-1 cover `members` exactly once, whoever computes them.
 
-    Deterministic and disjoint: the shares of processes 0..count-1 cover `members` exactly once.
-    Round robin rather than blocks, because a sweep lists a run's seeds together and runs grow
-    in cost along the list; every process gets a similar mix.
+    Without `groups`: every `count`-th member from `index` (round robin), so that every process
+    gets a similar mix although a sweep lists a run's seeds together and its runs grow in cost.
+
+    With `groups` (members -> lists of members that compile as one program, e.g.
+    `runner.groups`) and `cost` (member -> a number proportional to its training time): whole
+    groups, so that each program is compiled by one process only (compiling takes a core's
+    time beside the training). A group costing more than an even share is cut round robin into
+    as many parts as it has shares, and while there are fewer groups than processes the largest
+    is halved; then each group, the costliest first, goes to the process with the least cost so
+    far (longest processing time first).
     """
     if not 0 <= index < count:
         raise ValueError(f"index={index}: must be in 0..{count - 1}")
-    return list(members)[index::count]
+    members = list(members)
+    if groups is None or count == 1:
+        return members[index::count]
+    weight = lambda unit: sum(cost(m) for m in unit)  # noqa: E731
+    units = [list(g) for g in groups(members)]
+    fair = sum(map(weight, units)) / count
+    # A group above an even share: ceil(its cost / the share) parts, round robin.
+    units = [g[j::k] for g in units
+             for k in [min(len(g), max(1, math.ceil(weight(g) / fair - 1e-9)))] for j in range(k)]
+    while len(units) < count:  # fewer groups than processes: halve the largest that can be
+        split = [u for u in range(len(units)) if len(units[u]) > 1]
+        if not split:
+            break
+        big = max(split, key=lambda u: (weight(units[u]), -u))
+        unit = units.pop(big)
+        units[big:big] = [unit[0::2], unit[1::2]]
+    load, mine = [0.0] * count, set()
+    for u in sorted(range(len(units)), key=lambda u: (-weight(units[u]), u)):
+        to = min(range(count), key=lambda p: (load[p], p))
+        load[to] += weight(units[u])
+        if to == index:
+            mine.update(id(m) for m in units[u])
+    return [m for m in members if id(m) in mine]
 
 
 def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:
@@ -256,7 +288,7 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
         for i, share in enumerate(shares):
             p = subprocess.Popen(command, env=local_env(i, count, port, share, env),
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 bufsize=1, preexec_fn=_child_setup(share))
+                                 errors="replace", bufsize=1, preexec_fn=_child_setup(share))
             procs.append(p)
             pumps.append(threading.Thread(target=pump, args=(i, p.stdout), daemon=True))
             pumps[-1].start()
@@ -266,13 +298,18 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
             if failed or all(c == 0 for c in codes):
                 break
             time.sleep(poll_s)
+    except KeyboardInterrupt:  # Ctrl-C: the processes got SIGINT too; make sure they end
+        _stop(procs)
+        return 130
     except BaseException:
         _stop(procs)
         raise
     _stop(procs)
     for t in pumps:
         t.join(timeout=5)
-    return failed[0] if failed else 0
+    if not failed:
+        return 0
+    return failed[0] if failed[0] > 0 else 128 - failed[0]  # killed by signal S: 128 + S
 
 
 def _child_setup(share: list[int]):

@@ -204,3 +204,174 @@ def test_a_peer_cannot_write_outside_the_results_folder(tmp_path):
     for name in ("../evil.json", "members/../../evil", "/etc/passwd", "results.json"):
         with pytest.raises(ValueError, match="outside"):
             distributed._inside(tmp_path, name)
+
+
+def test_core_shares_are_contiguous_blocks_as_even_as_they_go():
+    assert distributed.core_shares(2, [0, 1, 2, 3, 4]) == [[0, 1, 2], [3, 4]]
+    assert distributed.core_shares(3, [4, 5, 6]) == [[4], [5], [6]]
+    assert distributed.core_shares(1, [7]) == [[7]]
+    with pytest.raises(ValueError, match=r"--processes 3: allowed 1 to 2 on this machine"):
+        distributed.core_shares(3, [0, 1])
+    with pytest.raises(ValueError, match=r"--processes 0: allowed 1 to 2"):
+        distributed.core_shares(0, [0, 1])
+
+
+def test_a_local_process_has_its_job_and_one_core_runs_xla_in_its_thread():
+    base = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1", "OTHER": "kept"}
+    env = distributed.local_env(1, 2, 1234, [3], base)
+    assert env[distributed.ENV_COORDINATOR] == "127.0.0.1:1234"
+    assert (env[distributed.ENV_NUM_PROCESSES], env[distributed.ENV_PROCESS_ID]) == ("2", "1")
+    assert env[distributed.ENV_LOCAL_CORES] == "3" and env["OTHER"] == "kept"
+    assert env["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=1 "
+                                "--xla_cpu_multi_thread_eigen=false")
+    wide = distributed.local_env(0, 2, 1234, [0, 1], base)
+    assert wide["XLA_FLAGS"] == base["XLA_FLAGS"] and wide[distributed.ENV_LOCAL_CORES] == "0,1"
+    assert base == {"XLA_FLAGS": "--xla_force_host_platform_device_count=1", "OTHER": "kept"}
+
+
+# A stand-in for a job's process: prints its place, then process 1 fails while process 0 would
+# wait for ever (as a real one waits for its peers in the merge).
+FAILING = textwrap.dedent("""
+    import os, sys, time
+    i = os.environ["JAXMLP_PROCESS_ID"]
+    print("process", i, "of", os.environ["JAXMLP_NUM_PROCESSES"],
+          "cores", os.environ["JAXMLP_LOCAL_CORES"], flush=True)
+    if i == "1":
+        sys.exit(7)
+    time.sleep(3600)
+""")
+
+
+@pytest.mark.skipif(len(distributed.cores()) < 2, reason="needs two CPU cores")
+def test_launch_local_stops_the_others_when_one_process_fails():
+    import io
+
+    stream = io.StringIO()
+    status = distributed.launch_local([sys.executable, "-c", FAILING], 2, stream=stream)
+    assert status == 7
+    lines = sorted(stream.getvalue().splitlines())
+    shares = distributed.core_shares(2)
+    assert lines == [f"[{i}/2] process {i} of 2 cores {','.join(map(str, shares[i]))}"
+                     for i in range(2)]
+
+
+# A launcher whose processes write their pids and sleep; it is killed with SIGKILL.
+ORPHANS = textwrap.dedent("""
+    import sys
+    from jaxmlp import distributed
+    child = ("import os, time; from pathlib import Path; "
+             "Path(sys.argv[1], os.environ['JAXMLP_PROCESS_ID']).write_text(str(os.getpid())); "
+             "time.sleep(3600)")
+    distributed.launch_local([sys.executable, "-c", "import sys; " + child, sys.argv[1]], 2)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(distributed.cores()) < 2,
+                    reason="Linux's parent-death signal, two CPU cores")
+def test_a_killed_launcher_leaves_no_process_behind(tmp_path):
+    import signal
+    import time
+
+    launcher = subprocess.Popen([sys.executable, "-c", ORPHANS, str(tmp_path)], cwd=ROOT,
+                                env=env_for())
+    try:
+        deadline = time.monotonic() + HANG_S
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            assert launcher.poll() is None
+            time.sleep(0.1)
+        pids = [int((tmp_path / str(i)).read_text()) for i in range(2)]
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        for pid in pids:
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"process {pid} outlived its launcher")
+    finally:
+        launcher.kill()
+
+
+def local_sweep(out: Path, *more) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *SWEEP, "--out", str(out), *more], cwd=ROOT,
+                          env=env_for(), capture_output=True, text=True, timeout=HANG_S)
+
+
+@conftest.runs_beside
+@pytest.mark.skipif(len(distributed.cores()) < 2, reason="needs two CPU cores")
+def test_processes_2_trains_the_sweep_as_two_local_processes_with_the_same_numbers(tmp_path):
+    single, two = tmp_path / "single", tmp_path / "two"
+    assert local_sweep(single).returncode == 0
+    done = local_sweep(two, "--processes", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged = json.loads((two / "results.json").read_text())
+    assert_same_members(merged, json.loads((single / "results.json").read_text()), two)
+    inv = merged["settings"]["this_invocation"]
+    assert inv["cores_per_process"] == len(distributed.core_shares(2)[0])
+    assert "--processes 2" in merged["command"]
+    # Without --quiet each process's lines carry its number. One member: process 1 has none.
+    loud = [sys.executable, "-m", "jaxmlp.experiments.p8d", "--quick", "--seeds", "1", "--only",
+            "sin_callbacks", "--processes", "2", "--out", str(tmp_path / "loud")]
+    done = subprocess.run(loud, cwd=ROOT, env=env_for(), capture_output=True, text=True,
+                          timeout=HANG_S)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 0 and lines[0].startswith("[p8d] 2 processes on this machine:")
+    assert any(x.startswith("[0/2] [p8d] group 1/1 (sin_callbacks") for x in lines)
+    assert any(x.startswith("[1/2] [p8d] 0 group(s) of 0 member(s)") for x in lines)
+    loud_results = tmp_path / "loud" / "results.json"
+    assert [len(r["seeds"]) for r in json.loads(loud_results.read_text())["runs"]] == [1]
+    # Everything finished: nothing is trained or written (--quick's synthetic data is made
+    # in the processes, so they start; a real dataset's committed results start none).
+    before = loud_results.read_text()
+    again = subprocess.run(loud, cwd=ROOT, env=env_for(), capture_output=True, text=True,
+                           timeout=HANG_S)
+    assert again.returncode == 0 and "[0/2] [p8d] nothing to train" in again.stderr
+    assert loud_results.read_text() == before
+
+
+def test_processes_beyond_the_cores_or_inside_a_job_is_one_error_and_writes_nothing(tmp_path):
+    too_many = len(distributed.cores()) + 1
+    done = local_sweep(tmp_path / "a", "--processes", str(too_many))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: --processes {too_many}: allowed 1 to {too_many - 1} on this machine (the CPU "
+        "cores this process may use); one process per core at most"]
+    assert not (tmp_path / "a" / "results.json").exists()
+    assert not (tmp_path / "a" / "members").exists()
+    done = subprocess.run([sys.executable, *SWEEP, "--out", str(tmp_path / "b"), "--processes",
+                           "2"], cwd=ROOT, env=env_for(0, 2, free_port()), capture_output=True,
+                          text=True, timeout=HANG_S)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "JAXMLP_NUM_PROCESSES already names one" in done.stderr
+    assert not (tmp_path / "b" / "members").exists()
+
+
+def test_members_for_process_gives_whole_groups_balanced_by_cost():
+    # Members "<group><k>"; cost: group a 10 each, b 1 each, c 4 each, d 6.
+    members = ["a0", "a1", "a2", "b0", "b1", "c0", "d0"]
+    cost = {"a": 10, "b": 1, "c": 4, "d": 6}
+
+    def groups(ms):
+        out = {}
+        for m in ms:
+            out.setdefault(m[0], []).append(m)
+        return list(out.values())
+
+    def shares(n):
+        return [distributed.members_for_process(members, i, n, groups=groups,
+                                                cost=lambda m: cost[m[0]]) for i in range(n)]
+    # Total 42, 21 a share: a (30) is cut round robin into 2 parts, a0 a2 (20) and a1 (10); then
+    # longest first: a0 a2 -> 0, a1 -> 1, d (6) -> 1, c (4) -> 1, b (2) -> 0.
+    assert shares(2) == [["a0", "a2", "b0", "b1"], ["a1", "c0", "d0"]]
+    # 14 a share: a in 3 parts of 10; then d -> 0, c -> 1, b -> 2 (loads 16, 14, 12).
+    assert shares(3) == [["a0", "d0"], ["a1", "c0"], ["a2", "b0", "b1"]]
+    # More processes than members: some get nothing, every member is trained once.
+    many = shares(9)
+    assert sorted(m for s in many for m in s) == sorted(members)
+    assert sum(1 for s in many if not s) == 2
+    assert shares(1) == [members]
+    with pytest.raises(ValueError, match="must be in 0..1"):
+        distributed.members_for_process(members, 2, 2, groups=groups, cost=len)

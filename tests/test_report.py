@@ -575,3 +575,29 @@ def test_a_schedule_record_is_a_gpu_section_that_names_no_machine(tmp_path):
     page = environment().get_template("bench.md.j2").render(bench=ctx)
     assert "Archivo `schedule.json`. Contado el 2026-01-02, código `abc1234`." in page
     assert "Máquina: None" not in page
+
+
+def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machine(tmp_path):
+    from jaxmlp.report import bench
+
+    one = _sweep("p8d", "cpu", "cold", 400.0, "2026-01-01T00:00:00Z", code="aaa1111")
+    two = _sweep("p8d", "cpu", "cold", 320.0, "2026-01-02T00:00:00Z", processes=2,
+                 cores_per_process=1, time_split_s={"train": 300.0})
+    elsewhere = _sweep("p8d", "cpu", "cold", 100.0, "2026-01-03T00:00:00Z",
+                       environment=_env("cpu", "Other CPU"))
+    ctx = bench.context([("one", one), ("two", two), ("elsewhere", elsewhere)], tmp_path)
+    sections = {s["file"]: s for g in ctx["groups"] for s in g["sections"]}
+    text = sections["two"]["text"]
+    assert sections["two"]["title"] == ("Barrido completo de P8D, caché de compilación en frío, "
+                                        "2 procesos")
+    assert "1 grupo compilado en el proceso 0" in text
+    assert "en 2 procesos de 1 núcleo cada uno" in text
+    assert "hilo principal del proceso 0" in text
+    # 400 s against 320 s on the same machine; the faster record of another machine is not it.
+    assert ("El mismo barrido en un solo proceso en esta máquina (`one.json`, 2026-01-01, "
+            "código `aaa1111`): 400 s; en 2 procesos, 320 s: **×1.25**") in text
+    assert "un solo proceso" not in sections["one"]["text"]
+    assert "procesos" not in sections["one"]["title"]
+    # Without a one-process record of that machine there is nothing to compare with.
+    ctx = bench.context([("two", two), ("elsewhere", elsewhere)], tmp_path)
+    assert all("un solo proceso" not in s["text"] for g in ctx["groups"] for s in g["sections"])

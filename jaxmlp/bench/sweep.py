@@ -78,6 +78,12 @@ def whole_sweep(results_path: str) -> dict:
     for key in ("since_start_s", "time_split_s"):
         if key in inv:
             out[key] = inv[key]
+    # Several processes (--processes N, or one per host): the time split and the group count
+    # are process 0's, the wall time until the last process's records reached it.
+    if inv.get("processes", 1) > 1:
+        out["processes"] = inv["processes"]
+        if "cores_per_process" in inv:
+            out["cores_per_process"] = inv["cores_per_process"]
     return out
 
 

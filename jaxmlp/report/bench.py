@@ -163,11 +163,18 @@ def whole_sweep(b: dict) -> str:
     cache = {"cold": " con la caché de compilación de JAX vacía (en frío)",
              "warm": " con la caché de compilación de JAX ya llena (en caliente)"}
     how = cache.get(b.get("compile_cache"), "")
+    n = b.get("processes", 1)
     text = (f"El barrido completo de {b['experiment'].upper()}{how}: {b['runs']} runs, "
             f"{b['members']} entrenamientos (runs × semillas), "
             f"{b['epochs']:,} épocas en total, {b['groups']} "
-            f"{'grupo compilado' if b['groups'] == 1 else 'grupos compilados'}, "
+            f"{'grupo compilado' if b['groups'] == 1 else 'grupos compilados'}"
+            f"{' en el proceso 0' if n > 1 else ''}, "
             f"**{b['wall_time_s']:.0f} s** de reloj para entrenarlos")
+    if n > 1:
+        cores = b.get("cores_per_process")
+        text += (f" en {n} procesos" + (f" de {cores} {'núcleo' if cores == 1 else 'núcleos'} "
+                                        "cada uno" if cores else "")
+                 + ", cada uno con su parte de los entrenamientos")
     if b.get("process_wall_time_s"):
         text += (f", **{b['process_wall_time_s']:.0f} s** el proceso entero (arranque de Python, "
                  "carga de datos y compilación incluidos)")
@@ -175,7 +182,8 @@ def whole_sweep(b: dict) -> str:
     split = b.get("time_split_s")
     if split:
         rows = [[label, f"{split[k]:.1f}"] for k, label in PHASES.items() if k in split]
-        text += ("\nA dónde va el tiempo del hilo principal (`runner.Clock`):\n\n"
+        whose = " del proceso 0" if n > 1 else ""
+        text += (f"\nA dónde va el tiempo del hilo principal{whose} (`runner.Clock`):\n\n"
                  + markdown(["Fase", "Segundos"], rows, numeric=(1,)))
         if "compile" in split:
             text += (f"\nLos hilos que compilan en paralelo sumaron {split['compile']:.0f} s de "
@@ -191,6 +199,28 @@ def whole_sweep(b: dict) -> str:
                      "el entrenamiento esperó detrás de un cierre cuenta en la fila de "
                      "observadores, y la de escritura es la espera final.\n")
     return text
+
+
+def against_one_process(b: dict, benches: list[tuple[str, dict]], experiments: Path) -> str:
+    """For a whole sweep run as several processes: the newest one-process record in force of
+    the same sweep, machine and compilation cache, and the ratio of their process wall times."""
+    if b.get("benchmark") != "whole_sweep" or b.get("processes", 1) < 2:
+        return ""
+    hit = newest(benches, experiments, lambda o: (
+        o.get("benchmark") == "whole_sweep" and o.get("processes", 1) == 1
+        and o.get("experiment") == b["experiment"] and host(o) == host(b)
+        and o.get("compile_cache") == b.get("compile_cache") and not o.get("label")))
+    if hit is None:
+        return ""
+    date, stem, one = hit
+
+    def wall(r):
+        return r.get("process_wall_time_s") or r["wall_time_s"]
+
+    return (f"\nEl mismo barrido en un solo proceso en esta máquina (`{stem}.json`, {date}"
+            + (f", código `{one['code']}`" if one.get("code") else "")
+            + f"): {wall(one):.0f} s; en {b['processes']} procesos, {wall(b):.0f} s: "
+            f"**×{wall(one) / wall(b):.2f}** el proceso entero.\n")
 
 
 def roofline(b: dict) -> str:
@@ -385,7 +415,9 @@ def title(b: dict) -> str:
         cache = {"cold": ", caché de compilación en frío",
                  "warm": ", caché de compilación en caliente"}.get(b.get("compile_cache"), "")
         label = f": {b['label']}" if b.get("label") else ""
-        return f"Barrido completo de {b['experiment'].upper()}{cache}{label}"
+        n = b.get("processes", 1)
+        procs = f", {n} procesos" if n > 1 else ""
+        return f"Barrido completo de {b['experiment'].upper()}{cache}{procs}{label}"
     return {"epoch_vs_floor": "Una época frente al mínimo de la máquina, y frente a Keras 3",
             "epoch_profile": "Dónde va el tiempo de una época",
             "sweep": "Varios runs en un programa: coste por run",
@@ -636,7 +668,7 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
                                else len(ORDER), sb[0]))
 
     def section(stem, b):
-        text = KINDS[b["benchmark"]](b)
+        text = KINDS[b["benchmark"]](b) + against_one_process(b, benches, experiments)
         if b.get("note"):
             text += f"\nNota del registro: {b['note']}\n"
         date, code, machine = measured_on(stem, b, experiments), b.get("code"), device(b)
