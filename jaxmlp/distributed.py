@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 import socket
@@ -137,47 +136,16 @@ def global_mesh() -> Mesh | None:
     return Mesh(np.array(jax.devices()), ("data",))
 
 
-def members_for_process(members: list, index: int, count: int, *, groups=None,
-                        cost=None) -> list:
-    """This process's share of `members`, in their order. Deterministic and disjoint: the
-    shares of processes 0..count-1 cover `members` exactly once, whoever computes them.
+def members_for_process(members: list, index: int, count: int) -> list:
+    """This process's share of `members`: every `count`-th one from `index` (round robin).
 
-    Without `groups`: every `count`-th member from `index` (round robin), so that every process
-    gets a similar mix although a sweep lists a run's seeds together and its runs grow in cost.
-
-    With `groups` (members -> lists of members that compile as one program, e.g.
-    `runner.groups`) and `cost` (member -> a number proportional to its training time): whole
-    groups, so that each program is compiled by one process only (compiling takes a core's
-    time beside the training). A group costing more than an even share is cut round robin into
-    as many parts as it has shares, and while there are fewer groups than processes the largest
-    is halved; then each group, the costliest first, goes to the process with the least cost so
-    far (longest processing time first).
+    Deterministic and disjoint: the shares of processes 0..count-1 cover `members` exactly once.
+    Round robin rather than blocks, because a sweep lists a run's seeds together and runs grow
+    in cost along the list; every process gets a similar mix.
     """
     if not 0 <= index < count:
         raise ValueError(f"index={index}: must be in 0..{count - 1}")
-    members = list(members)
-    if groups is None or count == 1:
-        return members[index::count]
-    weight = lambda unit: sum(cost(m) for m in unit)  # noqa: E731
-    units = [list(g) for g in groups(members)]
-    fair = sum(map(weight, units)) / count
-    # A group above an even share: ceil(its cost / the share) parts, round robin.
-    units = [g[j::k] for g in units
-             for k in [min(len(g), max(1, math.ceil(weight(g) / fair - 1e-9)))] for j in range(k)]
-    while len(units) < count:  # fewer groups than processes: halve the largest that can be
-        split = [u for u in range(len(units)) if len(units[u]) > 1]
-        if not split:
-            break
-        big = max(split, key=lambda u: (weight(units[u]), -u))
-        unit = units.pop(big)
-        units[big:big] = [unit[0::2], unit[1::2]]
-    load, mine = [0.0] * count, set()
-    for u in sorted(range(len(units)), key=lambda u: (-weight(units[u]), u)):
-        to = min(range(count), key=lambda p: (load[p], p))
-        load[to] += weight(units[u])
-        if to == index:
-            mine.update(id(m) for m in units[u])
-    return [m for m in members if id(m) in mine]
+    return list(members)[index::count]
 
 
 def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:
@@ -272,7 +240,7 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
     (`members_for_process`) with no communication, and process 0 merges the records
     (`merge_files`). Each process's output lines go to `stream` (default stderr) prefixed with
     `[i/count]`. When a process fails the others are stopped; returns a failed process's exit
-    status (0 when all succeed). A started process gets SIGTERM if the launcher dies.
+    status (0 when all succeed). A started process is killed if the launcher dies.
     """
     shares = core_shares(count)
     port, stream = free_port(), sys.stderr if stream is None else stream
@@ -314,7 +282,7 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
 
 def _child_setup(share: list[int]):
     """What a started process does before its interpreter starts (Linux): run on `share`'s
-    cores, and get SIGTERM when the launcher dies (killed too), so no process is left behind."""
+    cores, and get SIGKILL when the launcher dies (killed too), so no process is left behind."""
     if not hasattr(os, "sched_setaffinity"):
         return None
 
@@ -323,7 +291,9 @@ def _child_setup(share: list[int]):
         try:
             import ctypes
 
-            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            # SIGKILL: a process of a job ignores SIGTERM (JAX's coordination client takes it
+            # as a preemption notice); checkpoints are atomic and resume is exact from a kill.
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
 
@@ -331,10 +301,12 @@ def _child_setup(share: list[int]):
 
 
 def _stop(procs, grace_s: float = 10.0) -> None:
-    """Stop the processes still running: SIGTERM, then SIGKILL after `grace_s`."""
+    """Stop the processes still running: SIGINT (Python's KeyboardInterrupt, which lets a sweep
+    write its finished groups' files; JAX's coordination client takes SIGTERM as a preemption
+    notice instead), then SIGKILL after `grace_s`."""
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(signal.SIGINT)
     deadline = time.monotonic() + grace_s
     for p in procs:
         try:

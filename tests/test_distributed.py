@@ -249,17 +249,21 @@ def test_launch_local_stops_the_others_when_one_process_fails():
     stream = io.StringIO()
     status = distributed.launch_local([sys.executable, "-c", FAILING], 2, stream=stream)
     assert status == 7
-    lines = sorted(stream.getvalue().splitlines())
+    # Process 0 was stopped (SIGINT: its KeyboardInterrupt's traceback follows its line).
+    lines = sorted(x for x in stream.getvalue().splitlines() if " process " in x)
     shares = distributed.core_shares(2)
     assert lines == [f"[{i}/2] process {i} of 2 cores {','.join(map(str, shares[i]))}"
                      for i in range(2)]
+    assert "KeyboardInterrupt" in stream.getvalue()
 
 
-# A launcher whose processes write their pids and sleep; it is killed with SIGKILL.
+# A launcher whose processes write their pids and sleep, ignoring SIGTERM as a process of a
+# real job does (JAX's coordination client takes it); the launcher is killed with SIGKILL.
 ORPHANS = textwrap.dedent("""
     import sys
     from jaxmlp import distributed
-    child = ("import os, time; from pathlib import Path; "
+    child = ("import os, signal, time; from pathlib import Path; "
+             "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
              "Path(sys.argv[1], os.environ['JAXMLP_PROCESS_ID']).write_text(str(os.getpid())); "
              "time.sleep(3600)")
     distributed.launch_local([sys.executable, "-c", "import sys; " + child, sys.argv[1]], 2)
@@ -348,30 +352,3 @@ def test_processes_beyond_the_cores_or_inside_a_job_is_one_error_and_writes_noth
     assert "JAXMLP_NUM_PROCESSES already names one" in done.stderr
     assert not (tmp_path / "b" / "members").exists()
 
-
-def test_members_for_process_gives_whole_groups_balanced_by_cost():
-    # Members "<group><k>"; cost: group a 10 each, b 1 each, c 4 each, d 6.
-    members = ["a0", "a1", "a2", "b0", "b1", "c0", "d0"]
-    cost = {"a": 10, "b": 1, "c": 4, "d": 6}
-
-    def groups(ms):
-        out = {}
-        for m in ms:
-            out.setdefault(m[0], []).append(m)
-        return list(out.values())
-
-    def shares(n):
-        return [distributed.members_for_process(members, i, n, groups=groups,
-                                                cost=lambda m: cost[m[0]]) for i in range(n)]
-    # Total 42, 21 a share: a (30) is cut round robin into 2 parts, a0 a2 (20) and a1 (10); then
-    # longest first: a0 a2 -> 0, a1 -> 1, d (6) -> 1, c (4) -> 1, b (2) -> 0.
-    assert shares(2) == [["a0", "a2", "b0", "b1"], ["a1", "c0", "d0"]]
-    # 14 a share: a in 3 parts of 10; then d -> 0, c -> 1, b -> 2 (loads 16, 14, 12).
-    assert shares(3) == [["a0", "d0"], ["a1", "c0"], ["a2", "b0", "b1"]]
-    # More processes than members: some get nothing, every member is trained once.
-    many = shares(9)
-    assert sorted(m for s in many for m in s) == sorted(members)
-    assert sum(1 for s in many if not s) == 2
-    assert shares(1) == [members]
-    with pytest.raises(ValueError, match="must be in 0..1"):
-        distributed.members_for_process(members, 2, 2, groups=groups, cost=len)

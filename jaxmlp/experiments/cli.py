@@ -122,8 +122,8 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    help="train the sweep as N processes on this machine, each on its own share "
                    "of the CPU cores and of the members, merged into one results.json (default "
                    "1; on a CPU, up to one per core: XLA leaves much of a core count unused on "
-                   "one small model's matmuls); the numbers equal one process's to float32 rounding "
-                   "(XLA may sum a large product in another order on fewer cores)")
+                   "one small model's matmuls); the numbers equal one process's to float32 "
+                   "rounding (XLA may sum a large product in another order on fewer cores)")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
                    "a group's members over them (groups whose size does not divide evenly "
@@ -309,13 +309,6 @@ def experiment_members(exp: Experiment, args, runs) -> list[runner.Member]:
     return [m for r in runs for m in runner.members([r], seed_list(exp, args, r.name))]
 
 
-def member_cost(m: runner.Member) -> float:
-    """A member's training time, up to a factor, for splitting a sweep between processes: its
-    epoch budget times its weights (a step's products cost in proportion to them; early
-    stopping is not known in advance)."""
-    return m.run.train.epochs * count_params(m.run.model)["total"]
-
-
 def variant(exp: Experiment, args) -> list[str]:
     """The flags by which this invocation differs from the experiment's own definition."""
     out = [f"--seeds {args.seeds}"] if args.seeds != exp.seeds else []
@@ -418,9 +411,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     mesh = local_mesh()
     with clock("load"):
         data = jax.block_until_ready(device_data(ds, mesh))
-    todo = distributed.members_for_process(
-        experiment_members(exp, args, runs), job.index, job.count,
-        groups=lambda members: runner.groups(members, args.engine), cost=member_cost)
+    todo = distributed.members_for_process(experiment_members(exp, args, runs), job.index,
+                                           job.count)
     groups = runner.groups(todo, args.engine)
     if args.retrain is not None:
         # Named runs: only their members are discarded; a group they shared with other runs
