@@ -122,7 +122,8 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    help="train the sweep as N processes on this machine, each on its own share "
                    "of the CPU cores and of the members, merged into one results.json (default "
                    "1; on a CPU, up to one per core: XLA leaves much of a core count unused on "
-                   "one small model's matmuls); the numbers equal one process's to float32 "
+                   "one small model's matmuls; each process compiles its own share's "
+                   "programs); the numbers equal one process's to float32 "
                    "rounding (XLA may sum a large product in another order on fewer cores)")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
