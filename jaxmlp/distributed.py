@@ -282,20 +282,24 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
 
 def _child_setup(share: list[int]):
     """What a started process does before its interpreter starts (Linux): run on `share`'s
-    cores, and get SIGKILL when the launcher dies (killed too), so no process is left behind."""
+    cores, and get SIGKILL when the launcher dies (killed too), so no process is left behind.
+    Everything it needs is looked up here, before the fork: the child only makes two calls."""
     if not hasattr(os, "sched_setaffinity"):
         return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        prctl = None
+    setaffinity, kill = os.sched_setaffinity, int(signal.SIGKILL)
 
     def setup():
-        os.sched_setaffinity(0, share)
-        try:
-            import ctypes
-
+        setaffinity(0, share)
+        if prctl is not None:
             # SIGKILL: a process of a job ignores SIGTERM (JAX's coordination client takes it
             # as a preemption notice); checkpoints are atomic and resume is exact from a kill.
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+            prctl(1, kill)  # PR_SET_PDEATHSIG
 
     return setup
 

@@ -249,12 +249,11 @@ def test_launch_local_stops_the_others_when_one_process_fails():
     stream = io.StringIO()
     status = distributed.launch_local([sys.executable, "-c", FAILING], 2, stream=stream)
     assert status == 7
-    # Process 0 was stopped (SIGINT: its KeyboardInterrupt's traceback follows its line).
+    # Process 0, which would have slept for an hour, was stopped before the call returned.
     lines = sorted(x for x in stream.getvalue().splitlines() if " process " in x)
     shares = distributed.core_shares(2)
     assert lines == [f"[{i}/2] process {i} of 2 cores {','.join(map(str, shares[i]))}"
                      for i in range(2)]
-    assert "KeyboardInterrupt" in stream.getvalue()
 
 
 # A launcher whose processes write their pids and sleep, ignoring SIGTERM as a process of a
