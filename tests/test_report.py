@@ -582,7 +582,7 @@ def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machin
 
     one = _sweep("p8d", "cpu", "cold", 400.0, "2026-01-01T00:00:00Z", code="aaa1111")
     two = _sweep("p8d", "cpu", "cold", 320.0, "2026-01-02T00:00:00Z", processes=2,
-                 cores_per_process=1, time_split_s={"train": 300.0})
+                 cores_per_process=1, time_split_s={"train": 300.0, "compile": 40.0})
     elsewhere = _sweep("p8d", "cpu", "cold", 100.0, "2026-01-03T00:00:00Z",
                        environment=_env("cpu", "Other CPU"))
     ctx = bench.context([("one", one), ("two", two), ("elsewhere", elsewhere)], tmp_path)
@@ -593,6 +593,10 @@ def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machin
     assert "1 grupo compilado en el proceso 0" in text
     assert "en 2 procesos de 1 núcleo cada uno" in text
     assert "hilo principal del proceso 0" in text
+    # One core each: the compiles took that core's time from the training.
+    assert "sumaron 40 s de compilación en el proceso 0, en el mismo núcleo" in text
+    assert "camino crítico" not in text
+    assert "camino crítico" in bench.whole_sweep(dict(one, time_split_s={"compile": 40.0}))
     # 400 s against 320 s on the same machine; the faster record of another machine is not it.
     assert ("El mismo barrido en un solo proceso en esta máquina (`one.json`, 2026-01-01, "
             "código `aaa1111`): 400 s; en 2 procesos, 320 s: **×1.25**") in text

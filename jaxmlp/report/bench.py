@@ -185,7 +185,11 @@ def whole_sweep(b: dict) -> str:
         whose = " del proceso 0" if n > 1 else ""
         text += (f"\nA dónde va el tiempo del hilo principal{whose} (`runner.Clock`):\n\n"
                  + markdown(["Fase", "Segundos"], rows, numeric=(1,)))
-        if "compile" in split:
+        if "compile" in split and n > 1 and b.get("cores_per_process") == 1:
+            text += (f"\nLos hilos que compilan sumaron {split['compile']:.0f} s de compilación "
+                     "en el proceso 0, en el mismo núcleo que su entrenamiento: ese tiempo se le "
+                     "quita al entrenamiento aunque no cuente como espera.\n")
+        elif "compile" in split:
             text += (f"\nLos hilos que compilan en paralelo sumaron {split['compile']:.0f} s de "
                      "compilación; solo la espera de compilación queda en el camino crítico.\n")
         if "observe_thread" in split:
