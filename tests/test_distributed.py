@@ -3,7 +3,6 @@ data parallel, and split a sweep's members, with the same numbers as a single pr
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -44,12 +43,6 @@ DATA_PARALLEL = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def env_for(index=None, count=None, port=None, devices=1) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAXMLP_")}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
@@ -84,7 +77,7 @@ def last_json(stdout: str) -> dict:
 
 @conftest.runs_beside
 def test_two_processes_train_one_run_like_a_single_process():
-    port = free_port()
+    port = distributed.free_port()
     script = [sys.executable, "-c", DATA_PARALLEL]
     two = [last_json(o) for o in run_together(
         [(script, env_for(i, 2, port)) for i in range(2)])]
@@ -152,7 +145,7 @@ def assert_same_members(merged: dict, single: dict, folder: Path) -> None:
 def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path):
     # Separate results folders, as on hosts without a shared filesystem: process 0's folder
     # can only get process 1's records through the merge.
-    port = free_port()
+    port = distributed.free_port()
     run_together([sweep(tmp_path / "single", env_for()),
                   sweep(tmp_path / "p0", env_for(0, 2, port)),
                   sweep(tmp_path / "p1", env_for(1, 2, port))])
@@ -167,7 +160,7 @@ def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path)
 
     # One folder for both, as on a shared filesystem: the members land side by side (and the
     # two processes do not lock each other out of the folder).
-    port = free_port()
+    port = distributed.free_port()
     shared = tmp_path / "shared"
     run_together([sweep(shared, env_for(i, 2, port)) for i in range(2)])
     assert_same_members(json.loads((shared / "results.json").read_text()), single, shared)
@@ -345,8 +338,8 @@ def test_processes_beyond_the_cores_or_inside_a_job_is_one_error_and_writes_noth
     assert not (tmp_path / "a" / "results.json").exists()
     assert not (tmp_path / "a" / "members").exists()
     done = subprocess.run([sys.executable, *SWEEP, "--out", str(tmp_path / "b"), "--processes",
-                           "2"], cwd=ROOT, env=env_for(0, 2, free_port()), capture_output=True,
-                          text=True, timeout=HANG_S)
+                           "2"], cwd=ROOT, env=env_for(0, 2, distributed.free_port()),
+                          capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "JAXMLP_NUM_PROCESSES already names one" in done.stderr
     assert not (tmp_path / "b" / "members").exists()

@@ -381,14 +381,14 @@ def _launch(exp: Experiment, args, argv: list[str], runs, out: Path, job) -> int
                          f"jaxmlp.experiments.{exp.name} ... or python -m jaxmlp run ...), which "
                          "it starts again N times; this call did not come from it")
     try:
-        distributed.core_shares(args.processes)
+        shares = distributed.core_shares(args.processes)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if _finished_without_data(exp, args, runs, out):
         return 0
     _say(args, f"[{exp.name}] {args.processes} processes on this machine: "
-         + "; ".join(f"process {i} on core(s) {','.join(map(str, share))}" for i, share in
-                     enumerate(distributed.core_shares(args.processes))))
+         + "; ".join(f"process {i} on core(s) {','.join(map(str, share))}"
+                     for i, share in enumerate(shares)))
     return distributed.launch_local(list(sys.orig_argv), args.processes)
 
 
