@@ -1,4 +1,4 @@
-"""Training across processes: the jax.distributed job, the global mesh, the member split, merge.
+"""Training across processes: the jax.distributed job, the global mesh, the sweep split, merge.
 
 Two ways to use several processes (one per host, or several on one host), one engine:
 
@@ -8,9 +8,10 @@ Two ways to use several processes (one per host, or several on one host), one en
   processes). The epoch then splits each batch over all devices and all-reduces the gradients
   (gloo over TCP on the CPU, NCCL on GPUs): `fit_run(run, device_data(ds, mesh), mesh=mesh)`,
   the same calls as on one host.
-- **A sweep, split by members.** Each process trains `members_for_process(...)` (its share of
-  the runs x seeds) as an ordinary one-process JAX program on its own devices, with no
-  communication while training (and so per-process Orbax checkpoints, which refuse host-local
+- **A sweep, split by groups.** Each process trains its units of the sweep (`work_units`: its
+  pieces of the groups too big for one process, and the whole groups it `claim`s first when it
+  is free) as an ordinary one-process JAX program on its own devices, with no communication
+  while training but the claims (and so per-process Orbax checkpoints, which refuse host-local
   arrays inside a multi-process JAX job). `join_sweep` connects the processes through JAX's
   coordination service only; at the end `merge_files` copies every process's member records and
   history CSVs into process 0's results folder through it, so no shared filesystem is needed,
@@ -148,6 +149,65 @@ def members_for_process(members: list, index: int, count: int) -> list:
     return list(members)[index::count]
 
 
+class Unit(NamedTuple):
+    """What one process trains as one program: a whole group, or its piece of a group cut
+    between the processes."""
+
+    members: list
+    owner: int | None  # the process that trains it; None: whichever claims it first
+
+
+def work_units(groups: list[list], count: int, cost) -> list[Unit]:
+    """A sweep's `groups` (lists of members that compile as one program) as the units its
+    `count` processes train, in the order they are taken; `cost(member)`: a number
+    proportional to the member's training time (a guess: early stopping is not known ahead).
+
+    One process: every group, in order, its own. Several: a group costing more than half of an
+    even share is cut round robin into one piece per process (`members_for_process`), each piece
+    owned by its process (the big groups are spread without waiting on anyone); every other
+    group is whole, for the first process to claim it (`claim`), the costliest first. A process
+    takes its pieces, then claims the next whole group whenever it is free, so a wrong guess
+    costs at most the last group's time at the end, and each of those programs is compiled by
+    one process only (compiling takes time from the core that trains). A member trains in the
+    same group as with one process, unless its group was cut.
+    """
+    if count == 1:
+        return [Unit(list(g), 0) for g in groups]
+    weights = [sum(cost(m) for m in g) for g in groups]
+    share = sum(weights) / count
+    pieces, whole, first = [], [], 0
+    for g, w in zip(groups, weights):
+        if w > share / 2 and len(g) > 1:
+            k = min(count, len(g))
+            pieces += [Unit(members_for_process(g, j, k), (first + j) % count) for j in range(k)]
+            first = (first + k) % count  # groups with fewer members than processes rotate
+        else:
+            whole.append((w, g))
+    order = sorted(range(len(whole)), key=lambda i: (-whole[i][0], i))
+    return pieces + [Unit(list(whole[i][1]), None) for i in order]
+
+
+def claim(job: SweepJob, key: str) -> bool:
+    """Take unit `key` for this process: True for exactly one process of the job (the first to
+    ask, through an insert into the coordination service's key-value store that fails when the
+    key exists); always True without a job."""
+    if job.session is None:
+        return True
+    try:
+        job.session.client.key_value_set(f"jaxmlp/claim/{key}", str(job.index))
+    except RuntimeError as e:  # jax.errors.JaxRuntimeError
+        if "ALREADY_EXISTS" in str(e):
+            return False
+        raise
+    return True
+
+
+def barrier(job: SweepJob, name: str) -> None:
+    """Wait until every process of the job gets here (nothing without a job)."""
+    if job.session is not None:
+        job.session.client.wait_at_barrier(f"jaxmlp/{name}", WAIT_S * 1000)
+
+
 def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:
     """Copy each process's member `records` (and the history CSVs they name) into process 0's
     `out`, then end the session; True in the process that writes results.json (process 0).
@@ -161,7 +221,7 @@ def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:
         return True
     out, client = Path(out), job.session.client
     mine = {}
-    for path in map(Path, records):
+    for path in map(Path, records if job.index else []):  # process 0 has its own files
         text = path.read_text()
         mine[path.relative_to(out).as_posix()] = text
         history = json.loads(text).get("history_csv")
@@ -236,8 +296,8 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
     Why: XLA's CPU backend splits each of a small model's matmuls over every core of the
     process, and a batch-64 MLP step leaves much of that unused; a sweep's members are
     independent, so `count` processes on `count` disjoint blocks of cores (affinity set before
-    the interpreter starts, where the OS has it) each train their share of the members
-    (`members_for_process`) with no communication, and process 0 merges the records
+    the interpreter starts, where the OS has it) each train their share of the groups
+    (`work_units`, `claim`), and process 0 merges the records
     (`merge_files`). Each process's output lines go to `stream` (default stderr) prefixed with
     `[i/count]`. When a process fails the others are stopped; returns a failed process's exit
     status (0 when all succeed). A started process is killed if the launcher dies.

@@ -1,6 +1,7 @@
 """Training across processes: two jax.distributed processes on localhost (CPU, gloo) train one run
-data parallel, and split a sweep's members, with the same numbers as a single process."""
+data parallel, and share a sweep's groups, with the same numbers as a single process."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import conftest
 import numpy as np
 import pytest
 
-from jaxmlp import distributed
+from jaxmlp import distributed, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_S = 1800  # generous: only a hung process should reach it (a loaded 2-core machine)
@@ -153,7 +154,8 @@ def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path)
     merged = json.loads((tmp_path / "p0" / "results.json").read_text())
     assert_same_members(merged, single, tmp_path / "p0")
     assert not (tmp_path / "p1" / "results.json").exists()  # process 0 alone writes it
-    # 3 runs x 2 seeds listed run by run; round robin gives process 1 every second member.
+    # 3 runs x 2 seeds listed run by run, one group (--quick): too big for one process of two,
+    # it is cut round robin, so process 1 trains every second member.
     trained_by_1 = sorted(p.name for p in (tmp_path / "p1" / "members").iterdir())
     assert trained_by_1 == ["sin_callbacks__seed1.json", "solo_early_stopping__seed1.json",
                             "solo_reduce_lr__seed1.json"]
@@ -165,6 +167,20 @@ def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path)
     run_together([sweep(shared, env_for(i, 2, port)) for i in range(2)])
     assert_same_members(json.loads((shared / "results.json").read_text()), single, shared)
 
+    # One member per group (--engine solo): six whole groups, each claimed by one process.
+    port = distributed.free_port()
+    solo = tmp_path / "solo"
+    outs = [(argv + ["--engine", "solo"], env) for argv, env in
+            [sweep(solo / str(i), env_for(i, 2, port)) for i in range(2)]]
+    run_together(outs)
+    # Each process saved the models it trained (only the records travel to process 0).
+    trained = [{x.name for x in (solo / str(i) / "runs" / "models").glob("*")} for i in range(2)]
+    assert not trained[0] & trained[1]
+    assert trained[0] | trained[1] == {f"{r}__seed{k}" for r in SWEEP[-3:] for k in (0, 1)}
+    merged = json.loads((solo / "0" / "results.json").read_text())
+    assert_same_members(merged, single, solo / "0")
+    assert {s["group_size"] for r in merged["runs"] for s in r["seeds"]} == {1}
+
 
 def test_members_for_process_is_a_deterministic_disjoint_cover():
     members = [f"m{i}" for i in range(7)]
@@ -173,6 +189,69 @@ def test_members_for_process_is_a_deterministic_disjoint_cover():
     assert distributed.members_for_process(members, 0, 1) == members
     with pytest.raises(ValueError, match="index=3"):
         distributed.members_for_process(members, 3, 3)
+
+
+def test_work_units_cut_the_groups_too_big_for_one_process_and_queue_the_rest():
+    groups = [["a0", "a1", "a2", "a3", "a4"], ["b0"], ["c0", "c1"], ["d0", "d1", "d2"], ["e0"]]
+    cost = {"a": 10, "b": 1, "c": 4, "d": 1, "e": 3}
+    units = distributed.work_units(groups, 2, lambda m: cost[m[0]])
+    # Total 70, an even share 35: only a (50) costs more than half of one. Its pieces go one to
+    # each process; the rest wait for a claim, the costliest first (c 8, e 3, d 3, b 1; d and
+    # e tie and keep their order).
+    assert units == [(["a0", "a2", "a4"], 0), (["a1", "a3"], 1), (["c0", "c1"], None),
+                     (["d0", "d1", "d2"], None), (["e0"], None), (["b0"], None)]
+    every = sorted(m for u in units for m in u.members)
+    assert every == sorted(m for g in groups for m in g)  # each member once
+    # One process: every group, in order, its own.
+    assert distributed.work_units(groups, 1, lambda m: 1) == [(g, 0) for g in groups]
+    # Big groups with fewer members than processes: their pieces go to the processes in turn.
+    units = distributed.work_units([["x0", "x1"], ["y0", "y1"]], 4, lambda m: 1)
+    assert [u.owner for u in units] == [0, 1, 2, 3]
+
+
+def test_two_processes_cut_only_the_big_groups_of_the_two_experiments():
+    # What the guide says of TA8 and P8D: on two processes, TA8's callbacks group (23 members,
+    # 50 epochs) is cut and its fourteen other groups are claimed whole; P8D's one group is cut.
+    from jaxmlp.experiments import cli, p8d, ta8
+
+    def units(exp):
+        runs = [dataclasses.replace(r, model=dataclasses.replace(r.model, input_dim=3072,
+                                                                 num_classes=10))
+                for r in cli.select(exp, cli.parse(exp, []))]
+        members = cli.experiment_members(exp, cli.parse(exp, []), runs)
+        return distributed.work_units(runner.groups(members, "group"), 2, cli.member_cost)
+
+    cut = [u for u in units(ta8.EXPERIMENT) if u.owner is not None]
+    assert [u.owner for u in cut] == [0, 1] and sum(len(u.members) for u in cut) == 23
+    assert {m.run.name for u in cut for m in u.members} == {
+        "cb_none", "cb_early_stopping", "cb_reduce_lr", "cb_combined"}
+    assert all(m.run.train.epochs == 50 for u in cut for m in u.members)
+    assert sum(u.owner is None for u in units(ta8.EXPERIMENT)) == 14
+    assert [(u.owner, len(u.members)) for u in units(p8d.EXPERIMENT)] == [(0, 18), (1, 17)]
+
+
+def test_each_unit_is_claimed_by_exactly_one_process():
+    # Two sessions of a real coordination service (process 0 hosts it), in two threads.
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = distributed.free_port()
+    env = [{distributed.ENV_COORDINATOR: f"127.0.0.1:{port}",
+            distributed.ENV_NUM_PROCESSES: "2", distributed.ENV_PROCESS_ID: str(i)}
+           for i in range(2)]
+    keys = [f"unit{k}" for k in range(20)]
+
+    def process(i):
+        job = distributed.join_sweep(env[i])
+        distributed.barrier(job, "test")
+        taken = [k for k in (keys if i == 0 else keys[::-1]) if distributed.claim(job, k)]
+        distributed.barrier(job, "test-end")
+        job.session.shutdown()
+        return taken
+
+    with ThreadPoolExecutor(2) as pool:
+        taken = list(pool.map(process, range(2)))
+    assert sorted(taken[0] + taken[1]) == sorted(keys)  # each unit once
+    assert distributed.claim(distributed.SweepJob(), "any")  # no job: always this process's
 
 
 def test_the_environment_names_the_job_or_says_what_is_wrong():
@@ -307,6 +386,10 @@ def test_processes_2_trains_the_sweep_as_two_local_processes_with_the_same_numbe
     assert_same_members(merged, json.loads((single / "results.json").read_text()), two)
     inv = merged["settings"]["this_invocation"]
     assert inv["cores_per_process"] == len(distributed.core_shares(2)[0])
+    # The group counts are the job's: the same as one process's (one group, cut in two pieces).
+    one_inv = json.loads((single / "results.json").read_text())["settings"]["this_invocation"]
+    assert (inv["groups_total"], one_inv["groups_total"]) == (2, 1)
+    assert inv["groups_trained"] == 2 and inv["groups_trained_by_process_0"] == 1
     assert "--processes 2" in merged["command"]
     # Without --quiet each process's lines carry its number. One member: process 1 has none.
     loud = [sys.executable, "-m", "jaxmlp.experiments.p8d", "--quick", "--seeds", "1", "--only",
@@ -315,8 +398,12 @@ def test_processes_2_trains_the_sweep_as_two_local_processes_with_the_same_numbe
                           timeout=HANG_S)
     lines = done.stderr.splitlines()
     assert done.returncode == 0 and lines[0].startswith("[p8d] 2 processes on this machine:")
-    assert any(x.startswith("[0/2] [p8d] group 1/1 (sin_callbacks") for x in lines)
-    assert any(x.startswith("[1/2] [p8d] 0 group(s) of 0 member(s)") for x in lines)
+    # One whole group: whichever process claims it first trains it, the other nothing.
+    said = [x.split(" ", 1)[0] for x in lines if "] [p8d] group 1/1 (sin_callbacks" in x]
+    assert said and set(said) < {"[0/2]", "[1/2]"}, lines
+    assert sorted(x.split(" ", 1)[1] for x in lines if "this process trained" in x) == [
+        "[p8d] this process trained 0 of the 1 group(s)",
+        "[p8d] this process trained 1 of the 1 group(s)"]
     loud_results = tmp_path / "loud" / "results.json"
     assert [len(r["seeds"]) for r in json.loads(loud_results.read_text())["runs"]] == [1]
     # Everything finished: nothing is trained or written (--quick's synthetic data is made

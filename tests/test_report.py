@@ -605,3 +605,8 @@ def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machin
     # Without a one-process record of that machine there is nothing to compare with.
     ctx = bench.context([("two", two), ("elsewhere", elsewhere)], tmp_path)
     assert all("un solo proceso" not in s["text"] for g in ctx["groups"] for s in g["sections"])
+    # A record of claimed groups counts every process's groups, and says how many were process 0's.
+    claimed = bench.whole_sweep(dict(two, groups=15, groups_trained_by_process_0=6))
+    assert "15 grupos compilados entre todos los procesos (6 en el proceso 0)" in claimed
+    assert "grupos enteros que tomó al quedar libre" in claimed
+    assert "(por turnos)" in text and "tomó al quedar libre" not in text

@@ -78,12 +78,14 @@ def whole_sweep(results_path: str) -> dict:
     for key in ("since_start_s", "time_split_s"):
         if key in inv:
             out[key] = inv[key]
-    # Several processes (--processes N, or one per host): the time split and the group count
-    # are process 0's, the wall time until the last process's records reached it.
+    # Several processes (--processes N, or one per host): the time split is process 0's, the
+    # wall time until the last process's records reached it; the group count is every
+    # process's (with the part process 0 trained) since groups are claimed, process 0's before.
     if inv.get("processes", 1) > 1:
         out["processes"] = inv["processes"]
-        if "cores_per_process" in inv:
-            out["cores_per_process"] = inv["cores_per_process"]
+        for key in ("cores_per_process", "groups_trained_by_process_0"):
+            if key in inv:
+                out[key] = inv[key]
     return out
 
 

@@ -120,10 +120,10 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    f"saved call); 0: after every call, waiting for the previous write")
     p.add_argument("--processes", type=int, default=1, metavar="N",
                    help="train the sweep as N processes on this machine, each on its own share "
-                   "of the CPU cores and of the members, merged into one results.json (default "
-                   "1; on a CPU, up to one per core: XLA leaves much of a core count unused on "
-                   "one small model's matmuls; each process compiles its own share's "
-                   "programs); the numbers equal one process's to float32 "
+                   "of the CPU cores, merged into one results.json (default 1; on a CPU, up to "
+                   "one per core: XLA leaves much of a core count unused on one small model's "
+                   "matmuls); each process takes its piece of the biggest groups, then the next "
+                   "whole group whenever it is free; the numbers equal one process's to float32 "
                    "rounding (XLA may sum a large product in another order on fewer cores)")
     p.add_argument("--shard", choices=("batch", "members"), default="batch",
                    help="with several devices: split each batch over them (default), or split "
@@ -310,6 +310,13 @@ def experiment_members(exp: Experiment, args, runs) -> list[runner.Member]:
     return [m for r in runs for m in runner.members([r], seed_list(exp, args, r.name))]
 
 
+def member_cost(m: runner.Member) -> float:
+    """A member's training time, up to a factor, for sharing a sweep between processes: its
+    epoch budget times its weights (a step's products cost in proportion to them; early
+    stopping is not known ahead)."""
+    return m.run.train.epochs * count_params(m.run.model)["total"]
+
+
 def variant(exp: Experiment, args) -> list[str]:
     """The flags by which this invocation differs from the experiment's own definition."""
     out = [f"--seeds {args.seeds}"] if args.seeds != exp.seeds else []
@@ -412,80 +419,104 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     mesh = local_mesh()
     with clock("load"):
         data = jax.block_until_ready(device_data(ds, mesh))
-    todo = distributed.members_for_process(experiment_members(exp, args, runs), job.index,
-                                           job.count)
-    groups = runner.groups(todo, args.engine)
+    every_member = experiment_members(exp, args, runs)
+    # Several processes: each trains its pieces of the biggest groups and claims whole groups
+    # while there are any (distributed.work_units); one process: every group in order.
+    units = distributed.work_units(runner.groups(every_member, args.engine), job.count,
+                                   member_cost)
     if args.retrain is not None:
         # Named runs: only their members are discarded; a group they shared with other runs
         # loses its (partial-training) checkpoints too, and its finished members are kept.
-        chosen = [[m for m in g if not args.retrain or m.run.name in args.retrain]
-                  for g in groups]
-        for g, part in zip(groups, chosen):
+        chosen = [[m for m in u.members if not args.retrain or m.run.name in args.retrain]
+                  for u in units]
+        for u, part in zip(units, chosen):
             if part:
                 runner.discard(part, out, runs_dir)
-                runner.discard_checkpoints(g, runs_dir)
+                runner.discard_checkpoints(u.members, runs_dir)
         _say(args, f"[{exp.name}] --retrain: discarded the checkpoints and records of "
              f"{sum(map(len, chosen))} member(s) in {sum(1 for c in chosen if c)} group(s)")
-    start, trained = time.perf_counter(), 0
     try:
         warn = lambda text: _say(args, f"[{exp.name}] warning: {text}")  # noqa: E731
-        finished = {m.id for m in todo if runner.done(out, m, warn=warn)}
+        finished = {m.id for m in every_member if runner.done(out, m, warn=warn)}
     except runner.StaleResult as e:
         raise UsageError(str(e)) from None
+    # Every process has discarded and looked before any trains (one folder may serve them all).
+    distributed.barrier(job, "start")
     # Members added to a finished group (more seeds) train as a group of their own; the
     # finished ones are not trained again.
-    groups = [part for g in groups for part in (
-        [m for m in g if m.id in finished], [m for m in g if m.id not in finished]) if part]
-    pending = [g for g in groups if g[0].id not in finished]
-    _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(todo)} member(s); "
-         f"{len(pending)} to train, compiling them")
+    units = [distributed.Unit(part, u.owner) for u in units for part in (
+        [m for m in u.members if m.id in finished],
+        [m for m in u.members if m.id not in finished]) if part]
+    groups = [u.members for u in units]
+    number = {id(g): k for k, g in enumerate(groups, 1)}
+    pending = [u for u in units if u.members[0].id not in finished]
+    start, trained = time.perf_counter(), 0
+    shared = f" between {job.count} processes" if job.count > 1 else ""
+    _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(every_member)} member(s); "
+         f"{len(pending)} to train{shared}, compiling them")
     # Every pending group compiles in a thread pool while earlier groups train: every step
     # first, then the final evaluations (needed only when a group is done; groups of one model
     # and size share theirs). A group that finishes before the pool reached its final compiles
     # it on the main thread (runner.Once). The pool runs tasks in order, so a final's task
     # starts after its group's step task has started and cannot wait on a task still queued.
+    # Several processes: a process claims the next group when it starts training one, and
+    # compiles that one alone (claiming more would take groups another process could start
+    # sooner).
     threads = args.compile_threads or max(1, min(len(pending), len(distributed.cores())))
     pool = ThreadPoolExecutor(max_workers=threads)
     options = QUICK_COMPILE if args.quick else None
     turns = runner.Turns()  # Python's part of each compile in training order (runner.Turns)
-    prepared = {id(g): pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
-                                   compiler_options=options, mesh=mesh, shard=args.shard,
-                                   clock=clock, unroll=args.unroll, final=False, turn=turns(k))
-                for k, g in enumerate(pending)}
-    finals = {key: runner.Once(functools.partial(runner.prepare_final, future, data, clock=clock,
-                                                 compiler_options=options))
-              for key, future in prepared.items()}
-    for once in finals.values():
-        pool.submit(once)
-    if mesh is not None and not args.quiet:
-        for g in pending:
-            print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
-                  f"{runner.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
-                  file=sys.stderr)
+    mine = (u.members for u in pending if u.owner in (job.index, None)
+            and (u.owner is not None or distributed.claim(job, runner.group_id(u.members))))
+    queue = []  # (group, its compiled program's Future, its final evaluation's Once)
+
+    def submit(count: int | None) -> None:
+        taken = [g for _, g in zip(range(len(pending)) if count is None else range(count), mine)]
+        steps = [pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
+                             compiler_options=options, mesh=mesh, shard=args.shard,
+                             clock=clock, unroll=args.unroll, final=False,
+                             turn=turns(len(queue) + i)) for i, g in enumerate(taken)]
+        finals = [runner.Once(functools.partial(runner.prepare_final, step, data, clock=clock,
+                                                compiler_options=options)) for step in steps]
+        for once in finals:
+            pool.submit(once)
+        queue.extend(zip(taken, steps, finals))
+        if mesh is not None and not args.quiet:
+            for g in taken:
+                print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
+                      f"{runner.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
+                      file=sys.stderr)
+
+    submit(None if job.count == 1 else 1)
+    for group in groups:
+        if group[0].id in finished:
+            _say(args, f"[{exp.name}] group {number[id(group)]}/{len(groups)} "
+                 f"({group[0].run.name}, {len(group)} members): done, skipped")
     # Observers, finished models and member records are written on one host thread while the
     # next group trains (runner.IOThread); results.json waits for all of them.
     io = runner.IOThread(clock)
     try:
-        for g, group in enumerate(groups, 1):
-            label = (f"[{exp.name}] group {g}/{len(groups)} ({group[0].run.name}, "
-                     f"{len(group)} members)")
-            if id(group) not in prepared:
-                _say(args, f"{label}: done, skipped")
-                continue
+        while trained < len(queue):
+            group, step, final = queue[trained]
+            if job.count > 1:
+                submit(1)  # the next group compiles while this one trains
+            label = (f"[{exp.name}] group {number[id(group)]}/{len(groups)} "
+                     f"({group[0].run.name}, {len(group)} members)")
             io.check()  # a failed write stops the sweep before more training is spent
             with clock("compile_wait"):
-                compiled = _compiled(prepared.pop(id(group)), label, args)
+                compiled = _compiled(step, label, args)
             try:
                 records = runner.run_group(group, data, ds.x_train.shape[0], out_dir=out,
                                            runs_dir=runs_dir,
                                            epochs_per_call=args.epochs_per_call, mesh=mesh,
                                            label=label, quiet=args.quiet, prepared=compiled,
-                                           final=finals.pop(id(group)), clock=clock,
+                                           final=final, clock=clock,
                                            checkpoint_every=_checkpoint_policy(args), io=io)
             except observers.CheckpointError as e:
                 pool.shutdown(cancel_futures=True)
                 raise UsageError(f"{str(e).splitlines()[0]} Add --retrain to train group "
                                  f"{group[0].run.name} from scratch.") from None
+            queue[trained] = (group, None, None)  # its program can go
             trained += 1
             for m, rec in zip(group, records):
                 if rec["diverged"] and not args.quiet:
@@ -496,8 +527,19 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         raise
     io.close()
     pool.shutdown()
-    if not distributed.merge_files(out, [runner.member_path(out, m) for m in todo], job):
+    if job.count > 1:
+        _say(args, f"[{exp.name}] this process trained {trained} of the {len(pending)} group(s)")
+    # Every record this process has (another process's too, on a shared filesystem: process 0
+    # leaves a file alone when it has the same text).
+    have = [runner.member_path(out, m) for m in every_member
+            if runner.member_path(out, m).exists()]
+    if not distributed.merge_files(out, have, job):
         return 0  # process 0 has this process's records and writes results.json
+    missing = [m.id for m in every_member if not runner.member_path(out, m).exists()]
+    if missing:
+        raise RuntimeError(f"{len(missing)} member record(s) missing after the sweep, e.g. "
+                           f"{missing[0]}: a process did not send them")
+    trained_here, trained = trained, len(pending)  # by process 0, by every process
     wall = time.perf_counter() - start  # across processes: until the last one's records came
     every_args = argparse.Namespace(**{**vars(args), "only": None})
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
@@ -508,7 +550,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     doc["settings"]["this_invocation"] = {
         "groups_trained": trained, "groups_total": len(groups), "wall_time_s": wall,
         "complete": trained == len(groups) and not any(_resumed(out, groups)),
-        "processes": job.count,  # >1: the groups counted are process 0's share
+        "processes": job.count,
+        **({"groups_trained_by_process_0": trained_here} if job.count > 1 else {}),
         "cores_per_process": len(distributed.cores()),  # process 0's, with --processes
         "since_start_s": time.perf_counter() - begun,  # load and the first compile included
         "time_split_s": clock.seconds}  # runner.Clock: where the time went, per phase

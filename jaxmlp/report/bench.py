@@ -159,6 +159,17 @@ PHASES = {"load": "carga de datos", "compile_wait": "espera de compilación",
           "eval": "evaluación final", "io": "escritura (modelos, registros)"}
 
 
+def by_process_0(b: dict) -> str:
+    """Whose groups a sweep's group count is: every process's, and how many process 0 trained
+    (groups claimed, `groups_trained_by_process_0`), or process 0's alone (records of the
+    round-robin split, before claims)."""
+    if b.get("processes", 1) < 2:
+        return ""
+    if "groups_trained_by_process_0" in b:
+        return f" entre todos los procesos ({b['groups_trained_by_process_0']} en el proceso 0)"
+    return " en el proceso 0"
+
+
 def whole_sweep(b: dict) -> str:
     cache = {"cold": " con la caché de compilación de JAX vacía (en frío)",
              "warm": " con la caché de compilación de JAX ya llena (en caliente)"}
@@ -168,13 +179,15 @@ def whole_sweep(b: dict) -> str:
             f"{b['members']} entrenamientos (runs × semillas), "
             f"{b['epochs']:,} épocas en total, {b['groups']} "
             f"{'grupo compilado' if b['groups'] == 1 else 'grupos compilados'}"
-            f"{' en el proceso 0' if n > 1 else ''}, "
+            f"{by_process_0(b)}, "
             f"**{b['wall_time_s']:.0f} s** de reloj para entrenarlos")
     if n > 1:
         cores = b.get("cores_per_process")
         text += (f" en {n} procesos" + (f" de {cores} {'núcleo' if cores == 1 else 'núcleos'} "
                                         "cada uno" if cores else "")
-                 + ", cada uno con su parte de los entrenamientos")
+                 + (", cada uno con su parte de los grupos grandes y los grupos enteros que "
+                    "tomó al quedar libre" if "groups_trained_by_process_0" in b else
+                    ", cada uno con su parte de los entrenamientos (por turnos)"))
     if b.get("process_wall_time_s"):
         text += (f", **{b['process_wall_time_s']:.0f} s** el proceso entero (arranque de Python, "
                  "carga de datos y compilación incluidos)")
