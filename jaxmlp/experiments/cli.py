@@ -459,9 +459,10 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     # and size share theirs). A group that finishes before the pool reached its final compiles
     # it on the main thread (runner.Once). The pool runs tasks in order, so a final's task
     # starts after its group's step task has started and cannot wait on a task still queued.
-    # Several processes: a process claims the next group when it starts training one, and
-    # compiles that one alone (claiming more would take groups another process could start
-    # sooner).
+    # Several processes: a process with several cores claims the next group when it starts
+    # training one, so that it compiles beside the training; with one core, compiling there
+    # only shares that core, so it claims the next when it is free (a group claimed early is
+    # one that another process, free sooner, could have taken).
     threads = args.compile_threads or max(1, min(len(pending), len(distributed.cores())))
     pool = ThreadPoolExecutor(max_workers=threads)
     options = QUICK_COMPILE if args.quick else None
@@ -487,6 +488,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                       f"{runner.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
                       file=sys.stderr)
 
+    ahead = job.count > 1 and len(distributed.cores()) > 1
     submit(None if job.count == 1 else 1)
     for group in groups:
         if group[0].id in finished:
@@ -498,7 +500,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     try:
         while trained < len(queue):
             group, step, final = queue[trained]
-            if job.count > 1:
+            if ahead:
                 submit(1)  # the next group compiles while this one trains
             label = (f"[{exp.name}] group {number[id(group)]}/{len(groups)} "
                      f"({group[0].run.name}, {len(group)} members)")
@@ -518,6 +520,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                                  f"{group[0].run.name} from scratch.") from None
             queue[trained] = (group, None, None)  # its program can go
             trained += 1
+            if job.count > 1 and trained == len(queue):
+                submit(1)  # free: the next group, if any is left
             for m, rec in zip(group, records):
                 if rec["diverged"] and not args.quiet:
                     print(f"{label} DIVERGED: {m.run.name} seed {m.seed}: "
