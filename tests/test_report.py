@@ -610,3 +610,7 @@ def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machin
     assert "15 grupos compilados entre todos los procesos (6 en el proceso 0)" in claimed
     assert "grupos enteros que tomó al quedar libre" in claimed
     assert "(por turnos)" in text and "tomó al quedar libre" not in text
+    # Claimed with one core each: the next group compiles when its process is free.
+    assert "cuando queda libre, no al lado de su entrenamiento" in claimed
+    assert "sumaron 40 s en el proceso 0, y el hilo principal esperó 0 s" in claimed
+    assert "aunque no cuente como espera" not in claimed
