@@ -375,6 +375,52 @@ def local_sweep(out: Path, *more) -> subprocess.CompletedProcess:
                           env=env_for(), capture_output=True, text=True, timeout=HANG_S)
 
 
+# A one-process sweep killed (SIGKILL) right after the checkpoint of its first group's second
+# chunk, as `python -m jaxmlp.experiments.p8d ARGS` would be.
+KILLED_SWEEP = textwrap.dedent("""
+    import os, signal, sys
+    from jaxmlp import observers
+    from jaxmlp.experiments import cli, p8d
+    call = observers.GroupObserver.__call__
+    def observe(self, *a):
+        call(self, *a)
+        if self.calls == 2:
+            self.ckpt.wait()
+            os.kill(os.getpid(), signal.SIGKILL)
+    observers.GroupObserver.__call__ = observe
+    sys.exit(cli.run(p8d.EXPERIMENT, sys.argv[1:]))
+""")
+
+
+@conftest.runs_beside
+@pytest.mark.skipif(len(distributed.cores()) < 2, reason="needs two CPU cores")
+def test_a_sweep_killed_in_one_process_resumes_in_two_with_the_same_numbers(tmp_path):
+    # One-member groups (--engine solo), each whole in either case, so each is named the same.
+    flags = [*SWEEP[2:], "--engine", "solo", "--epochs", "6", "--epochs-per-call", "1",
+             "--checkpoint-every", "0"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    done = subprocess.run([sys.executable, "-m", "jaxmlp.experiments.p8d", *flags, "--out",
+                           str(straight)], cwd=ROOT, env=env_for(), timeout=HANG_S)
+    assert done.returncode == 0
+    done = subprocess.run([sys.executable, "-c", KILLED_SWEEP, *flags, "--out", str(killed)],
+                          cwd=ROOT, env=env_for(), timeout=HANG_S)
+    assert done.returncode == -9 and not (killed / "members").exists()
+    loud = [x for x in flags if x != "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "jaxmlp.experiments.p8d", *loud, "--out",
+                           str(killed), "--processes", "2"], cwd=ROOT, env=env_for(),
+                          capture_output=True, text=True, timeout=HANG_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # The first group (sin_callbacks, seed 0) went on from its checkpoint, in whichever process
+    # claimed it; the others trained from the start.
+    resumed = [x for x in done.stderr.splitlines() if "resumed after" in x]
+    assert len(resumed) == 1 and "(sin_callbacks, 1 members) resumed after 2 chunks" in resumed[0]
+    merged = json.loads((killed / "results.json").read_text())
+    assert_same_members(merged, json.loads((straight / "results.json").read_text()), killed)
+    seeds = {(r["name"], s["seed"]): s["resumed"] for r in merged["runs"] for s in r["seeds"]}
+    assert [k for k, v in seeds.items() if v] == [("sin_callbacks", 0)]
+    assert not merged["settings"]["this_invocation"]["complete"]  # a resumed group's time is part
+
+
 @conftest.runs_beside
 @pytest.mark.skipif(len(distributed.cores()) < 2, reason="needs two CPU cores")
 def test_processes_2_trains_the_sweep_as_two_local_processes_with_the_same_numbers(tmp_path):
