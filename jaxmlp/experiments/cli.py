@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import os
 import shlex
@@ -472,7 +473,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     queue = []  # (group, its compiled program's Future, its final evaluation's Once)
 
     def submit(count: int | None) -> None:
-        taken = [g for _, g in zip(range(len(pending)) if count is None else range(count), mine)]
+        taken = list(itertools.islice(mine, count))  # count None: every one left
         steps = [pool.submit(runner.prepare, g, data, epochs_per_call=args.epochs_per_call,
                              compiler_options=options, mesh=mesh, shard=args.shard,
                              clock=clock, unroll=args.unroll, final=False,
@@ -535,8 +536,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         _say(args, f"[{exp.name}] this process trained {trained} of the {len(pending)} group(s)")
     # Every record this process has (another process's too, on a shared filesystem: process 0
     # leaves a file alone when it has the same text).
-    have = [runner.member_path(out, m) for m in every_member
-            if runner.member_path(out, m).exists()]
+    have = [path for m in every_member if (path := runner.member_path(out, m)).exists()]
     if not distributed.merge_files(out, have, job):
         return 0  # process 0 has this process's records and writes results.json
     missing = [m.id for m in every_member if not runner.member_path(out, m).exists()]

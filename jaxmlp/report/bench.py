@@ -198,14 +198,14 @@ def whole_sweep(b: dict) -> str:
         whose = " del proceso 0" if n > 1 else ""
         text += (f"\nA dónde va el tiempo del hilo principal{whose} (`runner.Clock`):\n\n"
                  + markdown(["Fase", "Segundos"], rows, numeric=(1,)))
-        if ("compile" in split and n > 1 and b.get("cores_per_process") == 1
-                and "groups_trained_by_process_0" in b):
+        one_core = n > 1 and b.get("cores_per_process") == 1
+        if "compile" in split and one_core and "groups_trained_by_process_0" in b:
             text += ("\nCon un núcleo por proceso, cada proceso compila el programa de su grupo "
                      "siguiente cuando queda libre, no al lado de su entrenamiento (solo se "
                      "repartiría ese núcleo): los hilos que compilan sumaron "
                      f"{split['compile']:.0f} s en el proceso 0, y el hilo principal esperó "
                      f"{split.get('compile_wait', 0.0):.0f} s por ellos.\n")
-        elif "compile" in split and n > 1 and b.get("cores_per_process") == 1:
+        elif "compile" in split and one_core:
             text += (f"\nLos hilos que compilan sumaron {split['compile']:.0f} s de compilación "
                      "en el proceso 0, en el mismo núcleo que su entrenamiento: ese tiempo se le "
                      "quita al entrenamiento aunque no cuente como espera.\n")
