@@ -202,10 +202,28 @@ def claim(job: SweepJob, key: str) -> bool:
     return True
 
 
-def barrier(job: SweepJob, name: str) -> None:
-    """Wait until every process of the job gets here (nothing without a job)."""
-    if job.session is not None:
-        job.session.client.wait_at_barrier(f"jaxmlp/{name}", WAIT_S * 1000)
+def gather(job: SweepJob, name: str, value) -> list:
+    """Every process's `value` (anything JSON holds) under `name`, in process order; [value]
+    without a job. Returns once every process has sent its own, so it is a barrier too."""
+    if job.session is None:
+        return [value]
+    client = job.session.client
+    client.key_value_set(f"jaxmlp/gather/{name}/{job.index}", json.dumps(value))
+    return [json.loads(client.blocking_key_value_get(f"jaxmlp/gather/{name}/{i}", WAIT_S * 1000))
+            for i in range(job.count)]
+
+
+def first_holders(held: list[list[str]]) -> dict[str, int]:
+    """{key: the first process that holds it} for each key that some processes of `held` (one
+    list per process, from `gather`) hold and others do not. Hosts without a shared filesystem
+    each hold the checkpoints of the groups they trained: a key every process holds (one shared
+    folder) is nobody's in particular."""
+    first: dict[str, int] = {}
+    for i, keys in enumerate(held):
+        for key in keys:
+            first.setdefault(key, i)
+    everyone = set.intersection(*map(set, held)) if held else set()
+    return {key: i for key, i in first.items() if key not in everyone}
 
 
 def merge_files(out: Path, records: list[Path], job: SweepJob) -> bool:

@@ -431,6 +431,13 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [""])[0][:200]
 
 
+def has_checkpoint(group: list[Member], runs_dir: Path) -> bool:
+    """Whether `runs_dir` holds a resume checkpoint of `group` (a finished save: Orbax names
+    each by its step; a save still being written has a temporary name)."""
+    latest = runs_dir / "checkpoints" / group_id(group) / "latest"
+    return latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir())
+
+
 def discard_checkpoints(group: list[Member], runs_dir: Path) -> None:
     """Forget `group`'s checkpoints (its partial training), not its members' records."""
     shutil.rmtree(runs_dir / "checkpoints" / group_id(group), ignore_errors=True)

@@ -4,6 +4,7 @@ data parallel, and share a sweep's groups, with the same numbers as a single pro
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -181,6 +182,21 @@ def test_a_sweep_split_over_two_processes_merges_into_one_results_json(tmp_path)
     assert_same_members(merged, single, solo / "0")
     assert {s["group_size"] for r in merged["runs"] for s in r["seeds"]} == {1}
 
+    # As if that sweep had stopped before the merge: process 0's folder lacks process 1's
+    # records. Rerun, each host with its own folder: a member finished in either folder is
+    # finished for both, so nothing trains again and process 0 gets the records in the merge.
+    for name in trained[1]:
+        (solo / "0" / "members" / f"{name}.json").unlink()
+    (solo / "0" / "results.json").unlink()
+    port = distributed.free_port()
+    run_together([(argv + ["--engine", "solo"], env) for argv, env in
+                  [sweep(solo / str(i), env_for(i, 2, port)) for i in range(2)]])
+    assert [{x.name for x in (solo / str(i) / "runs" / "models").glob("*")}
+            for i in range(2)] == trained  # no model saved again
+    merged = json.loads((solo / "0" / "results.json").read_text())
+    assert merged["settings"]["this_invocation"]["groups_trained"] == 0
+    assert_same_members(merged, single, solo / "0")
+
 
 def test_members_for_process_is_a_deterministic_disjoint_cover():
     members = [f"m{i}" for i in range(7)]
@@ -242,16 +258,27 @@ def test_each_unit_is_claimed_by_exactly_one_process():
 
     def process(i):
         job = distributed.join_sweep(env[i])
-        distributed.barrier(job, "test")
+        distributed.gather(job, "start", i)  # both are here before either claims
         taken = [k for k in (keys if i == 0 else keys[::-1]) if distributed.claim(job, k)]
-        distributed.barrier(job, "test-end")
+        every = distributed.gather(job, "taken", taken)
         job.session.shutdown()
-        return taken
+        return taken, every
 
     with ThreadPoolExecutor(2) as pool:
-        taken = list(pool.map(process, range(2)))
-    assert sorted(taken[0] + taken[1]) == sorted(keys)  # each unit once
+        (taken0, every0), (taken1, every1) = pool.map(process, range(2))
+    assert sorted(taken0 + taken1) == sorted(keys)  # each unit once
+    assert every0 == every1 == [taken0, taken1]  # each process has both lists, in order
     assert distributed.claim(distributed.SweepJob(), "any")  # no job: always this process's
+    assert distributed.gather(distributed.SweepJob(), "any", [1]) == [[1]]
+
+
+def test_a_checkpoint_only_some_processes_hold_is_resumed_by_the_first_of_them():
+    held = [["g1", "g2"], ["g2", "g3"], ["g2", "g3", "g4"]]
+    # g2 is in every folder (a shared one): nobody's; the others go to the first holder.
+    assert distributed.first_holders(held) == {"g1": 0, "g3": 1, "g4": 2}
+    assert distributed.first_holders([["g1"], ["g1"]]) == {}
+    assert distributed.first_holders([[], []]) == {}
+    assert distributed.first_holders([["g1"]]) == {}  # one process holds what there is
 
 
 def test_the_environment_names_the_job_or_says_what_is_wrong():
@@ -405,6 +432,8 @@ def test_a_sweep_killed_in_one_process_resumes_in_two_with_the_same_numbers(tmp_
     done = subprocess.run([sys.executable, "-c", KILLED_SWEEP, *flags, "--out", str(killed)],
                           cwd=ROOT, env=env_for(), timeout=HANG_S)
     assert done.returncode == -9 and not (killed / "members").exists()
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(killed, elsewhere / "1")  # for later: a host that holds the checkpoint
     loud = [x for x in flags if x != "--quiet"]
     done = subprocess.run([sys.executable, "-m", "jaxmlp.experiments.p8d", *loud, "--out",
                            str(killed), "--processes", "2"], cwd=ROOT, env=env_for(),
@@ -419,6 +448,19 @@ def test_a_sweep_killed_in_one_process_resumes_in_two_with_the_same_numbers(tmp_
     seeds = {(r["name"], s["seed"]): s["resumed"] for r in merged["runs"] for s in r["seeds"]}
     assert [k for k, v in seeds.items() if v] == [("sin_callbacks", 0)]
     assert not merged["settings"]["this_invocation"]["complete"]  # a resumed group's time is part
+
+    # Hosts without a shared filesystem: the checkpoint is in process 1's folder only, so
+    # process 1 resumes that group (process 0, with an empty folder, would start it over).
+    port = distributed.free_port()
+    run_together([([sys.executable, "-m", "jaxmlp.experiments.p8d", *flags, "--out",
+                    str(elsewhere / str(i))], env_for(i, 2, port)) for i in range(2)])
+    merged = json.loads((elsewhere / "0" / "results.json").read_text())
+    assert_same_members(merged, json.loads((straight / "results.json").read_text()),
+                        elsewhere / "0")
+    seeds = {(r["name"], s["seed"]): s["resumed"] for r in merged["runs"] for s in r["seeds"]}
+    assert [k for k, v in seeds.items() if v] == [("sin_callbacks", 0)]
+    assert (elsewhere / "1" / "runs" / "models" / "sin_callbacks__seed0").exists()
+    assert not (elsewhere / "0" / "runs" / "models" / "sin_callbacks__seed0").exists()
 
 
 @conftest.runs_beside

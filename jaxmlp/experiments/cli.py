@@ -441,13 +441,23 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         finished = {m.id for m in every_member if runner.done(out, m, warn=warn)}
     except runner.StaleResult as e:
         raise UsageError(str(e)) from None
-    # Every process has discarded and looked before any trains (one folder may serve them all).
-    distributed.barrier(job, "start")
+    # A member finished in any process's folder is finished for all (without a shared
+    # filesystem each sees only its own; the record reaches process 0 in the merge). The
+    # exchange also waits for every process to have discarded and looked before any trains.
+    finished = set().union(*distributed.gather(job, "finished", sorted(finished)))
     # Members added to a finished group (more seeds) train as a group of their own; the
     # finished ones are not trained again.
     units = [distributed.Unit(part, u.owner) for u in units for part in (
         [m for m in u.members if m.id in finished],
         [m for m in u.members if m.id not in finished]) if part]
+    # A group's resume checkpoint is in the folder of the process that was training it: one
+    # that only some processes can read (hosts without a shared filesystem) goes on there,
+    # instead of from the start in whichever process claims it first.
+    held = distributed.first_holders(distributed.gather(job, "checkpoints", [
+        runner.group_id(u.members) for u in units if u.owner is None
+        and u.members[0].id not in finished and runner.has_checkpoint(u.members, runs_dir)]))
+    units = [u if u.owner is not None else u._replace(owner=held.get(runner.group_id(u.members)))
+             for u in units]
     groups = [u.members for u in units]
     number = {id(g): k for k, g in enumerate(groups, 1)}
     pending = [u for u in units if u.members[0].id not in finished]
