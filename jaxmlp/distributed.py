@@ -13,9 +13,11 @@ Two ways to use several processes (one per host, or several on one host), one en
   is free) as an ordinary one-process JAX program on its own devices, with no communication
   while training but the claims (and so per-process Orbax checkpoints, which refuse host-local
   arrays inside a multi-process JAX job). `join_sweep` connects the processes through JAX's
-  coordination service only; at the end `merge_files` copies every process's member records and
-  history CSVs into process 0's results folder through it, so no shared filesystem is needed,
-  and only process 0 writes results.json.
+  coordination service only. Before training they `gather` which members each one's folder has
+  finished and which checkpoints it holds (so on resume nothing finished trains twice, and a
+  checkpoint only one host holds is resumed there: `first_holders`); at the end `merge_files`
+  copies every process's member records and history CSVs into process 0's results folder
+  through it, so no shared filesystem is needed, and only process 0 writes results.json.
 
 A process joins a job from three environment variables (see docs/guide/multihost.md):
 JAXMLP_COORDINATOR (host:port of process 0), JAXMLP_NUM_PROCESSES and JAXMLP_PROCESS_ID.
