@@ -464,7 +464,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     start, trained = time.perf_counter(), 0
     shared = f" between {job.count} processes" if job.count > 1 else ""
     _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(every_member)} member(s); "
-         f"{len(pending)} to train{shared}, compiling them")
+         f"{len(pending)} to train{shared}" + (", compiling them" if pending else ""))
     # Every pending group compiles in a thread pool while earlier groups train: every step
     # first, then the final evaluations (needed only when a group is done; groups of one model
     # and size share theirs). A group that finishes before the pool reached its final compiles
