@@ -36,9 +36,11 @@ from jaxmlp.loop import Result, fit_group
 class Clock:
     """Where an invocation's wall time goes: seconds per phase (load, compile, train, observe,
     eval, io), added up across groups. Thread-safe, since groups compile in parallel threads:
-    `compile` sums the threads' compile times, which overlap each other and training, while
-    `compile_wait` is the part the main thread spent waiting for a program. Host-side timers
-    only (each phase ends with a sync, so device time lands in the phase that waited for it)."""
+    `compile` sums the threads' compile times (their Python part and XLA's), which overlap each
+    other and training; `compile_turns` sums what those threads waited for their turn to run
+    the Python part (`Turns`: the earlier groups' Python part), and `compile_wait` is the part
+    the main thread spent waiting for a program. Host-side timers only (each phase ends with a
+    sync, so device time lands in the phase that waited for it)."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
@@ -159,15 +161,18 @@ def prepare(group: list[Member], data: Data, *, epochs_per_call: int, mesh,
     """Build, initialise and compile one group (thread-safe: groups compile in parallel).
     `final=False` leaves its final evaluation to `prepare_final`. `turn`: a context in which
     the Python part runs (a `Turns` slot); the XLA compile follows outside it."""
-    with _clock(clock)("compile"):
-        with turn if turn is not None else nullcontext():
-            built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
-                                mesh=mesh, shard=shard_for(group, mesh, shard), unroll=unroll)
-            state = init_group(built)
-            lowered = built.step.lower(state, data)
-        compiled = compile_group(built, state, data, compiler_options, final=final,
-                                 lowered=lowered)
-        jax.block_until_ready(state)
+    clock, asked = _clock(clock), time.perf_counter()
+    with turn if turn is not None else nullcontext():
+        start = time.perf_counter()
+        if turn is not None:
+            clock.add("compile_turns", start - asked)  # waiting, not compiling
+        built = build_group([m.run for m in group], data, epochs_per_call=epochs_per_call,
+                            mesh=mesh, shard=shard_for(group, mesh, shard), unroll=unroll)
+        state = init_group(built)
+        lowered = built.step.lower(state, data)
+    compiled = compile_group(built, state, data, compiler_options, final=final, lowered=lowered)
+    jax.block_until_ready(state)
+    clock.add("compile", time.perf_counter() - start)
     return compiled, state
 
 

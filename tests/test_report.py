@@ -597,6 +597,20 @@ def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machin
     assert "sumaron 40 s de compilación en el proceso 0, en el mismo núcleo" in text
     assert "camino crítico" not in text
     assert "camino crítico" in bench.whole_sweep(dict(one, time_split_s={"compile": 40.0}))
+    # The threads' waits for their turn (runner.Turns): apart since they are recorded apart;
+    # said to be inside the sum for records of the code that had turns but did not split them
+    # (the same commit brought the writer thread, io_thread).
+    several = dict(one, groups=15)
+    apart = bench.whole_sweep(dict(several, time_split_s={"compile": 40.0, "compile_turns": 12.0}))
+    assert "40 s de compilación (aparte, 12 s esperando su turno" in apart
+    inside = bench.whole_sweep(dict(several, time_split_s={"compile": 40.0, "io_thread": 1.0}))
+    assert "40 s de compilación (esa suma incluye lo que cada hilo esperó su turno" in inside
+    assert "su turno" not in bench.whole_sweep(dict(several, time_split_s={"compile": 40.0}))
+    # One group, or one compile thread per process (one core): nobody waited for a turn.
+    assert "su turno" not in bench.whole_sweep(dict(one, groups=1, time_split_s={
+        "compile": 40.0, "io_thread": 1.0}))
+    assert "su turno" not in bench.whole_sweep(dict(two, groups=15, time_split_s={
+        "compile": 40.0, "io_thread": 1.0}))
     # 400 s against 320 s on the same machine; the faster record of another machine is not it.
     assert ("El mismo barrido en un solo proceso en esta máquina (`one.json`, 2026-01-01, "
             "código `aaa1111`): 400 s; en 2 procesos, 320 s: **×1.25**") in text

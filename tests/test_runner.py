@@ -156,6 +156,23 @@ def test_turns_let_sections_through_in_their_order_whoever_arrives_first():
         order.append(2)
 
 
+def test_prepare_counts_the_wait_for_its_turn_apart_from_compiling(monkeypatch):
+    # runner's clock reads: asked for the turn at 0, got it at 100, compiled by 103.
+    import types
+
+    ticks = iter([0.0, 100.0, 103.0])
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    clock, data = runner.Clock(), device_data(tiny_data(), None)
+    runner.prepare([runner.Member(tiny_run(), 0)], data, epochs_per_call=1, mesh=None,
+                   clock=clock, turn=runner.Turns()(0))
+    assert clock.seconds == {"compile_turns": 100.0, "compile": 3.0}
+    ticks = iter([0.0, 100.0, 103.0])  # no turn: nothing to wait for
+    clock = runner.Clock()
+    runner.prepare([runner.Member(tiny_run(), 0)], data, epochs_per_call=1, mesh=None,
+                   clock=clock)
+    assert clock.seconds == {"compile": 3.0}
+
+
 def test_run_group_on_an_io_thread_writes_what_it_writes_alone(dataset, tmp_path):
     # The same group, with its observers and closing writes on a runner.IOThread (the
     # experiments' way): the same records, histories, member files and saved model.
