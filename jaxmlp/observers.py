@@ -116,6 +116,13 @@ class CheckpointStore:
         best = self._best_value
         return best is None or (value < best if self.mode == "min" else value > best)
 
+    @staticmethod
+    def has_latest(directory) -> bool:
+        """Whether `directory` holds a finished resume save (Orbax's test: a save still being
+        written is not one), without opening a store there (which would create folders)."""
+        latest = Path(directory) / "latest"
+        return latest.is_dir() and ocp.utils.any_checkpoint_step(latest) is not None
+
     def restore_latest(self, template):
         """(epoch, state, extra) from the newest readable step; None when there is no step."""
         return self._restore(self.latest, "latest", template)

@@ -273,10 +273,9 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
     clock = _clock(clock)
     compiled, state = prepared or prepare(group, data, epochs_per_call=epochs_per_call,
                                           mesh=mesh, clock=clock)
-    ckpt_dir = runs_dir / "checkpoints" / group_id(group)
     histories = None
-    ckpt = observers.CheckpointStore(ckpt_dir, monitor="val_loss", mode="min",
-                                     min_interval=checkpoint_every)
+    ckpt = observers.CheckpointStore(checkpoint_dir(group, runs_dir), monitor="val_loss",
+                                     mode="min", min_interval=checkpoint_every)
     observer = None
 
     def close(flush: bool):
@@ -436,16 +435,19 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [""])[0][:200]
 
 
+def checkpoint_dir(group: list[Member], runs_dir: Path) -> Path:
+    """Where `group`'s checkpoints are (`observers.CheckpointStore`'s folder)."""
+    return runs_dir / "checkpoints" / group_id(group)
+
+
 def has_checkpoint(group: list[Member], runs_dir: Path) -> bool:
-    """Whether `runs_dir` holds a resume checkpoint of `group` (a finished save: Orbax names
-    each by its step; a save still being written has a temporary name)."""
-    latest = runs_dir / "checkpoints" / group_id(group) / "latest"
-    return latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir())
+    """Whether `runs_dir` holds a finished resume checkpoint of `group`."""
+    return observers.CheckpointStore.has_latest(checkpoint_dir(group, runs_dir))
 
 
 def discard_checkpoints(group: list[Member], runs_dir: Path) -> None:
     """Forget `group`'s checkpoints (its partial training), not its members' records."""
-    shutil.rmtree(runs_dir / "checkpoints" / group_id(group), ignore_errors=True)
+    shutil.rmtree(checkpoint_dir(group, runs_dir), ignore_errors=True)
 
 
 def discard(group: list[Member], out_dir: Path, runs_dir: Path) -> None:
