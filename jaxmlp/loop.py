@@ -35,9 +35,10 @@ from jaxmlp.group import Group, build_group, init_group, local_mesh
 
 METRIC_KEYS = C.METRICS
 # How many chunks the observers may fall behind training. Two: on a GPU a chunk of TA8 epochs
-# takes ~0.5 s, and a group's first observers queue behind the previous group's closing writes
-# on the sweep's one writer thread (runner.IOThread); with one chunk allowed, training waited
-# 20 s for them in a warm TA8 sweep on an H200 (9973fdf), 16.5 s in a cold one.
+# takes ~0.5 s, and at 9973fdf a group's first observers queued behind the previous group's
+# closing writes on the sweep's one writer thread; with one chunk allowed, training waited 20 s
+# for them in a warm TA8 sweep on an H200, 16.5 s in a cold one. (runner.IOThread now runs
+# observers ahead of closing writes, and a sweep leaves a group's last observers to it.)
 OBSERVERS_BEHIND = 2
 
 
@@ -46,7 +47,7 @@ def empty_history() -> dict:
 
 
 def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=None,
-              clock=None, worker=None, behind: int = OBSERVERS_BEHIND):
+              clock=None, worker=None, behind: int = OBSERVERS_BEHIND, leave=None):
     """Train every member until all have stopped; returns (state, histories).
 
     `state`/`histories` resume a group (from a checkpoint). `observe(state, histories, chunk)`
@@ -59,8 +60,14 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
     in "train" (the device step up to its records on the host) and "observe" (waiting for the
     observers), and the observer thread's own seconds in "observe_thread". `worker` (an
     executor with one thread, e.g. `runner.IOThread`) runs the observers instead of a thread of
-    their own, after whatever was submitted to it before; it is not shut down here.
+    their own, after whatever was submitted to it before; it is not shut down here. `leave`
+    (a list; only with `worker`): the observers still queued or running when training ends
+    are appended to it as futures instead of waited for, so the caller can go on (the next
+    group) while they finish; it must see them done, and raise their errors, before it uses
+    what they write.
     """
+    if leave is not None and worker is None:
+        raise ValueError("leave: only with a worker that outlives this call")
     if behind < 1:
         raise ValueError(f"behind={behind}: the observers run beside training, at least 1")
     state = init_group(group) if state is None else state
@@ -91,6 +98,9 @@ def fit_group(group: Group, data: Data, *, state=None, histories=None, observe=N
                 clock.add("train", trained - start)
                 clock.add("observe", time.perf_counter() - trained)
         waited = time.perf_counter()
+        if leave is not None:
+            leave.extend(pending)
+            pending.clear()
         while pending:
             pending.popleft().result()
         if clock is not None:
@@ -305,16 +315,38 @@ class Result:
     def save(self, directory) -> None:
         """Weights as an Orbax checkpoint (`weights/`) and the config and history as JSON
         (`model.json`, written last and atomically: a folder without it is not a model)."""
-        path = Path(directory).absolute()
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "model.json").unlink(missing_ok=True)
-        with ocp.StandardCheckpointer() as ckpt:
-            ckpt.save(path / "weights", self._weights(), force=True)
-        atomic.write_json(path / "model.json", {
-            "format": FORMAT, "config": C.to_dict(self.config), "history": self.history})
+        save_all([(self, directory)])
 
     def _weights(self) -> dict:
         return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def save_all(models, *, at_once: int = 8) -> None:
+    """`Result.save` for several `(result, directory)` pairs. Up to `at_once` Orbax saves are
+    in flight together (each its own checkpointer, whose commit runs in the background), then
+    each folder gets its `model.json` once its weights are written. One after the other, each
+    save waited for its own commit: ~20 ms a model on an idle disk here, far more where every
+    fsync is slow, and a sweep saves one model per member."""
+    if at_once < 1:
+        raise ValueError(f"at_once={at_once}: at least 1")
+    models = [(result, Path(directory).absolute()) for result, directory in models]
+    for start in range(0, len(models), at_once):
+        batch = models[start:start + at_once]
+        writers = []
+        try:
+            for result, path in batch:
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "model.json").unlink(missing_ok=True)
+                writers.append(ocp.StandardCheckpointer())
+                writers[-1].save(path / "weights", result._weights(), force=True)
+            for writer in writers:
+                writer.wait_until_finished()
+        finally:
+            for writer in writers:
+                writer.close()
+        for result, path in batch:
+            atomic.write_json(path / "model.json", {
+                "format": FORMAT, "config": C.to_dict(result.config), "history": result.history})
 
 
 def load(directory) -> Result:

@@ -386,6 +386,22 @@ def test_tensorboard_scalars_follow_keras_layout(tmp_path):
                                [1e-3, 1e-3, 1e-4], rtol=1e-6)
 
 
+def test_tensorboard_flushes_are_readable_and_only_close_fsyncs(tmp_path, monkeypatch):
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), fsync(fd)))
+    log = observers.TensorBoardLog(tmp_path)  # flush_every=0: a flush after every call
+    for epoch, row in enumerate(ROWS):
+        log.scalars(epoch, row)
+    # Flushed to the OS: TensorBoard reads every epoch before the files are closed...
+    assert [e.step for e in read_events(tmp_path / "train").Scalars("epoch_loss")] == [0, 1, 2]
+    assert synced == []  # ...without a single fsync
+    log.close()
+    assert len(synced) == 2  # one per file (train, validation), at close
+    assert [e.step for e in read_events(tmp_path / "validation").Scalars("epoch_loss")] == [
+        0, 1, 2]
+
+
 def test_tensorboard_histograms_one_per_leaf(tmp_path):
     log = observers.TensorBoardLog(tmp_path)
     params = jax.tree.map(lambda a: a[0], make_state(1).params)

@@ -130,6 +130,26 @@ def test_io_thread_runs_everything_in_order_and_says_which_write_failed():
     io.close(raise_errors=False)  # another error is on its way: this one is not raised
 
 
+def test_io_thread_runs_a_queued_observer_before_queued_closing_writes():
+    import threading
+
+    io = runner.IOThread()
+    done, started, gate = [], threading.Event(), threading.Event()
+    io.write(lambda: (started.set(), gate.wait(5), done.append("group 1 closing")))
+    started.wait(5)  # running when the rest come
+    io.write(lambda: done.append("group 1 records"))
+    io.submit(lambda: done.append("group 2 chunk 1"))
+    io.write(lambda: done.append("group 2 closing"))
+    io.submit(lambda: done.append("group 2 chunk 2"))
+    gate.set()
+    io.close()
+    # The running write ends first; then the observers, in their order; then the writes, in theirs.
+    assert done == ["group 1 closing", "group 2 chunk 1", "group 2 chunk 2", "group 1 records",
+                    "group 2 closing"]
+    with pytest.raises(RuntimeError, match="closed"):
+        io.submit(lambda: None)
+
+
 def test_turns_let_sections_through_in_their_order_whoever_arrives_first():
     import threading
     import time
@@ -220,7 +240,7 @@ def test_best_checkpoints_spaced_out_end_with_the_same_best_on_disk(dataset, tmp
 
     monkeypatch.setattr(observers.CheckpointStore, "save_best", counting)
     got = {}
-    for every in (0.0, 3600.0):  # after every chunk; only the first chunk's and close's
+    for every in (0.0, 3600.0):  # after every chunk; only close's
         monkeypatch.setattr(observers, "BEST_EVERY", every)
         saved.append(0)
         out = tmp_path / str(every)
@@ -234,7 +254,7 @@ def test_best_checkpoints_spaced_out_end_with_the_same_best_on_disk(dataset, tmp
     (s0, b0, w0), (s1, b1, w1) = got.values()
     assert s0 == s1 == b0 == b1  # the best epoch on disk in the end, and the record's
     assert all(np.array_equal(a, b) for a, b in zip(w0, w1))
-    assert saved[1] <= 2 < saved[0]  # ...with far fewer saves on the way
+    assert saved[1] == 1 < saved[0]  # ...with one save, at the end, instead of one a chunk
 
 
 @pytest.mark.parametrize("behind", [1, loop.OBSERVERS_BEHIND, 3])
@@ -277,6 +297,57 @@ def test_observers_run_in_order_a_few_chunks_behind_and_their_error_stops_traini
     assert any(i - done == behind for i, done in enumerate(steps))  # and did run that far
     with pytest.raises(ValueError, match="behind=0"):
         loop.fit_group(group, dataset, observe=observe, behind=0)
+
+
+def test_fit_group_can_leave_its_last_observers_running_to_the_caller(dataset):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Three chunks of one epoch, with room for three observers behind: none finishes before
+    # training has returned, none is waited for.
+    group = build_group([tiny_run("r", epochs=3)], dataset, mesh=MESH)
+    gate, seen = threading.Event(), []
+
+    def observe(state, histories, chunk):
+        assert gate.wait(60)  # held until training has returned
+        seen.extend(e for _, e in chunk)
+
+    with ThreadPoolExecutor(1) as worker:
+        left = []
+        state, histories = loop.fit_group(group, dataset, observe=observe, worker=worker,
+                                          behind=3, leave=left)
+        assert len(histories[0]["epoch"]) == 3 and seen == []  # returned before any observer
+        assert len(left) == 3 and not any(f.done() for f in left)
+        gate.set()
+        for f in left:
+            f.result()
+    assert seen == [0, 1, 2]  # every chunk observed, in order
+    with pytest.raises(ValueError, match="leave"):
+        loop.fit_group(group, dataset, observe=observe, leave=[])  # no worker to leave them on
+
+
+def test_a_last_observer_that_fails_on_the_io_thread_leaves_no_records(dataset, tmp_path,
+                                                                      monkeypatch):
+    # The group's last observers finish on the writer thread after run_group has returned;
+    # one that fails there fails the group's closing write: no model, no member record.
+    m = runner.Member(tiny_run("r", epochs=2), 0)
+    calls, call = [], observers.GroupObserver.__call__
+
+    def failing_last(self, state, histories, chunk):
+        calls.append(chunk)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return call(self, state, histories, chunk)
+
+    monkeypatch.setattr(observers.GroupObserver, "__call__", failing_last)
+    io = runner.IOThread()
+    runner.run_group([m], dataset, dataset.x_train.shape[0], out_dir=tmp_path,
+                     runs_dir=tmp_path / "runs", epochs_per_call=1, mesh=MESH, label="t",
+                     quiet=True, io=io)
+    with pytest.raises(OSError, match="disk full"):
+        io.close()
+    assert not runner.member_path(tmp_path, m).exists()
+    assert not runner.model_path(tmp_path / "runs", m).exists()
 
 
 def test_a_stopped_member_stops_changing(dataset):
