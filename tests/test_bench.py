@@ -779,3 +779,21 @@ def test_the_committed_schedule_record_is_what_the_committed_results_give():
         assert schedule.schedule(exp, results) == e, (
             f"experiments/bench/schedule.json is stale for {e['experiment']}: "
             "python -m jaxmlp.bench.schedule --json experiments/bench/schedule.json")
+
+
+def test_merge_probe_times_groups_apart_and_in_one_loop_with_the_same_numbers(tmp_path, capsys):
+    from jaxmlp.bench import merge_probe
+
+    out = tmp_path / "probe.json"
+    assert merge_probe.main(["--n-train", "128", "--rounds", "2", "--max-groups", "2",
+                             "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["benchmark"] == "merge_probe" and record["same_numbers"] is True
+    assert [g["runs"] for g in record["groups"]] == [["baseline"], ["deep"]]  # TA8's first two
+    assert record["steps_per_epoch"] == 2 and len(record["ratios"]) == 2
+    assert record["apart_epoch_s"] == pytest.approx(sum(g["epoch_s"] for g in record["groups"]))
+    assert "merged / apart" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # one group is no comparison
+        merge_probe.main(["--n-train", "128", "--max-groups", "1"])
+    with pytest.raises(SystemExit):
+        merge_probe.main(["--batch", "0"])

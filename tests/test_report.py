@@ -240,6 +240,27 @@ def test_step_options_section_compares_each_variant_with_the_default():
     assert "- `broken`: `XLA_FLAGS=--x` — sin resultado (aborted)" in text
 
 
+def test_merge_probe_section_reads_the_ratio_round_by_round():
+    from jaxmlp.report import bench
+
+    group = {"runs": ["a", "b", "c"], "members": 3, "compile_and_first_epoch_s": 2.0,
+             "epoch_s": 0.5}
+    record = {"experiment": "ta8", "batch": 64, "epochs_budget": 20, "n_train": 4480,
+              "steps_per_epoch": 70, "groups": [group, {**group, "runs": ["d"]}],
+              "merged": {"compile_and_first_epoch_s": 3.0, "epoch_s": 0.6},
+              "apart_epoch_s": 1.0, "ratios": [0.5, 0.6, 0.7], "ratio": 0.6,
+              "same_numbers": True}
+    text = bench.merge_probe(record)
+    assert "| `a`, `b` y 1 más | 3 | 2.0 | 0.500 |" in text
+    assert "| **los 2 en un programa** |  | 3.0 | 0.600 |" in text
+    assert "×0.60 (por ronda; cuartiles ×0.55–×0.65): más barato" in text
+    assert "70 pasos en serie por época en lugar de 140" in text
+    assert "4,480 ejemplos sintéticos, no los 45,000 de TA8" in text
+    for ratios in ([0.9, 1.0, 1.2], [0.96, 0.97, 0.98]):  # both sides of x1; under 5 % apart
+        assert "lo mismo a efectos prácticos" in bench.merge_probe({**record, "ratios": ratios})
+    assert "más caro" in bench.merge_probe({**record, "ratios": [1.1, 1.2, 1.3]})
+
+
 def test_step_options_interleaved_section_reads_each_variant_round_by_round():
     from jaxmlp.report import bench
 

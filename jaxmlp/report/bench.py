@@ -427,9 +427,47 @@ def step_options(b: dict) -> str:
     return text
 
 
+def merge_probe(b: dict) -> str:
+    """bench.merge_probe: a sweep's groups of one batch and epoch budget, each in its own loop
+    over batches or all in one, one epoch each, in alternating rounds."""
+    n = len(b["groups"])
+    rows = [[", ".join(f"`{r}`" for r in g["runs"][:2]) + (f" y {len(g['runs']) - 2} más"
+                                                           if len(g["runs"]) > 2 else ""),
+             str(g["members"]), f"{g['compile_and_first_epoch_s']:.1f}", f"{g['epoch_s']:.3f}"]
+            for g in b["groups"]]
+    rows.append([f"**los {n}, cada uno en su programa**", str(sum(g["members"]
+                                                                 for g in b["groups"])),
+                 f"{sum(g['compile_and_first_epoch_s'] for g in b['groups']):.1f}",
+                 f"{b['apart_epoch_s']:.3f}"])
+    merged = b["merged"]
+    rows.append([f"**los {n} en un programa**", "", f"{merged['compile_and_first_epoch_s']:.1f}",
+                 f"{merged['epoch_s']:.3f}"])
+    lo, mid, hi = quartiles(b["ratios"]) if len(b["ratios"]) >= 2 else (b["ratio"],) * 3
+    # A verdict needs three of four rounds on one side of x1.00 and the median 5 % past it.
+    verdict = ("más barato" if hi < 1 and mid <= 0.95 else
+               "más caro" if lo > 1 and mid >= 1.05 else
+               "lo mismo a efectos prácticos (menos de un 5 % de diferencia, o rondas a los dos "
+               "lados de ×1.00)")
+    data = ("ejemplos sintéticos" if b["n_train"] >= 45_000 else
+            f"{b['n_train']:,} ejemplos sintéticos, no los 45,000 de TA8")
+    return (
+        f"¿Sale más barato un solo bucle sobre los batches que entrene a la vez {n} grupos de "
+        f"{b['experiment'].upper()} (batch {b['batch']}, {b['epochs_budget']} épocas de "
+        "presupuesto) que un bucle por grupo, uno tras otro? (`python -m "
+        "jaxmlp.bench.merge_probe`: los modelos y optimizadores de esos grupos, sin dropout ni "
+        f"hooks, que son iguales en las dos formas; {data}; una época por forma en "
+        f"{len(b['ratios'])} rondas alternadas.) Las dos formas dan los mismos números: "
+        f"{'sí' if b['same_numbers'] else 'no'}.\n\n"
+        + markdown(["Grupo", "Miembros", "Compilación y 1.ª época (s)", "Época (s)"], rows,
+                   numeric=(1, 2, 3))
+        + f"\nUn programa / uno por grupo: ×{mid:.2f} (por ronda; cuartiles ×{lo:.2f}–"
+        f"×{hi:.2f}): {verdict}, con {b['steps_per_epoch']:,} pasos en serie por época en "
+        f"lugar de {n * b['steps_per_epoch']:,}.\n")
+
+
 KINDS = {"epoch_vs_floor": epoch_floor, "epoch_profile": epoch_profile, "sweep": sweep,
          "whole_sweep": whole_sweep, "keras_parity": keras_parity, "roofline": roofline,
-         "step_options": step_options, "schedule": schedule}
+         "step_options": step_options, "schedule": schedule, "merge_probe": merge_probe}
 
 
 def measured_on(stem: str, b: dict, experiments: Path) -> str:
@@ -465,7 +503,8 @@ def title(b: dict) -> str:
             "keras_parity": f"Paridad con Keras 3 en {b.get('epochs', '?')} épocas",
             "roofline": "Techo de la GPU y cuánto de él se usa",
             "step_options": "Opciones de compilación del paso",
-            "schedule": "Pasos en serie de un barrido"}.get(kind, str(kind))
+            "schedule": "Pasos en serie de un barrido",
+            "merge_probe": "Varios grupos en un bucle sobre los batches"}.get(kind, str(kind))
 
 
 # What the speed issue asks for, on one GPU: (experiment, compilation cache, seconds at most).
