@@ -220,9 +220,10 @@ class IOThread:
     Observers first: a queued observer (`submit`) runs before any queued closing write
     (`write`), each kind in the order it was queued. Training waits for its observers when they
     fall `loop.OBSERVERS_BEHIND` chunks behind, never for the previous group's closing writes,
-    which run whenever no observer is waiting. (In the order submitted, a warm TA8 sweep on an
-    H200 spent 20 s of its 76 s waiting, at 9973fdf, and a group's first observers queued
-    behind the last group's model saves.)
+    which run whenever no observer is waiting. (At 9973fdf, one queue in the order submitted,
+    a warm TA8 sweep on an H200 spent 20 s of its 76 s waiting for observers, which could
+    queue there behind the previous group's model saves.) The thread is a daemon: `close()`
+    must be called, as the experiments' runner does whatever stops the sweep.
 
     `write(fn)` runs `fn()` there and keeps its future: `check()` raises the error of a write
     that has failed (before more training is spent), `close()` waits for every write and
