@@ -374,10 +374,12 @@ def test_whole_sweep_reads_a_complete_invocation(tmp_path):
     out = sweep.whole_sweep(path)
     assert (out["runs"], out["members"], out["epochs"], out["groups"]) == (2, 3, 12, 2)
     assert "processes" not in out and "cores_per_process" not in out
-    doc["settings"]["this_invocation"].update(processes=2, cores_per_process=1)
+    assert "observers_first" not in out  # an invocation before the writer thread's priorities
+    doc["settings"]["this_invocation"].update(processes=2, cores_per_process=1,
+                                              observers_first=True)
     path.write_text(json.dumps(doc))
     out = sweep.whole_sweep(path)
-    assert (out["processes"], out["cores_per_process"]) == (2, 1)
+    assert (out["processes"], out["cores_per_process"], out["observers_first"]) == (2, 1, True)
     doc["settings"]["this_invocation"]["complete"] = False
     path.write_text(json.dumps(doc))
     with pytest.raises(SystemExit, match="not one complete"):

@@ -568,6 +568,11 @@ def test_whole_sweep_text_says_what_the_writer_thread_did_beside_training(tmp_pa
                                     time_split_s=split))
     assert "| escritura (modelos, registros) | 0.4 |" in text  # what the main thread waited
     assert "llevó 5.5 s en el hilo de escritura" in text
+    assert "detrás de un cierre cuenta en la fila de observadores" in text  # one queue, in order
+    first = bench.whole_sweep(_sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z",
+                                     time_split_s=split, observers_first=True))
+    assert "un observador pasa antes que un cierre" in first  # records of today's writer
+    assert "detrás de un cierre" not in first
     del split["io_thread"]  # a record from before the writer thread: no such sentence
     assert "hilo de escritura" not in bench.whole_sweep(
         _sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z", time_split_s=split))

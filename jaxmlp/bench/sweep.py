@@ -75,7 +75,7 @@ def whole_sweep(results_path: str) -> dict:
            "created": doc["created"], "environment": doc["environment"]}
     # Newer records also say where the time went (runner.Clock) and the time from the first
     # load on; a sweep's epochs_per_call is in its command.
-    for key in ("since_start_s", "time_split_s"):
+    for key in ("since_start_s", "time_split_s", "observers_first"):
         if key in inv:
             out[key] = inv[key]
     # Several processes (--processes N, or one per host): the time split is process 0's, the

@@ -568,6 +568,9 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         **({"groups_trained_by_process_0": trained_here} if job.count > 1 else {}),
         "cores_per_process": len(distributed.cores()),  # process 0's, with --processes
         "since_start_s": time.perf_counter() - begun,  # load and the first compile included
+        # runner.IOThread runs observers ahead of closing writes and a group's last observers
+        # after training has moved on: what the "observe" phase can hold (the bench page says).
+        "observers_first": True,
         "time_split_s": clock.seconds}  # runner.Clock: where the time went, per phase
     atomic.write_json(out / "results.json", doc)
     _say(args, f"[{exp.name}] wrote {out / 'results.json'}")
