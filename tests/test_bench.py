@@ -797,5 +797,7 @@ def test_merge_probe_times_groups_apart_and_in_one_loop_with_the_same_numbers(tm
     assert "merged / apart" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # one group is no comparison
         merge_probe.main(["--n-train", "128", "--max-groups", "1"])
+    with pytest.raises(SystemExit):  # P8D is one group
+        merge_probe.main(["--experiment", "p8d", "--n-train", "128"])
     with pytest.raises(SystemExit):
         merge_probe.main(["--batch", "0"])

@@ -13,8 +13,9 @@ merged step pays once per iteration instead of once per group; on a CPU the core
 either way. This measures that before anything is built.
 
 The groups are the experiment's own (`jaxmlp.runner.groups` over its main job's members) that
-train with `--batch` for `--epochs-budget` epochs: their models and optimizers as defined
-(`jaxmlp.models.build`, `jaxmlp.optim.make`), members vmapped (`lax.map` on the CPU, as
+train with `--batch` for `--epochs-budget` epochs: their models as defined
+(`jaxmlp.models.build`) and each group's optimizer (`jaxmlp.optim.make` of its first run, for
+every member), members vmapped (`lax.map` on the CPU, as
 `jaxmlp.group.member_axis` picks), on synthetic data of the dataset's shape. The step is the
 plain one (forward, cross-entropy with the L2 term, backward, the optimizer's update): no
 dropout masks, no hooks, no per-epoch evaluation, which are the same in both arrangements.
@@ -119,7 +120,7 @@ def timed(fn, *args):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxmlp.bench.merge_probe",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--experiment", default="ta8")
+    p.add_argument("--experiment", default="ta8", choices=("ta8", "p8d"))
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--epochs-budget", type=int, default=20)
     p.add_argument("--n-train", type=int, default=45_000)
@@ -131,6 +132,8 @@ def main(argv=None) -> int:
     for name in ("batch", "epochs_budget", "n_train", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} {getattr(args, name)}: at least 1")
+    if args.max_groups is not None and args.max_groups < 2:
+        p.error(f"--max-groups {args.max_groups}: at least 2 (the probe compares groups)")
     if args.n_train < args.batch:
         p.error(f"--n-train {args.n_train}: at least one batch of {args.batch}")
 
