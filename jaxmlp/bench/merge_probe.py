@@ -43,6 +43,7 @@ import optax
 
 from jaxmlp import atomic, models, optim, records, runner
 from jaxmlp.bench import code_version
+from jaxmlp.group import member_axis
 
 
 def probe_groups(experiment: str, batch: int, budget: int) -> list[list]:
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     if len(groups) < 2:
         p.error(f"{args.experiment}: {len(groups)} group(s) train with batch {args.batch} for "
                 f"{args.epochs_budget} epochs; the probe needs two or more")
-    axis = "map" if jax.default_backend() == "cpu" else "vmap"
+    axis = member_axis()
     parts = [group_parts(g, axis) for g in groups]
     states = [s for s, _ in parts]
     members = [len(g) for g in groups]

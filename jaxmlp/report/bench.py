@@ -233,20 +233,18 @@ def whole_sweep(b: dict) -> str:
             text += (f"\nLos observadores trabajaron {split['observe_thread']:.1f} s en su propio "
                      "hilo, mientras el dispositivo entrenaba el bloque de épocas siguiente; el "
                      "hilo principal solo los esperó lo que dice la fila de observadores.\n")
-        if "io_thread" in split and b.get("observers_first"):
+        if "io_thread" in split:
             text += (f"\nEl cierre de los grupos (logs, modelos finales, registros) llevó "
                      f"{split['io_thread']:.1f} s en el hilo de escritura, mientras el grupo "
-                     "siguiente entrenaba. En ese hilo, que es también el de los observadores, "
-                     "un observador pasa antes que un cierre, y los de los últimos bloques de "
-                     "cada grupo terminan allí mientras el hilo principal sigue: la fila de "
-                     "observadores es solo lo que el entrenamiento los esperó por ir dos bloques "
-                     "por detrás, y la de escritura, la espera final.\n")
-        elif "io_thread" in split:
-            text += (f"\nEl cierre de los grupos (logs, modelos finales, registros) llevó "
-                     f"{split['io_thread']:.1f} s en el hilo de escritura, mientras el grupo "
-                     "siguiente entrenaba. Ese hilo es también el de los observadores: lo que "
-                     "el entrenamiento esperó detrás de un cierre cuenta en la fila de "
-                     "observadores, y la de escritura es la espera final.\n")
+                     "siguiente entrenaba. "
+                     + ("En ese hilo, que es también el de los observadores, un observador pasa "
+                        "antes que un cierre, y los de los últimos bloques de cada grupo terminan "
+                        "allí mientras el hilo principal sigue: la fila de observadores es solo "
+                        "lo que el entrenamiento los esperó por ir dos bloques por detrás, y la "
+                        "de escritura, la espera final.\n" if b.get("observers_first") else
+                        "Ese hilo es también el de los observadores: lo que el entrenamiento "
+                        "esperó detrás de un cierre cuenta en la fila de observadores, y la de "
+                        "escritura es la espera final.\n"))
     return text
 
 
