@@ -600,6 +600,25 @@ def test_roofline_epoch_row_from_a_step_options_record(tmp_path):
     assert out["flop_count"] == epoch_floor.FLOP_COUNT
 
 
+def test_roofline_measures_memory_bandwidth_and_refuses_a_negative_stream(tmp_path, capsys):
+    from jaxmlp.bench import roofline
+
+    out = tmp_path / "roof.json"
+    assert roofline.main(["--size", "64", "--stream", "4096", "--members",
+                          "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["bandwidth_elements"] == 4096 and 0 < r["bandwidth_gbs"] < math.inf
+    assert "memory bandwidth (triad over 2 x 4,096 float32)" in capsys.readouterr().out
+    assert roofline.main(["--size", "64", "--stream", "0", "--members",
+                          "--json", str(out)]) == 0
+    assert "bandwidth_gbs" not in json.loads(out.read_text())  # 0: not measured
+    with pytest.raises(SystemExit) as e:  # refused before anything is timed
+        roofline.main(["--stream", "-1", "--json", str(tmp_path / "no.json")])
+    assert e.value.code == 2 and not (tmp_path / "no.json").exists()
+    assert "--stream -1: allowed 0 (not measured) or a number of elements" in (
+        capsys.readouterr().err)
+
+
 def test_sweep_bench_times_group_and_solo_interleaved(tmp_path, capsys):
     out = tmp_path / "sweep.json"
     assert sweep.main(["--n", "200", "--members", "1", "--solo", "2", "--rounds", "2",
@@ -714,6 +733,30 @@ def test_schedule_counts_each_groups_sequential_steps_and_what_a_mask_computes()
     # one program per (batch, budget): (10, 6), (25, 6), (10, 9) stay apart; nothing merges
     assert s["programs_one_per_batch_and_budget"] == 3
     assert s["sequential_steps_one_program_per_batch_and_budget"] == 146
+
+
+def test_schedule_counts_the_steps_vmapped_members_compute_and_their_updates_bytes():
+    from jaxmlp import config as C
+    from jaxmlp.bench import schedule
+
+    exp, results = _schedule_case()
+    s = schedule.schedule(exp, results)
+    by_runs = {tuple(g["runs"]): g for g in s["groups"]}
+    # vmapped, each member computes its group's longest epochs: a, b: 4 members x 6 x 10
+    # steps; c: 2 x 4 x 4; d: 1 x 7 x 10
+    assert [by_runs[k]["vmapped_member_steps"] for k in (("a", "b"), ("c",), ("d",))] == [
+        240, 32, 70]
+    assert s["vmapped_member_steps"] == 342
+    # Fashion-MNIST's 784 inputs, 4 hidden units, 10 classes, with biases; Adam: 28 bytes
+    params = 784 * 4 + 4 + 4 * 10 + 10
+    assert {g["trainable_params"] for g in s["groups"]} == {params}
+    assert {g["update_bytes_per_param"] for g in s["groups"]} == {28}
+    assert s["vmapped_update_bytes"] == 342 * params * 28
+    # read weight, gradient and each state array, write the weight and each state array back
+    per = schedule.update_bytes_per_param
+    assert [per(C.OptimConfig(n)) for n in ("adam", "adamw", "rmsprop", "sgd")] == [
+        28, 28, 20, 12]
+    assert per(C.OptimConfig("sgd", momentum=0.9)) == 20
 
 
 def test_schedule_merges_groups_of_one_batch_and_budget_and_refuses_missing_epochs(

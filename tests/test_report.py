@@ -351,6 +351,62 @@ def test_floor_gap_says_what_matmuls_and_the_update_alone_take_against_the_floor
     assert bench.floor_gap(benches[:1], tmp_path) is None  # no profile
 
 
+def test_gpu_gap_says_what_each_goal_leaves_and_what_the_measured_step_predicts(tmp_path):
+    from jaxmlp.report import bench
+
+    def split(load, train):
+        return {"load": load, "compile_wait": 0.5, "train": train}
+
+    # 10 steps an epoch (1,000 examples, batch 100); 2 members 3 ms, 6 members 7 ms: a step
+    # costs 100 us + 100 us per member
+    roof = {"benchmark": "roofline", "created": "2026-01-01T00:00:00Z", "n_train": 1000,
+            "batch": 100, "environment": _env("gpu", "Toy GPU"), "bandwidth_gbs": 1000.0,
+            "bandwidth_elements": 4096, "matmul_size": 64, "training_matmul_precision": "default",
+            "peak_tflops": {"float32_training_precision": 9.0, "float32_highest": 9.0,
+                            "bfloat16": 9.0},
+            "epoch": [{"members": 6, "epoch_s": 0.007, "tflops": 1.0, "percent_of_peak": 1.0},
+                      {"members": 2, "epoch_s": 0.003, "tflops": 1.0, "percent_of_peak": 1.0}]}
+    other_card = {**roof, "created": "2026-01-05T00:00:00Z", "epoch": [
+        {**roof["epoch"][0], "members": 1}, {**roof["epoch"][1], "members": 9}],
+        "environment": _env("gpu", "Other GPU")}
+    sched = {"benchmark": "schedule", "created": "2026-01-01T00:00:00Z", "experiments": [
+        {"experiment": "ta8", "n_train": 1000, "groups": [], "member_epochs": 1800,
+         "masked_member_epochs": 200, "programs_one_per_batch_and_budget": 1,
+         "sequential_steps": 1000, "vmapped_member_steps": 20000,
+         "sequential_steps_one_program_per_batch_and_budget": 500,
+         "vmapped_update_bytes": 2e12}]}
+    benches = [
+        # 20 s in all, 18 from the first load on: 2 s outside, 1 s loading: 12 s of 15 left
+        ("warm", _sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z",
+                        since_start_s=18.0, time_split_s=split(1.0, 2.5))),
+        # P8D cold: 3 s outside and 3 s loading, past its 5 s before compiling
+        ("p8d_cold", _sweep("p8d", "gpu", "cold", 8.0, "2026-01-01T00:00:00Z",
+                            since_start_s=5.0, time_split_s=split(3.0, 1.0))),
+        ("p8d_warm_no_split", _sweep("p8d", "gpu", "warm", 8.0, "2026-01-01T00:00:00Z")),
+        ("roof", roof), ("roof_other", other_card), ("schedule", sched)]
+    text = bench.gpu_gap(benches, tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| TA8") or
+            line.startswith("| P8D")]
+    assert rows == ["| TA8 en caliente, ≤\u00a015\u00a0s | `warm` | 2.0 | 1.0 | 12.0 | "
+                    "0.5 / 2.5 |",
+                    "| P8D en frío, ≤\u00a05\u00a0s | `p8d_cold` | 3.0 | 3.0 | -1.0 | 0.5 / 1.0 |"]
+    assert "la meta ya se ha pasado antes de compilar nada" in text
+    assert "de `roof` (una época" in text and "Other" not in text
+    assert "cuesta 100\u00a0µs fijos más 100.0\u00a0µs por miembro" in text
+    # 1,000 steps x 100 us + 20,000 member steps x 100 us
+    assert "0.1\u00a0s + 2.0\u00a0s = 2.1\u00a0s de entrenamiento; `warm` midió 2.5" in text
+    assert "(500 pasos en serie), la parte fija sería 0.1\u00a0s" in text  # 0.05 s
+    # 2 TB in the 12 s left: 0.17 TB/s; at the measured 1,000 GB/s, 2 s
+    assert "2.0\u00a0TB en todo el barrido" in text and "pide 0.2\u00a0TB/s" in text
+    assert "a ese ritmo, 2.0\u00a0s" in text
+    assert "gpu_gap" in bench.context(benches, tmp_path)
+    assert "tríada de STREAM (z = x·s + z sobre 4,096 float32" in bench.roofline(roof)
+    assert "**1,000 GB/s**" in bench.roofline(roof)
+    # without the roofline or the schedule, only the table; without a split, nothing
+    assert "cuesta" not in bench.gpu_gap(benches[:3] + benches[5:], tmp_path)
+    assert bench.gpu_gap([benches[2]], tmp_path) is None
+
+
 def test_bench_goals_take_the_newest_record_in_force_and_say_what_is_unmeasured(tmp_path):
     from jaxmlp.report import bench
 

@@ -1,12 +1,16 @@
 """Benchmark: an honest roofline. Peak matmul rate, then what an epoch and a whole sweep achieve.
 
-    python -m jaxmlp.bench.roofline [--size 8192] [--members 1 8 32] [--sweep results.json ...]
-                                    [--json PATH]
+    python -m jaxmlp.bench.roofline [--size 8192] [--stream 268435456] [--members 1 8 32]
+                                    [--sweep results.json ...] [--json PATH]
 
 - Peak: the best of timed blocks of one large square matmul (default 8192, 2048 on a CPU) in
   float32 at the precision training uses (`jax_default_matmul_precision`; unset means XLA's
   default, which on NVIDIA Ampere/Hopper lets float32 dots run as TF32) and, for reference, at
   `highest` (true float32) and in bfloat16.
+- Memory bandwidth: the best of timed blocks of STREAM's triad (z = x * s + z, two float32
+  reads and one write an element) over arrays far larger than any cache (default 2^28 elements,
+  2^25 on a CPU). A step's weight update is memory traffic, not matrix products
+  (`jaxmlp.bench.schedule.update_bytes_per_param`); this is the rate that traffic can reach.
 - Epoch: TA8's combined model (jaxmlp/experiments/ta8.py) on synthetic CIFAR-shaped data at batch
   64, as a group of M members; FLOPs per member-epoch: the matrix products the epoch runs
   (`epoch_floor.epoch_flops`: forward, weight gradients, input gradients of every layer but the
@@ -57,6 +61,21 @@ def peak_tflops(size: int, dtype, precision, blocks: int = 5, seconds: float = 0
                      calibrate=0.1) / 1e12
 
 
+def peak_bandwidth_gbs(n: int, sweeps: int = 20, blocks: int = 5, seconds: float = 0.5) -> float:
+    """GB/s of STREAM's triad z = x * s + z on `n` float32s, `sweeps` passes in one loop per call
+    (12 n bytes a pass: two reads, one write): the best of `blocks` timed blocks. A copy of z
+    into the loop's buffer, if XLA makes one, is not counted: the rate errs low, never high."""
+    kx, kz = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (n,), jnp.float32)
+    z = jax.random.normal(kz, (n,), jnp.float32)
+    s = jnp.float32(1e-3)
+
+    def triad(x, z, s):
+        return jax.lax.fori_loop(0, sweeps, lambda i, z: x * s + z, z)
+    return best_rate(jax.jit(triad), (x, z, s), 12 * n * sweeps, blocks=blocks, seconds=seconds,
+                     calibrate=0.1) / 1e9
+
+
 def epoch_row(members: int, epoch_s: float, flops: float, peak: float) -> dict:
     """An epoch of a group of `members` on the roofline: its TFLOP/s and % of `peak`."""
     return {"members": members, "epoch_s": epoch_s, "tflops": flops / epoch_s / 1e12,
@@ -82,6 +101,8 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, help="square matmul size for the peak "
                    "(default 8192 on an accelerator, 2048 on a CPU)")
+    p.add_argument("--stream", type=int, help="float32 elements per array of the bandwidth "
+                   "triad (default 2^28 on an accelerator, 2^25 on a CPU; 0: not measured)")
     p.add_argument("--members", type=int, nargs="*", default=[1, 8, 32],
                    help="group sizes to time an epoch of (none: no epoch rows)")
     p.add_argument("--batch", type=int, default=64)
@@ -99,6 +120,8 @@ def main(argv=None) -> int:
                    "timed the code of their day")
     p.add_argument("--note")
     args = p.parse_args(argv)
+    if args.stream is not None and args.stream < 0:
+        p.error(f"--stream {args.stream}: allowed 0 (not measured) or a number of elements")
     if args.peak_from:
         with open(args.peak_from) as f:
             out = json.load(f)
@@ -137,6 +160,13 @@ def main(argv=None) -> int:
                "created": records.now(), "peak_tflops": peak, "environment": env,
                "batch": args.batch, "n_train": args.n, "flop_count": FLOP_COUNT,
                "epoch": []}
+        stream = args.stream if args.stream is not None else (
+            2**28 if env["platform"] != "cpu" else 2**25)
+        if stream:
+            out["bandwidth_gbs"] = peak_bandwidth_gbs(stream)
+            out["bandwidth_elements"] = stream
+            print(f"memory bandwidth (triad over 2 x {stream:,} float32): "
+                  f"{out['bandwidth_gbs']:.0f} GB/s", flush=True)
     ref = peak["float32_training_precision"]
 
     data = synthetic_cifar(args.n) if args.members and not args.peak_from else None

@@ -14,7 +14,11 @@ steps, the member-epochs run and those a vmapped group computes under a mask; th
 and the sequential steps if every group that shares a batch size and an epoch budget were one
 program. On an accelerator a small group's step costs about the same whatever its members (its
 time goes to launching kernels: `jaxmlp.bench.roofline`), so a sweep's train time there follows
-its sequential steps more than its member-epochs. Counts only: nothing is timed.
+its sequential steps more than its member-epochs. Each group also gets its model's trainable
+parameters and the bytes its optimizer's update must read and write per parameter and step
+(`update_bytes_per_param`), and each experiment the total over the steps every member computes
+when vmapped: the memory traffic of the weight updates alone, which no arrangement of programs
+removes. Counts only: nothing is timed.
 """
 
 from __future__ import annotations
@@ -28,8 +32,18 @@ from pathlib import Path
 
 from jaxmlp import atomic, records, runner
 from jaxmlp.bench import code_version
+from jaxmlp.config import OptimConfig
 
 EXPERIMENTS = ("ta8", "p8d")
+
+
+def update_bytes_per_param(cfg: OptimConfig) -> int:
+    """Bytes one float32 update step must move per parameter when nothing stays in cache: it
+    reads the weight, its gradient and each weight-sized state array (Adam's m and v; SGD's
+    momentum trace; RMSprop's mean square) and writes the weight and each state array back:
+    4 (3 + 2k) for k state arrays. Adam/AdamW 28, RMSprop and SGD with momentum 20, SGD 12."""
+    k = {"adam": 2, "adamw": 2, "rmsprop": 1}.get(cfg.name, 1 if cfg.momentum else 0)
+    return 4 * (3 + 2 * k)
 
 
 def schedule(exp, results: dict) -> dict:
@@ -56,7 +70,11 @@ def schedule(exp, results: dict) -> dict:
                      "epoch_budget": first.train.epochs, "longest": max(epochs),
                      "steps_per_epoch": steps, "sequential_steps": max(epochs) * steps,
                      "member_epochs": sum(epochs),
-                     "masked_member_epochs": max(epochs) * len(group) - sum(epochs)})
+                     "masked_member_epochs": max(epochs) * len(group) - sum(epochs),
+                     "vmapped_member_steps": max(epochs) * len(group) * steps,
+                     "trainable_params": records.count_params(first.model)["trainable"],
+                     "update_bytes_per_param": max(update_bytes_per_param(m.run.optim)
+                                                   for m in group)})
     merged: dict[tuple, int] = {}
     for r in rows:
         key = (r["batch"], r["epoch_budget"])
@@ -65,6 +83,9 @@ def schedule(exp, results: dict) -> dict:
             "sequential_steps": sum(r["sequential_steps"] for r in rows),
             "member_epochs": sum(r["member_epochs"] for r in rows),
             "masked_member_epochs": sum(r["masked_member_epochs"] for r in rows),
+            "vmapped_member_steps": sum(r["vmapped_member_steps"] for r in rows),
+            "vmapped_update_bytes": sum(r["vmapped_member_steps"] * r["trainable_params"]
+                                        * r["update_bytes_per_param"] for r in rows),
             "sequential_steps_one_program_per_batch_and_budget": sum(merged.values()),
             "programs_one_per_batch_and_budget": len(merged)}
 
@@ -106,7 +127,9 @@ def main(argv=None) -> int:
               f"{s['masked_member_epochs']:,}")
         print(f"  one program per batch size and epoch budget "
               f"({s['programs_one_per_batch_and_budget']} programs): "
-              f"{s['sequential_steps_one_program_per_batch_and_budget']:,} sequential steps",
+              f"{s['sequential_steps_one_program_per_batch_and_budget']:,} sequential steps")
+        print(f"  vmapped, every member computes {s['vmapped_member_steps']:,} steps; their "
+              f"weight updates alone move {s['vmapped_update_bytes'] / 1e12:.2f} TB",
               flush=True)
     if args.json:
         atomic.write_json(args.json, out)

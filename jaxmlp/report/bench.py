@@ -281,6 +281,12 @@ def roofline(b: dict) -> str:
             f"TFLOP/s en float32 exacto (`highest`) y {p['bfloat16']:.0f} TFLOP/s en bfloat16. "
             "Los porcentajes de abajo son sobre el primero; cuentan solo las capas densas: "
             f"{flop_count(b)}.\n")
+    if b.get("bandwidth_gbs"):
+        text += (f"\nAncho de banda de memoria medido con la tríada de STREAM (z = x·s + z sobre "
+                 f"{b['bandwidth_elements']:,} float32 por vector: dos leídos y uno escrito por "
+                 f"elemento): **{b['bandwidth_gbs']:,.0f} GB/s**. Es el ritmo al que puede ir "
+                 "la actualización de los pesos, que es tráfico de memoria y no productos de "
+                 "matrices.\n")
     if b.get("epoch"):
         rows = [[r["members"], f"{r['epoch_s']:.4f}", f"{r['tflops']:.2f}",
                  f"{r['percent_of_peak']:.1f}"] for r in b["epoch"]]
@@ -566,13 +572,7 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
     per host with a record in force (`cpu_goals`)."""
     rows = []
     for experiment, cache, limit in SWEEP_GOALS:
-        hit = newest(benches, experiments,
-                     lambda b, e=experiment, c=cache: b.get("benchmark") == "whole_sweep"
-                     and platform(b) == "gpu" and b.get("experiment") == e
-                     and b.get("compile_cache") == c
-                     # a labelled record is another configuration (XLA flags, say), shown in
-                     # its own section; the goal is judged on what the command does as it is
-                     and not b.get("label"))
+        hit = sweep_goal_record(benches, experiments, experiment, cache)
         seconds = hit and (hit[2].get("process_wall_time_s") or hit[2]["wall_time_s"])
         shown = seconds and (f"{seconds:.0f}\u00a0s" + (
             "" if hit[2].get("process_wall_time_s") else " (solo el entrenamiento)"))
@@ -583,6 +583,17 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
     for cpu in newest_per_host(benches, experiments, keras_on_cpu) or [None]:
         rows += cpu_goals(cpu)
     return rows
+
+
+def sweep_goal_record(benches, experiments: Path, experiment: str, cache: str):
+    """`newest`'s hit for a GPU sweep goal: the newest whole-sweep GPU record in force of
+    `experiment` with that compilation cache ('cold' or 'warm'), or None."""
+    return newest(benches, experiments,
+                  lambda b: b.get("benchmark") == "whole_sweep" and platform(b) == "gpu"
+                  and b.get("experiment") == experiment and b.get("compile_cache") == cache
+                  # a labelled record is another configuration (XLA flags, say), shown in its
+                  # own section; the goal is judged on what the command does as it is
+                  and not b.get("label"))
 
 
 def cpu_goals(cpu) -> list[list[str]]:
@@ -652,6 +663,96 @@ def floor_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
                 "más rápidos que la medida de `matmul` o una actualización de los pesos más "
                 "barata que la de esta traza."
                 if matmul + update > FLOOR_GOAL * f["floor_s"] else ""))
+
+
+def gpu_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
+    """What each GPU sweep goal leaves once the process has started and loaded its data (as the
+    goal's record measured them), and for TA8 warm, what the measured train step predicts: a
+    step's cost a + b x members fitted through the GPU roofline's epoch rows (the same card as
+    the sweep), applied to the schedule's sequential and vmapped member steps, beside the
+    training the sweep measured; and the weight updates' memory traffic against the time left.
+    None when no GPU sweep goal has a record that says where its time went."""
+    rows, left = [], {}
+    for experiment, cache, limit in SWEEP_GOALS:
+        hit = sweep_goal_record(benches, experiments, experiment, cache)
+        b = hit and hit[2]
+        split = (b or {}).get("time_split_s", {})
+        if not b or not b.get("process_wall_time_s") or not b.get("since_start_s") \
+                or "load" not in split:
+            continue
+        outside = b["process_wall_time_s"] - b["since_start_s"]
+        rest = limit - outside - split["load"]
+        left[experiment, cache] = (rest, hit)
+        rows.append([f"{experiment.upper()} {'en frío' if cache == 'cold' else 'en caliente'}, "
+                     f"≤\u00a0{limit:.0f}\u00a0s", f"`{hit[1]}`", f"{outside:.1f}",
+                     f"{split['load']:.1f}", f"{rest:.1f}",
+                     f"{split.get('compile_wait', 0.0):.1f} / {split.get('train', 0.0):.1f}"])
+    if not rows:
+        return None
+    text = ("Lo que deja cada meta de GPU una vez arrancado el proceso y cargados los datos, "
+            "según lo que midió su registro: antes de la primera carga y después del último "
+            "registro (arranque de Python, importaciones, salida), la carga, y lo que queda para "
+            "compilar, entrenar, evaluar y escribir; al lado, lo que ese registro midió de "
+            "espera de compilación y de entrenamiento.\n\n"
+            + markdown(["Meta", "Registro", "Fuera del barrido (s)", "Carga (s)", "Queda (s)",
+                        "Compilación / entrenamiento medidos (s)"], rows, numeric=range(2, 6)))
+    if any(rest <= 0 for rest, _ in left.values()):
+        text += ("\nDonde lo que queda es cero o menos, la meta ya se ha pasado antes de "
+                 "compilar nada.\n")
+    return text + step_model(benches, experiments, left.get(("ta8", "warm")))
+
+
+def step_model(benches, experiments: Path, warm) -> str:
+    """The TA8 warm paragraph of `gpu_gap` ('' without its three records). `warm`: (seconds
+    left under the goal, `newest` hit of the goal's sweep record) or None."""
+    if warm is None:
+        return ""
+    rest, (_, sweep_stem, sweep) = warm
+    card = host(sweep)
+    roof = newest(benches, experiments,
+                  lambda b: b.get("benchmark") == "roofline" and host(b) == card
+                  and len({r["members"] for r in b.get("epoch", [])}) >= 2)
+    sched = newest(benches, experiments, lambda b: b.get("benchmark") == "schedule"
+                   and any(e["experiment"] == "ta8" and "vmapped_member_steps" in e
+                           for e in b.get("experiments", [])))
+    if roof is None or sched is None:
+        return ""
+    r = roof[2]
+    few, many = min(r["epoch"], key=lambda e: e["members"]), max(r["epoch"],
+                                                                key=lambda e: e["members"])
+    steps = -(-r["n_train"] // r["batch"])
+    per_member = (many["epoch_s"] - few["epoch_s"]) / steps / (many["members"] - few["members"])
+    fixed = few["epoch_s"] / steps - per_member * few["members"]
+    e = next(e for e in sched[2]["experiments"] if e["experiment"] == "ta8")
+    serial, member_steps = e["sequential_steps"], e["vmapped_member_steps"]
+    merged = e["sequential_steps_one_program_per_batch_and_budget"]
+    tb = e["vmapped_update_bytes"] / 1e12
+    text = (f"\nEl paso de entrenamiento en {card}, de `{roof[1]}` (una época del modelo "
+            f"combinado de TA8, {steps:,} pasos de batch {r['batch']}: {few['epoch_s']:.4f}\u00a0s "
+            f"con {few['members']} miembros y {many['epoch_s']:.4f}\u00a0s con "
+            f"{many['members']}), cuesta {fixed * 1e6:.0f}\u00a0µs fijos más "
+            f"{per_member * 1e6:.1f}\u00a0µs por miembro (la recta que pasa por esas dos "
+            f"épocas). Con los {serial:,} pasos en serie del barrido y los {member_steps:,} "
+            f"pasos que calculan sus miembros vectorizados (`{sched[1]}`, de los resultados "
+            f"guardados), con ese coste para todos los grupos, eso son "
+            f"{fixed * serial:.1f}\u00a0s + {per_member * member_steps:.1f}\u00a0s = "
+            f"{fixed * serial + per_member * member_steps:.1f}\u00a0s de "
+            f"entrenamiento; `{sweep_stem}` midió "
+            f"{sweep['time_split_s'].get('train', 0.0):.1f}\u00a0s. Con un programa por batch y "
+            f"presupuesto de épocas ({merged:,} pasos en serie), la parte fija sería "
+            f"{fixed * merged:.1f}\u00a0s y la de los miembros no cambiaría. La actualización de "
+            "los pesos lee pesos, gradiente y momentos y los vuelve a escribir en cada paso "
+            "(en float32, 28 bytes por parámetro con Adam o AdamW, 20 con RMSprop o SGD con "
+            f"momento): {tb:.1f}\u00a0TB en todo el barrido si no se quedan en la caché")
+    if rest <= 0:
+        return text + ", y la meta no deja tiempo para ellos.\n"
+    text += (f"; hacerlo en los {rest:.1f}\u00a0s que deja la meta pide "
+             f"{tb / rest:.1f}\u00a0TB/s sostenidos, sin contar nada más")
+    if r.get("bandwidth_gbs"):
+        text += (f" (el ancho de banda medido en esta GPU, `{roof[1]}`: "
+                 f"{r['bandwidth_gbs'] / 1e3:.1f}\u00a0TB/s; a ese ritmo, "
+                 f"{tb * 1e3 / r['bandwidth_gbs']:.1f}\u00a0s)")
+    return text + ".\n"
 
 
 def gpu_status(benches: list[tuple[str, dict]], experiments: Path) -> str:
@@ -792,4 +893,5 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
             "parity": parity_table(experiments),
             "gpu": gpu_status(benches, experiments),
             "floor_gap": floor_gap(benches, experiments),
+            "gpu_gap": gpu_gap(benches, experiments),
             "keras": keras}
