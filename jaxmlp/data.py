@@ -47,7 +47,10 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Flattened float32 features in [0, 1] and int32 labels, plus where they came from."""
+    """Flattened float32 features in [0, 1] and int32 labels, plus where they came from. With
+    `pixels`, the x arrays are the flattened uint8 pixels instead, a quarter of the bytes:
+    `features(x)` (on the host) or `jaxmlp.epoch.device_data` (on the device) gives the very
+    same float32 features."""
 
     x_train: np.ndarray  # (N, 784) or (N, 3072)
     y_train: np.ndarray  # int32
@@ -57,6 +60,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     identity: dict  # JSON-serialisable: which files, which split (see `load`)
+    pixels: bool = False  # x arrays: uint8 pixels, not yet float32 features
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -264,8 +268,10 @@ def load(name: str, **kwargs) -> Dataset:
     return datasets.load(name, **kwargs)
 
 
-def assemble(name, arrays, identity, validation_split, split, split_seed) -> Dataset:
-    """Checks counts and labels, splits off validation, flattens and scales to float32 [0, 1]."""
+def assemble(name, arrays, identity, validation_split, split, split_seed,
+             pixels: bool = False) -> Dataset:
+    """Checks counts and labels, splits off validation, flattens and scales to float32 [0, 1]
+    (with `pixels`, leaves uint8 pixels as they are: `Dataset.pixels`)."""
     x_tr, y_tr, x_te, y_te = arrays
     x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
     for x, y, part in ((x_tr, y_tr, "train"), (x_te, y_te, "test")):
@@ -282,12 +288,22 @@ def assemble(name, arrays, identity, validation_split, split, split_seed) -> Dat
         "note": JPEG_NOTE if identity["files"].get(FILES["cifar10"][0]) == JPEG_COPY_BATCH_1
         else "",
     }
-    return Dataset(_features(x_tr[tr]), y_tr[tr].astype(np.int32), _features(x_tr[va]),
-                   y_tr[va].astype(np.int32), _features(x_te), y_te.astype(np.int32),
-                   NUM_CLASSES, identity)
+    pixels = pixels and x_tr.dtype == np.uint8 and x_te.dtype == np.uint8
+    scale = (lambda x: x) if pixels else features
+    return Dataset(scale(x_tr[tr]), y_tr[tr].astype(np.int32), scale(x_tr[va]),
+                   y_tr[va].astype(np.int32), scale(x_te), y_te.astype(np.int32),
+                   NUM_CLASSES, identity, pixels)
 
 
-def _features(x: np.ndarray) -> np.ndarray:
+def features(x: np.ndarray) -> np.ndarray:
     """uint8 pixels to float32 in [0, 1], bit for bit what Keras users write,
     x.astype('float32') / 255, in one pass."""
     return np.divide(x, np.float32(255), dtype=np.float32)
+
+
+# Every uint8 pixel's feature, computed by `features` itself: indexing this table with pixels
+# gives features(pixels) bit for bit on any backend (no division left to a compiler). The
+# experiments put uint8 pixels on the device and index it there: a quarter of the bytes to
+# move, and no float32 copy of the training set on the host (on a fresh process, writing that
+# copy's pages took most of CIFAR-10's load).
+PIXEL_FEATURES = features(np.arange(256, dtype=np.uint8))

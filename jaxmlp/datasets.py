@@ -107,8 +107,10 @@ def _absent(name: str, roots: list[Path]) -> str:
 
 def load(name: str, *, data_dir: str | os.PathLike | None = None, source: str = "auto",
          download: bool = False, mirror: str | None = None, validation_split: float = 0.1,
-         split: str = "tail", split_seed: int = 0, stream=None) -> data.Dataset:
-    """`name` as flattened float32 features in [0, 1] and int32 labels, split as Keras does.
+         split: str = "tail", split_seed: int = 0, stream=None,
+         pixels: bool = False) -> data.Dataset:
+    """`name` as flattened float32 features in [0, 1] and int32 labels, split as Keras does
+    (`pixels=True`: the uint8 pixels those features come from, `data.Dataset.pixels`).
 
     source='local' reads a local copy; 'tfds' uses tensorflow_datasets (TensorFlow needed);
     'auto' reads a local copy, else downloads it when `download` is set (into `data_dir`, or
@@ -121,7 +123,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None, source: str = 
         raise DataError(f"source={source!r}: allowed {', '.join(map(repr, SOURCES))}")
     data.check_split(validation_split, split, split_seed)
     arrays, identity = _fetch(name, data_dir, source, download, mirror, stream)
-    return data.assemble(name, arrays, identity, validation_split, split, split_seed)
+    return data.assemble(name, arrays, identity, validation_split, split, split_seed, pixels)
 
 
 def _fetch(name, data_dir, source, download, mirror, stream):

@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxmlp import hooks as H
 from jaxmlp import models, optim
+from jaxmlp.data import PIXEL_FEATURES
 
 EVAL_CHUNK = 2048  # examples per evaluation step (bounds memory for big groups)
 
@@ -60,12 +61,22 @@ class TrainState(NamedTuple):
 
 
 def device_data(ds, mesh: Mesh | None = None) -> Data:
-    """Put a `jaxmlp.data.Dataset` on device (replicated over the mesh, if any)."""
+    """Put a `jaxmlp.data.Dataset` on device (replicated over the mesh, if any). A dataset of
+    uint8 pixels (`Dataset.pixels`) travels as pixels and becomes float32 features there,
+    through `data.PIXEL_FEATURES`: the same numbers as `data.features` on the host."""
     arrays = (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
-    if mesh is None:
-        return Data(*(jnp.asarray(a) for a in arrays))
-    replicated = NamedSharding(mesh, P())
-    return Data(*(jax.device_put(np.asarray(a), replicated) for a in arrays))
+    put = (jnp.asarray if mesh is None else
+           functools.partial(jax.device_put, device=NamedSharding(mesh, P())))
+    out = [put(np.asarray(a)) for a in arrays]
+    if getattr(ds, "pixels", False):
+        table = put(PIXEL_FEATURES)
+        out[0::2] = [_pixel_features(table, x) for x in out[0::2]]
+    return Data(*out)
+
+
+@jax.jit
+def _pixel_features(table, pixels):
+    return table[pixels]
 
 
 def _param_init(model):

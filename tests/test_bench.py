@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 
@@ -844,3 +845,35 @@ def test_merge_probe_times_groups_apart_and_in_one_loop_with_the_same_numbers(tm
         merge_probe.main(["--experiment", "p8d", "--n-train", "128"])
     with pytest.raises(SystemExit):
         merge_probe.main(["--batch", "0"])
+
+
+# --- jaxmlp.bench.load: the experiments' data load, host features or device pixels ---------
+
+def test_load_bench_times_both_ways_in_fresh_processes_and_checks_same_arrays(tmp_path, capsys):
+    from test_data import write_cifar10, write_fashion_mnist
+
+    from jaxmlp.bench import load
+
+    write_fashion_mnist(tmp_path / "data")
+    write_cifar10(tmp_path / "data")
+    out = tmp_path / "load.json"
+    assert load.main(["--data-dir", str(tmp_path / "data"), "--rounds", "2",
+                      "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["benchmark"] == "load" and r["rounds"] == 2
+    assert [d["dataset"] for d in r["datasets"]] == ["fashion_mnist", "cifar10"]
+    for d in r["datasets"]:
+        for mode in ("features", "pixels"):
+            assert len(d[mode]["wall_s"]) == 2 and all(t > 0 for t in d[mode]["wall_s"])
+            assert d[mode]["median_wall_s"] == statistics.median(d[mode]["wall_s"])
+        assert d["speedup"] == d["features"]["median_wall_s"] / d["pixels"]["median_wall_s"]
+    assert "same arrays on the device" in capsys.readouterr().out
+    # one process's view: both ways put the very same bytes on the device
+    one = {m: load.one(str(tmp_path / "data"), "cifar10", m) for m in ("features", "pixels")}
+    assert one["features"]["sha256"] == one["pixels"]["sha256"]
+    with pytest.raises(SystemExit):
+        load.main(["--data-dir", str(tmp_path), "--rounds", "0"])
+    # a missing dataset: the child's error, exit 1, nothing written
+    assert load.main(["--data-dir", str(tmp_path / "none"), "--rounds", "1",
+                      "--json", str(tmp_path / "no.json")]) == 1
+    assert "failed" in capsys.readouterr().err and not (tmp_path / "no.json").exists()

@@ -121,6 +121,48 @@ def test_arrays_are_flat_float32_in_unit_range_with_int32_labels(tmp_path, name)
     np.testing.assert_array_equal(ds.y_test, raw["y_test"])
 
 
+def test_the_pixel_table_is_what_keras_users_write_for_every_uint8_value():
+    every = np.arange(256, dtype=np.uint8)
+    expected = every.astype("float32") / 255  # what Keras users write
+    assert data.PIXEL_FEATURES.dtype == np.float32
+    np.testing.assert_array_equal(data.PIXEL_FEATURES, expected)
+    np.testing.assert_array_equal(data.features(every), expected)
+
+
+@pytest.mark.parametrize("name", data.DATASETS)
+def test_pixels_are_the_uint8_images_the_features_come_from(tmp_path, name):
+    from jaxmlp import epoch
+
+    WRITERS[name](tmp_path)
+    ds = data.load(name, data_dir=tmp_path, validation_split=0.2)
+    px = data.load(name, data_dir=tmp_path, validation_split=0.2, pixels=True)
+    assert px.pixels and not ds.pixels and px.identity == ds.identity
+    for a, b in ((px.x_train, ds.x_train), (px.x_val, ds.x_val), (px.x_test, ds.x_test)):
+        assert a.dtype == np.uint8 and a.shape == b.shape
+        np.testing.assert_array_equal(data.PIXEL_FEATURES[a], b)
+    for a, b in ((px.y_train, ds.y_train), (px.y_val, ds.y_val), (px.y_test, ds.y_test)):
+        np.testing.assert_array_equal(a, b)
+    # on the device (alone or replicated over a mesh), pixels become the host's features bit
+    # for bit, labels untouched
+    import jax
+    from jax.sharding import Mesh
+
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    for on_device, expected in ((epoch.device_data(px), epoch.device_data(ds)),
+                                (epoch.device_data(px, mesh), epoch.device_data(ds, mesh))):
+        for a, b in zip(on_device, expected):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.sharding == b.sharding
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_pixels_are_asked_for_uint8_images_only():
+    x, y = np.full((4, 2, 2), 0.5, np.float32), np.arange(4) % 10  # floats, not pixels
+    ds = data.assemble("toy", (x, y, x[:2], y[:2]), {"files": {}}, 0.25, "tail", 0,
+                       pixels=True)
+    assert not ds.pixels and ds.x_train.dtype == np.float32  # scaled as before: 0.5 / 255
+    np.testing.assert_array_equal(ds.x_train, np.full((3, 4), 0.5 / 255, np.float32))
+
+
 @pytest.mark.parametrize("c,i,j", [(0, 0, 0), (1, 0, 0), (2, 5, 7), (0, 31, 30), (1, 17, 3)])
 def test_cifar_is_flattened_hwc_like_keras(tmp_path, c, i, j):
     write_cifar10(tmp_path)
@@ -446,3 +488,8 @@ def test_real_prepared_data():
     assert (len(cifar.x_train), len(cifar.x_val), len(cifar.x_test)) == (45000, 5000, 10000)
     assert np.bincount(cifar.y_test).tolist() == [1000] * 10
     assert "JPEG" in cifar.identity["note"]
+    # the experiments' uint8 pixels give these very features
+    for name, ds in (("fashion_mnist", fm), ("cifar10", cifar)):
+        px = data.load(name, data_dir=REAL, pixels=True)
+        for a, b in ((px.x_train, ds.x_train), (px.x_val, ds.x_val), (px.x_test, ds.x_test)):
+            np.testing.assert_array_equal(data.PIXEL_FEATURES[a], b)

@@ -269,8 +269,10 @@ def load_data(exp: Experiment, args, runs):
     name, validation_split, split = splits[0]
     _say(args, f"[{exp.name}] loading {name}")
     try:
+        # uint8 pixels: they become float32 features on the device (epoch.device_data)
         ds = datasets.load(name, data_dir=args.data_dir, download=args.download,
-                           mirror=args.mirror, validation_split=validation_split, split=split)
+                           mirror=args.mirror, validation_split=validation_split, split=split,
+                           pixels=True)
     except datasets.DataError as e:
         raise UsageError(str(e)) from None
     i = ds.identity

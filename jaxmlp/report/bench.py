@@ -4,6 +4,7 @@ and the Keras parity table from jaxmlp.bench.parity_table when that module is pr
 from __future__ import annotations
 
 import importlib
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -477,9 +478,34 @@ def merge_probe(b: dict) -> str:
         f"lugar de {n * b['steps_per_epoch']:,}.\n")
 
 
+def load(b: dict) -> str:
+    """A load record (jaxmlp.bench.load): each dataset's load phase both ways, in fresh
+    processes, alternating."""
+    rows = []
+    for d in b["datasets"]:
+        f, px = d["features"], d["pixels"]
+        rows.append([d["dataset"], f"{d['n_train']:,}", f"{f['median_wall_s']:.2f}",
+                     f"{statistics.median(f['system_s']):.2f}", f"{px['median_wall_s']:.2f}",
+                     f"{statistics.median(px['system_s']):.2f}", f"×{d['speedup']:.2f}"])
+    return ("La fase de carga de un barrido (`python -m jaxmlp.bench.load`): leer los archivos "
+            "de la caché de Keras y dejar los arrays en el dispositivo, de dos formas, cada vez "
+            "en un proceso nuevo (un barrido carga una vez, en memoria recién pedida): con las "
+            "imágenes convertidas a float32 en el host y después movidas (como antes), o con "
+            "los píxeles uint8 movidos y convertidos en el dispositivo con la tabla de los 256 "
+            "valores (como cargan ahora los experimentos). Las dos formas se alternan, "
+            f"{b['rounds']} rondas; medianas. Las dos dejan los mismos bytes en el dispositivo "
+            "(lo comprueba el propio script). La columna de sistema es el tiempo de CPU del "
+            "núcleo: páginas de memoria nuevas, lecturas de archivos, el driver del "
+            "dispositivo.\n\n"
+            + markdown(["Dataset", "Ejemplos de entrenamiento", "float32 en el host (s)",
+                        "de ellos, sistema (s)", "uint8 al dispositivo (s)",
+                        "de ellos, sistema (s)", "Ganancia"], rows, numeric=range(1, 7)))
+
+
 KINDS = {"epoch_vs_floor": epoch_floor, "epoch_profile": epoch_profile, "sweep": sweep,
          "whole_sweep": whole_sweep, "keras_parity": keras_parity, "roofline": roofline,
-         "step_options": step_options, "schedule": schedule, "merge_probe": merge_probe}
+         "step_options": step_options, "schedule": schedule, "merge_probe": merge_probe,
+         "load": load}
 
 
 def measured_on(stem: str, b: dict, experiments: Path) -> str:
@@ -516,6 +542,7 @@ def title(b: dict) -> str:
             "roofline": "Techo de la GPU y cuánto de él se usa",
             "step_options": "Opciones de compilación del paso",
             "schedule": "Pasos en serie de un barrido",
+            "load": "Carga de los datos: float32 en el host o píxeles al dispositivo",
             "merge_probe": "Varios grupos en un bucle sobre los batches"}.get(kind, str(kind))
 
 
@@ -845,7 +872,7 @@ def parity_table(experiments: Path) -> str | None:
     return text
 
 
-ORDER = ["whole_sweep", "schedule", "roofline", "step_options", "epoch_vs_floor",
+ORDER = ["whole_sweep", "load", "schedule", "roofline", "step_options", "epoch_vs_floor",
          "epoch_profile", "sweep", "keras_parity"]
 
 
