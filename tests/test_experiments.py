@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import conftest
+import pytest
 from test_failures import compile_cache  # noqa: F401  (one XLA cache for the module's runs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,29 @@ def test_p8d_quick_writes_results_for_every_run_and_seed(tmp_path):
             assert (tmp_path / "q" / s["history_csv"]).exists()
     assert doc["dataset"]["name"] == "synthetic"
     assert doc["environment"]["platform"] == "cpu"
+    # where the time went: the data load, then the wait for the backend started beside it
+    split = doc["settings"]["this_invocation"]["time_split_s"]
+    assert list(split)[:2] == ["load", "backend"] and split["backend"] >= 0
+
+
+def test_the_backend_starts_in_its_own_thread_and_its_errors_reach_the_caller(monkeypatch):
+    import threading
+
+    import jax
+
+    from jaxmlp.experiments import cli as experiment_cli
+
+    seen = []
+    monkeypatch.setattr(jax, "devices", lambda: seen.append(threading.current_thread().name)
+                        or ["dev"])
+    assert experiment_cli._start_backend().result() == ["dev"]
+    assert seen[0].startswith("jaxmlp-backend") and seen[0] != threading.current_thread().name
+
+    def broken():
+        raise RuntimeError("no driver")
+    monkeypatch.setattr(jax, "devices", broken)
+    with pytest.raises(RuntimeError, match="no driver"):
+        experiment_cli._start_backend().result()
 
 
 # TA8 runs that differ in what the runner handles differently (activation, BatchNorm with

@@ -411,6 +411,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         raise UsageError(f"--processes {args.processes}: allowed on CPUs; here JAX runs on "
                          f"{jax.default_backend()}, whose devices one process uses (--shard)")
     clock, begun = runner.Clock(), time.perf_counter()
+    backend = _start_backend()  # while the main thread reads the data files
     with clock("load"):
         ds = load_data(exp, args, runs)
     runs = [_fit_to(r, ds) for r in runs]
@@ -419,6 +420,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                                              "test": ds.y_test}, ds.num_classes)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    with clock("backend"):
+        backend.result()
     mesh = local_mesh()
     with clock("load"):
         data = jax.block_until_ready(device_data(ds, mesh))
@@ -688,6 +691,19 @@ def _compile_settings(runs_dir: Path, *, quick: bool) -> None:
     cache = os.environ.get("JAXMLP_COMPILE_CACHE") or runs_dir / "jax-cache"
     jax.config.update("jax_compilation_cache_dir", str(Path(cache).absolute()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _start_backend():
+    """JAX's backend started in a thread of its own (a Future of `jax.devices()`): on a GPU,
+    loading the driver and the CUDA libraries and reserving the memory pool take seconds that
+    need no data, so they overlap the main thread's reading of the data files, which needs no
+    device. Started after `_compile_settings` and `distributed.join_sweep`, which must come
+    before the backend."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxmlp-backend")
+    try:
+        return pool.submit(jax.devices)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _fit_to(run: C.RunConfig, ds) -> C.RunConfig:

@@ -155,7 +155,8 @@ def sweep(b: dict) -> str:
 
 
 # runner.Clock's phases, in the order a sweep meets them.
-PHASES = {"load": "carga de datos", "compile_wait": "espera de compilación",
+PHASES = {"load": "carga de datos", "backend": "arranque del dispositivo (lo que pasa de la carga)",
+          "compile_wait": "espera de compilación",
           "train": "entrenamiento (dispositivo)", "observe": "observadores (checkpoints, logs)",
           "eval": "evaluación final", "io": "escritura (modelos, registros)"}
 
