@@ -485,7 +485,7 @@ def load(b: dict) -> str:
     rows = []
     for d in b["datasets"]:
         f, px = d["features"], d["pixels"]
-        rows.append([d["dataset"], f"{d['n_train']:,}", f"{f['median_wall_s']:.2f}",
+        rows.append([d["dataset"], f"{f['median_wall_s']:.2f}",
                      f"{statistics.median(f['system_s']):.2f}", f"{px['median_wall_s']:.2f}",
                      f"{statistics.median(px['system_s']):.2f}", f"×{d['speedup']:.2f}"])
     return ("La fase de carga de un barrido (`python -m jaxmlp.bench.load`): leer los archivos "
@@ -495,12 +495,12 @@ def load(b: dict) -> str:
             "los píxeles uint8 movidos y convertidos en el dispositivo con la tabla de los 256 "
             "valores (como cargan ahora los experimentos). Las dos formas se alternan, "
             f"{b['rounds']} rondas; medianas. Las dos dejan los mismos bytes en el dispositivo "
-            "(lo comprueba el propio script). La columna de sistema es el tiempo de CPU del "
+            "(lo comprueba el propio script). «Sistema» es la parte de cada tiempo que fue CPU del "
             "núcleo: páginas de memoria nuevas, lecturas de archivos, el driver del "
             "dispositivo.\n\n"
-            + markdown(["Dataset", "Ejemplos de entrenamiento", "float32 en el host (s)",
-                        "de ellos, sistema (s)", "uint8 al dispositivo (s)",
-                        "de ellos, sistema (s)", "Ganancia"], rows, numeric=range(1, 7)))
+            + markdown(["Dataset", "float32 en el host (s)", "sistema (s)",
+                        "uint8 al dispositivo (s)", "sistema (s)", "Ganancia"], rows,
+                       numeric=range(1, 6)))
 
 
 KINDS = {"epoch_vs_floor": epoch_floor, "epoch_profile": epoch_profile, "sweep": sweep,
