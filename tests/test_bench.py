@@ -669,6 +669,8 @@ def test_whole_sweeps_times_each_experiment_cold_then_warm_and_writes_both_recor
     for r in (cold, warm):  # the process timed from outside: at least the sweep inside it
         assert r["benchmark"] == "whole_sweep" and r["experiment"] == "p8d"
         assert r["process_wall_time_s"] >= r["wall_time_s"] > 0
+        # its exit, from the results.json write to the process's end
+        assert 0 <= r["process_exit_s"] < r["process_wall_time_s"] - r["wall_time_s"]
         assert (r["code"], r["note"]) == ("abc1234", "a note") and "label" not in r
     assert sorted(p.name for p in records.iterdir()) == ["p8d_sweep_toy.json",
                                                          "p8d_sweep_toy_warm.json"]

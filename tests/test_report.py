@@ -378,7 +378,8 @@ def test_gpu_gap_says_what_each_goal_leaves_and_what_the_measured_step_predicts(
     benches = [
         # 20 s in all, 18 from the first load on: 2 s outside, 1 s loading: 12 s of 15 left
         ("warm", _sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z",
-                        since_start_s=18.0, time_split_s=split(1.0, 2.5))),
+                        since_start_s=18.0, time_split_s=split(1.0, 2.5),
+                        process_exit_s=0.5)),
         # P8D cold: 3 s outside and 3 s loading, past its 5 s before compiling
         ("p8d_cold", _sweep("p8d", "gpu", "cold", 8.0, "2026-01-01T00:00:00Z",
                             since_start_s=5.0, time_split_s=split(3.0, 1.0))),
@@ -387,7 +388,7 @@ def test_gpu_gap_says_what_each_goal_leaves_and_what_the_measured_step_predicts(
     text = bench.gpu_gap(benches, tmp_path)
     rows = [line for line in text.splitlines() if line.startswith("| TA8") or
             line.startswith("| P8D")]
-    assert rows == ["| TA8 en caliente, ≤\u00a015\u00a0s | `warm` | 2.0 | 1.0 | 12.0 | "
+    assert rows == ["| TA8 en caliente, ≤\u00a015\u00a0s | `warm` | 2.0 (1.5 + 0.5) | 1.0 | 12.0 | "
                     "0.5 / 2.5 |",
                     "| P8D en frío, ≤\u00a05\u00a0s | `p8d_cold` | 3.0 | 3.0 | -1.0 | 0.5 / 1.0 |"]
     assert "la meta ya se ha pasado antes de compilar nada" in text

@@ -124,6 +124,9 @@ def main(argv=None) -> int:
     p.add_argument("--process-wall", type=float, metavar="S",
                    help="with --whole-sweep: the process's wall time measured outside it "
                    "(interpreter start and imports included)")
+    p.add_argument("--process-exit", type=float, metavar="S",
+                   help="with --whole-sweep: seconds from the results.json write to the "
+                   "process's end (interpreter teardown), measured outside it")
     p.add_argument("--label", help="with --whole-sweep: what sets this record apart from "
                    "another of the same sweep and machine (shown in its heading)")
     p.add_argument("--code", metavar="REV",
@@ -142,6 +145,8 @@ def main(argv=None) -> int:
             out["compile_cache"] = args.cache
         if args.process_wall is not None:
             out["process_wall_time_s"] = args.process_wall
+        if args.process_exit is not None:
+            out["process_exit_s"] = args.process_exit
         if code:
             out["code"] = code
         if args.label:

@@ -8,7 +8,8 @@ For each experiment, in order: `python -m jaxmlp.experiments.<name> --data-dir D
 DIR/<name> --epochs-per-call 5 --unroll 1 --no-report` in a fresh `DIR/<name>` (so JAX's
 persistent compilation cache, kept there, starts empty: cold), then the same with `--retrain`
 (every program now in the cache: warm). Each process's wall time is measured from outside
-(interpreter start and imports included). Each finished sweep becomes a record,
+(interpreter start and imports included), and so is its exit: from the results.json write
+(its modification time) to the process's end. Each finished sweep becomes a record,
 `RECORDS/<name>_sweep_<tag>.json` and `..._<tag>_warm.json`, as `jaxmlp.bench.sweep
 --whole-sweep` writes them. Then `python -m jaxmlp report` puts them on the bench page.
 
@@ -94,15 +95,17 @@ def main(argv=None) -> int:
                 print(f"{stem}: stopped at the deadline; no record", flush=True)
                 failed.append(stem)
                 continue
-            wall = time.perf_counter() - begun
+            wall, ended = time.perf_counter() - begun, time.time()
             if done.returncode != 0:
                 print(f"{stem}: exit status {done.returncode}; no record", flush=True)
                 failed.append(stem)
                 continue
             more = [a for flag, v in (("--code", code), ("--note", args.note),
                                       ("--label", args.label)) if v for a in (flag, v)]
+            exit_s = ended - (out / "results.json").stat().st_mtime
             sweep_bench.main(["--whole-sweep", str(out / "results.json"), "--cache", cache,
-                              "--process-wall", f"{wall:.2f}", "--json",
+                              "--process-wall", f"{wall:.2f}", "--process-exit",
+                              f"{exit_s:.2f}", "--json",
                               str(records / f"{stem}.json"), *more])
             print(f"{stem}: {wall:.1f} s, the process whole -> {records / stem}.json",
                   flush=True)

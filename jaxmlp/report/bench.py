@@ -711,15 +711,19 @@ def gpu_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
         outside = b["process_wall_time_s"] - b["since_start_s"]
         rest = limit - outside - split["load"]
         left[experiment, cache] = (rest, hit)
+        # arranque + salida where the record measured the exit (`bench.whole_sweeps`)
+        parts = (f" ({outside - b['process_exit_s']:.1f} + {b['process_exit_s']:.1f})"
+                 if "process_exit_s" in b else "")
         rows.append([f"{experiment.upper()} {'en frío' if cache == 'cold' else 'en caliente'}, "
-                     f"≤\u00a0{limit:.0f}\u00a0s", f"`{hit[1]}`", f"{outside:.1f}",
+                     f"≤\u00a0{limit:.0f}\u00a0s", f"`{hit[1]}`", f"{outside:.1f}{parts}",
                      f"{split['load']:.1f}", f"{rest:.1f}",
                      f"{split.get('compile_wait', 0.0):.1f} / {split.get('train', 0.0):.1f}"])
     if not rows:
         return None
     text = ("Lo que deja cada meta de GPU una vez arrancado el proceso y cargados los datos, "
             "según lo que midió su registro: antes de la primera carga y después del último "
-            "registro (arranque de Python, importaciones, salida), la carga, y lo que queda para "
+            "registro (arranque de Python, importaciones, salida; entre paréntesis, arranque + "
+            "salida, donde el registro midió la salida), la carga, y lo que queda para "
             "compilar, entrenar, evaluar y escribir; al lado, lo que ese registro midió de "
             "espera de compilación y de entrenamiento.\n\n"
             + markdown(["Meta", "Registro", "Fuera del barrido (s)", "Carga (s)", "Queda (s)",
