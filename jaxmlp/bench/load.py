@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     out = {"benchmark": "load", "created": records.now(), "code": code_version(),
            "environment": records.environment("group"), "rounds": args.rounds, "datasets": []}
     for name in args.datasets:
-        runs = {mode: [] for mode in MODES}
+        times = {mode: [] for mode in MODES}
         for r in range(args.rounds):
             for mode in MODES if r % 2 == 0 else MODES[::-1]:
                 proc = subprocess.run([sys.executable, "-m", "jaxmlp.bench.load", "--data-dir",
@@ -82,15 +82,15 @@ def main(argv=None) -> int:
                     print(f"error: {name} ({mode}) failed: {proc.stderr.strip()[-2000:]}",
                           file=sys.stderr)
                     return 1
-                runs[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        digests = {m: {x["sha256"] for x in runs[m]} for m in MODES}
+                times[mode].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        digests = {m: {x["sha256"] for x in times[m]} for m in MODES}
         if len(digests["features"] | digests["pixels"]) != 1:
             print(f"error: {name}: the two ways put different arrays on the device",
                   file=sys.stderr)
             return 1
-        row = {"dataset": name, "n_train": runs["features"][0]["n_train"]}
+        row = {"dataset": name, "n_train": times["features"][0]["n_train"]}
         for m in MODES:
-            row[m] = {k: [x[k] for x in runs[m]] for k in ("wall_s", "user_s", "system_s")}
+            row[m] = {k: [x[k] for x in times[m]] for k in ("wall_s", "user_s", "system_s")}
             row[m]["median_wall_s"] = statistics.median(row[m]["wall_s"])
         row["speedup"] = row["features"]["median_wall_s"] / row["pixels"]["median_wall_s"]
         out["datasets"].append(row)

@@ -307,6 +307,12 @@ def roofline(b: dict) -> str:
     return text
 
 
+def run_names(names: list[str]) -> str:
+    """A group's runs in a table cell: the first two, and how many more."""
+    return ", ".join(f"`{n}`" for n in names[:2]) + (
+        f" y {len(names) - 2} más" if len(names) > 2 else "")
+
+
 def schedule(b: dict) -> str:
     """A schedule record (jaxmlp.bench.schedule): each experiment's groups, in series."""
     text = ("Lo que corre en serie en un barrido: cada grupo de runs que comparten formas es un "
@@ -319,10 +325,7 @@ def schedule(b: dict) -> str:
             "parado se sigue calculando bajo máscara hasta que para su grupo; en la CPU se "
             "salta.\n")
     for e in b.get("experiments", []):
-        def runs(names):
-            return ", ".join(f"`{n}`" for n in names[:2]) + (
-                f" y {len(names) - 2} más" if len(names) > 2 else "")
-        rows = [[runs(g["runs"]), g["batch"], g["members"],
+        rows = [[run_names(g["runs"]), g["batch"], g["members"],
                  f"{g['longest']} / {g['epoch_budget']}", f"{g['sequential_steps']:,}",
                  f"{g['member_epochs']:,} + {g['masked_member_epochs']:,}"]
                 for g in e["groups"]]
@@ -445,10 +448,8 @@ def merge_probe(b: dict) -> str:
     """bench.merge_probe: a sweep's groups of one batch and epoch budget, each in its own loop
     over batches or all in one, one epoch each, in alternating rounds."""
     n = len(b["groups"])
-    rows = [[", ".join(f"`{r}`" for r in g["runs"][:2]) + (f" y {len(g['runs']) - 2} más"
-                                                           if len(g["runs"]) > 2 else ""),
-             str(g["members"]), f"{g['compile_and_first_epoch_s']:.1f}", f"{g['epoch_s']:.3f}"]
-            for g in b["groups"]]
+    rows = [[run_names(g["runs"]), str(g["members"]), f"{g['compile_and_first_epoch_s']:.1f}",
+             f"{g['epoch_s']:.3f}"] for g in b["groups"]]
     rows.append([f"**los {n}, cada uno en su programa**", str(sum(g["members"]
                                                                  for g in b["groups"])),
                  f"{sum(g['compile_and_first_epoch_s'] for g in b['groups']):.1f}",
