@@ -181,7 +181,7 @@ def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=
         logits, batch_stats = fns.apply(params, batch_stats, x, train=True,
                                         dropout_rates=dropout, key=key, masks=masks)
         ce = fns.loss(logits, y).mean()
-        return ce + models.l2_penalty(params, l2), (batch_stats, logits)
+        return fns.regularized(ce, params, l2), (batch_stats, logits)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -214,7 +214,7 @@ def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=
         perm = jax.random.permutation(perm_key, n_train)
         batches = perm[: n_full * batch_size].reshape(n_full, batch_size)
         masks = None
-        if masks_ahead and n_full:
+        if masks_ahead and n_full and any(fns.uses.dropout):
             masks = jax.vmap(lambda s: fns.masks(step_key(state, s), state.dropout, batch_size))(
                 state.step + jnp.arange(n_full, dtype=state.step.dtype))
         state, (losses, correct) = jax.lax.scan(
@@ -273,5 +273,5 @@ def evaluate(fns: models.ModelFns, params, batch_stats, l2, x, y):
     if n > n_full:
         ce_r, c_r = chunk(x[n_full:], y[n_full:])
         ce, correct = ce + ce_r, correct + c_r
-    return ce / n + models.l2_penalty(params, l2), correct / n
+    return fns.regularized(ce / n, params, l2), correct / n
 

@@ -25,10 +25,22 @@ from jaxmlp.config import RunConfig
 from jaxmlp.epoch import Data, TrainState, evaluate, init_states, make_epoch
 
 
-def group_key(run: RunConfig) -> tuple:
-    """Runs with equal keys train as one vmapped program (numbers may differ, shapes may not)."""
-    return (*_model_key(run), optim.structure_key(run.optim), run.train.batch_size,
-            run.train.dataset, run.train.validation_split, run.train.split)
+def group_key(run: RunConfig, members: str | None = None) -> tuple:
+    """Runs with equal keys train as one program (numbers may differ, shapes may not).
+
+    A group's program computes the dropout layers and L2 term that some member uses
+    (`models.Uses`). Where members are computed one at a time (`members='map'`, the CPU's
+    default, `member_axis`), runs group only with runs that use the same ones, so that every
+    member runs exactly the program it would run alone: its numbers do not depend on what else
+    the sweep trains (`--only`, `--retrain NAME` give the main job's numbers bit for bit).
+    Vmapped members (`'vmap'`) already round with the group's size, so there runs that differ
+    only in those parts share one program, and fewer programs run one after another.
+    """
+    key = (*_model_key(run), optim.structure_key(run.optim), run.train.batch_size,
+           run.train.dataset, run.train.validation_split, run.train.split)
+    if (members or member_axis()) == "map":
+        key += (models.uses_of([run.model]),)
+    return key
 
 
 def _model_key(run: RunConfig) -> tuple:
@@ -117,7 +129,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
     the observers while the next chunk trains.
     """
     runs = tuple(runs)
-    keys = {group_key(r) for r in runs}
+    keys = {group_key(r, "vmap") for r in runs}  # whatever they use: see group_key
     if len(keys) != 1:
         raise ValueError(f"runs {[r.name for r in runs]} do not share shapes; group them by "
                          "group.group_key first")
@@ -127,7 +139,8 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
     if split_members and len(runs) % mesh.size:
         raise ValueError(f"shard='members': {len(runs)} members cannot be split evenly over "
                          f"{mesh.size} devices; use a multiple of {mesh.size} or shard='batch'")
-    fns = models.build(runs[0].model)
+    # Only what some member uses: no dropout masks, no L2 term where every rate is 0.
+    fns = models.build(runs[0].model, models.uses_of(r.model for r in runs))
     tx = optim.make(runs[0].optim)
     run_epoch = make_epoch(fns, tx, batch_size=runs[0].train.batch_size,
                            n_train=data.x_train.shape[0], mesh=None if split_members else mesh,
@@ -195,13 +208,14 @@ _FINALS_LOCK = threading.Lock()
 def compile_final(group: Group, state: TrainState, data: Data,
                   compiler_options: dict | None = None) -> Group:
     """The group with its final evaluation compiled ahead of time, or the program an earlier
-    group with the same model, member count and shapes compiled (thread-safe).
+    group with the same model, member count and shapes compiled (thread-safe); the L2 term
+    (`models.Uses.l2`) is part of the model here, as the reported losses include it.
 
     A sweep compiles it after every group's step (`jaxmlp.experiments.cli`): the final
     evaluation is needed only when a group has finished training."""
     args = (final_inputs(state), data)
     leaves, tree = jax.tree.flatten(args)
-    key = (_model_key(group.runs[0]), tree,
+    key = (_model_key(group.runs[0]), group.fns.uses.l2, tree,
            tuple((a.shape, str(a.dtype), getattr(a, "sharding", None)) for a in leaves),
            tuple(sorted((compiler_options or {}).items())))
     with _FINALS_LOCK:

@@ -196,12 +196,37 @@ class MLP(nnx.Module):
             if self.batch_norm:
                 x = getattr(self, f"norm_{i}")(x, use_running_average=not train)
             x = act(x)
-            if train and dropout_rates is not None:
+            if train and dropout_rates is not None and dropout_rates[i] is not None:
                 if masks is not None:
                     x = apply_mask(x, masks[i], dropout_rates[i])
                 else:
                     x = dropout(x, dropout_rates[i], jax.random.fold_in(key, i))
         return self.out(x)
+
+
+class Uses(NamedTuple):
+    """The optional parts a compiled step computes: dropout per hidden layer, the L2 term.
+
+    A group's program computes a part if one of its members uses it (`uses_of`), as a Keras
+    model without a Dropout layer draws no mask: a dropout rate of 0 keeps every unit and
+    scales by 1 / (1 - 0), an L2 coefficient of 0 adds 0 x sum(w^2), so leaving out what no
+    member uses changes nothing beyond float32 rounding (XLA fuses the two programs
+    differently), only the work. Where some member uses a part, every member computes it with
+    its own rate or coefficient, 0 included (members share one program); `group.group_key`
+    says which runs share a program on each backend."""
+
+    dropout: tuple[bool, ...]  # per hidden layer: some member's rate there is above 0
+    l2: bool  # some member's `l2` or `output_l2` is above 0
+
+
+def uses_of(configs) -> Uses:
+    """What the models `configs` (one group's; equal depths) need their program to compute."""
+    configs = list(configs)
+    depths = {len(c.hidden) for c in configs}
+    if len(depths) != 1:
+        raise ValueError(f"models of depths {sorted(depths)} cannot share one program")
+    return Uses(tuple(any(c.dropout[i] > 0 for c in configs) for i in range(depths.pop())),
+                any(c.l2 > 0 or c.output_l2 > 0 for c in configs))
 
 
 class ModelFns(NamedTuple):
@@ -211,10 +236,18 @@ class ModelFns(NamedTuple):
     apply: object  # (params, batch_stats, x, train, dropout_rates, key | masks) -> (logits, stats)
     loss: object  # (logits, labels) -> per-example cross-entropy (`cross_entropy`)
     masks: object  # (key, dropout_rates, batch) -> the hidden layers' dropout masks (a tuple)
+    regularized: object  # (loss, params, l2 coefs) -> the loss with the L2 term (`uses.l2`)
+    uses: Uses  # what apply, masks and regularized compute
 
 
-def build(cfg: ModelConfig) -> ModelFns:
-    """Split the NNX module once; training then runs plain jit/scan over pure dicts."""
+def build(cfg: ModelConfig, uses: Uses | None = None) -> ModelFns:
+    """Split the NNX module once; training then runs plain jit/scan over pure dicts.
+
+    `uses` (default: what `cfg` itself uses, `uses_of([cfg])`): the dropout layers and L2 term
+    the functions compute; a group passes what any of its members uses."""
+    uses = uses_of([cfg]) if uses is None else uses
+    if len(uses.dropout) != len(cfg.hidden):
+        raise ValueError(f"uses {uses}: one dropout flag per hidden layer ({len(cfg.hidden)})")
     abstract = nnx.eval_shape(lambda: MLP(cfg, rngs=nnx.Rngs(0)))
     graphdef, abs_params, abs_stats = nnx.split(abstract, nnx.Param, nnx.BatchStat)
 
@@ -224,7 +257,11 @@ def build(cfg: ModelConfig) -> ModelFns:
         return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
 
     def apply(params, batch_stats, x, *, train, dropout_rates=None, key=None, masks=None):
-        """`masks` (from `masks`, below) replaces `key`: the same units dropped, drawn earlier."""
+        """`masks` (from `masks`, below) replaces `key`: the same units dropped, drawn earlier.
+        Layers whose dropout no member uses (`uses.dropout`) are left as they are."""
+        if dropout_rates is not None:
+            dropout_rates = tuple(dropout_rates[i] if on else None
+                                  for i, on in enumerate(uses.dropout))
         p, s = jax.tree.map(lambda a: a, abs_params), jax.tree.map(lambda a: a, abs_stats)
         nnx.replace_by_pure_dict(p, params)
         nnx.replace_by_pure_dict(s, batch_stats)
@@ -233,11 +270,17 @@ def build(cfg: ModelConfig) -> ModelFns:
         return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
     def masks(key, dropout_rates, batch: int):
-        """The masks `apply(..., train=True, dropout_rates, key)` draws for a batch of `batch`."""
+        """The masks `apply(..., train=True, dropout_rates, key)` draws for a batch of `batch`
+        (None for a layer without dropout)."""
         return tuple(dropout_mask(jax.random.fold_in(key, i), dropout_rates[i], (batch, width))
-                     for i, width in enumerate(cfg.hidden))
+                     if on else None
+                     for i, (width, on) in enumerate(zip(cfg.hidden, uses.dropout)))
 
-    return ModelFns(init, apply, functools.partial(cross_entropy, clip=cfg.output_clip), masks)
+    def regularized(loss, params, coefs):
+        return loss + l2_penalty(params, coefs) if uses.l2 else loss
+
+    return ModelFns(init, apply, functools.partial(cross_entropy, clip=cfg.output_clip), masks,
+                    regularized, uses)
 
 
 def cross_entropy(logits, labels, *, clip: float = 0.0):

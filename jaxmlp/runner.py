@@ -103,13 +103,14 @@ def members(runs, seeds) -> list[Member]:
             for r in runs for s in seeds]
 
 
-def groups(items: list[Member], engine: str) -> list[list[Member]]:
-    """Members grouped by shapes (engine 'group') or one by one (engine 'solo'), stable order."""
+def groups(items: list[Member], engine: str, members: str | None = None) -> list[list[Member]]:
+    """Members grouped by shapes (engine 'group') or one by one (engine 'solo'), stable order.
+    `members`: the member axis the groups are for (`group.group_key`; default this backend's)."""
     if engine == "solo":
         return [[m] for m in items]
     out: dict[tuple, list[Member]] = {}
     for m in items:
-        out.setdefault(group_key(m.run) + (m.run.train.epochs,), []).append(m)
+        out.setdefault(group_key(m.run, members) + (m.run.train.epochs,), []).append(m)
     return list(out.values())
 
 

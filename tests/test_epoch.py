@@ -266,10 +266,13 @@ def test_groups_of_one_model_and_size_share_one_final_program(data):
            for i, r in enumerate(adam)]
     three = adam + [tiny_run("a2", seed=5)]
     wider = [tiny_run(f"w{i}", hidden=(16, 9), seed=i) for i in range(2)]
+    # The same model and size, but a member with an L2 term: its losses include it.
+    l2 = [adam[0], dataclasses.replace(adam[1], model=dataclasses.replace(adam[1].model,
+                                                                          l2=0.01))]
     groups = {name: compiled(runs) for name, runs in
-              {"adam": adam, "sgd": sgd, "three": three, "wider": wider}.items()}
+              {"adam": adam, "sgd": sgd, "three": three, "wider": wider, "l2": l2}.items()}
     assert groups["sgd"][2].evaluate is groups["adam"][2].evaluate  # one program
-    for other in ("three", "wider"):  # another member count or model: its own program
+    for other in ("three", "wider", "l2"):  # another member count or model: its own program
         assert groups[other][2].evaluate is not groups["adam"][2].evaluate
     for name, (group, state, with_final) in groups.items():
         shared = jax.tree.leaves(jax.device_get(with_final.final(state, data)))
@@ -277,3 +280,101 @@ def test_groups_of_one_model_and_size_share_one_final_program(data):
         assert len(shared) == len(own)
         for a, b in zip(shared, own):
             np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_uses_of_flags_each_dropout_layer_and_the_l2_term_some_member_uses():
+    cfg = C.ModelConfig(hidden=(8, 6, 4), input_dim=4, num_classes=3)
+    assert models.uses_of([cfg]) == models.Uses((False, False, False), False)
+    some = [dataclasses.replace(cfg, dropout=(0.3, 0.0, 0.0)),
+            dataclasses.replace(cfg, dropout=(0.0, 0.0, 0.1), output_l2=1e-3)]
+    assert models.uses_of(some) == models.Uses((True, False, True), True)
+    assert models.uses_of([cfg, dataclasses.replace(cfg, l2=1e-4)]).l2
+    assert models.build(cfg).uses == models.uses_of([cfg])  # by default, the model's own
+    with pytest.raises(ValueError, match="depths"):
+        models.uses_of([cfg, C.ModelConfig(hidden=(8,), input_dim=4, num_classes=3)])
+    with pytest.raises(ValueError, match="one dropout flag per hidden layer"):
+        models.build(cfg, models.Uses((True,), False))
+
+
+def _traced_epoch_calls(monkeypatch, runs, data, masks_ahead):
+    """How often tracing one epoch of `runs` (one group) draws a dropout mask and forms the
+    L2 penalty: the calls of models.dropout_mask and models.l2_penalty while it is traced."""
+    from jaxmlp import optim
+    from jaxmlp.epoch import device_data, init_states, make_epoch
+
+    calls = {"mask": 0, "l2": 0}
+    mask, penalty = models.dropout_mask, models.l2_penalty
+
+    def counted(name, fn):
+        def wrapper(*args, **kw):
+            calls[name] += 1
+            return fn(*args, **kw)
+        return wrapper
+
+    monkeypatch.setattr(models, "dropout_mask", counted("mask", mask))
+    monkeypatch.setattr(models, "l2_penalty", counted("l2", penalty))
+    fns = models.build(runs[0].model, models.uses_of(r.model for r in runs))
+    run_epoch = make_epoch(fns, optim.make(runs[0].optim), batch_size=32, n_train=200,
+                           masks_ahead=masks_ahead)
+    state = jax.tree.map(lambda a: a[0], init_states(runs[:1]))
+    jax.make_jaxpr(run_epoch)(state, device_data(data))
+    return calls
+
+
+@pytest.mark.parametrize("masks_ahead", [True, False])
+def test_a_group_computes_no_dropout_or_l2_term_that_no_member_uses(monkeypatch, data,
+                                                                    masks_ahead):
+    plain = [tiny_run("a"), tiny_run("b", seed=1)]
+    assert _traced_epoch_calls(monkeypatch, plain, data, masks_ahead) == {"mask": 0, "l2": 0}
+    # One member drops units in the first layer, another has an L2 term: the group's program
+    # draws first-layer masks and forms the penalty (for every member), never second-layer
+    # masks. Each mask is drawn in the full batches' step and in the partial last batch's
+    # (200 = 6 x 32 + 8), and the penalty in the two steps and the evaluation.
+    some = [tiny_run("a", dropout=(0.2, 0.0)), tiny_run("b", seed=1, l2=1e-3)]
+    assert _traced_epoch_calls(monkeypatch, some, data, masks_ahead) == {"mask": 2, "l2": 3}
+    everything = [tiny_run("a", dropout=0.2, l2=1e-3)]
+    assert _traced_epoch_calls(monkeypatch, everything, data, masks_ahead) == {"mask": 4,
+                                                                               "l2": 3}
+
+
+@pytest.mark.parametrize("masks_ahead", [True, False])
+def test_leaving_out_unused_dropout_and_l2_changes_numbers_by_rounding_only(data, masks_ahead):
+    """Rates and coefficients of 0 are the identity: an epoch that computes only what the
+    model uses (models.Uses) gives the numbers of one that computes every part, to float32
+    rounding (XLA fuses the two programs differently)."""
+    from jaxmlp import optim
+    from jaxmlp.epoch import device_data, init_states, make_epoch
+
+    for model in ({"dropout": (0.25, 0.0)}, {}, {"l2": 1e-3}):
+        run = tiny_run("t", **model)
+        everything = models.Uses((True, True), True)
+        assert models.build(run.model).uses != everything
+        outs = []
+        for fns in (models.build(run.model), models.build(run.model, everything)):
+            run_epoch = jax.jit(make_epoch(fns, optim.make(run.optim), batch_size=32,
+                                           n_train=200, masks_ahead=masks_ahead))
+            state = jax.tree.map(lambda a: a[0], init_states([run]))
+            outs.append(jax.device_get(run_epoch(state, device_data(data))))
+        for a, b in zip(*map(jax.tree.leaves, outs), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=str(model))
+
+
+def test_on_the_cpu_runs_group_only_with_runs_that_use_the_same_parts(data):
+    """Looped members (lax.map) group only with runs that use the same dropout layers and L2
+    term, so each computes exactly its own program: a member of a sweep that also trains runs
+    with dropout gets its solo numbers bit for bit. Vmapped, they share one program."""
+    from jaxmlp import runner
+
+    runs = [tiny_run("plain", seed=1), tiny_run("drop", dropout=(0.3, 0.0), seed=2),
+            tiny_run("l2", l2=1e-3, seed=3), tiny_run("plain2", seed=4)]
+    items = [runner.Member(r, 0) for r in runs]
+    by_map = [[m.run.name for m in g] for g in runner.groups(items, "group", "map")]
+    assert by_map == [["plain", "plain2"], ["drop"], ["l2"]]
+    assert len(runner.groups(items, "group", "vmap")) == 1
+    plain = [runs[0], runs[3]]
+    state, _ = build_group(plain, data, members="map").step(init_group(
+        build_group(plain, data)), data)
+    solo = build_group(plain[:1], data)
+    alone, _ = solo.step(init_group(solo), data)
+    for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(alone))):
+        np.testing.assert_array_equal(np.asarray(a)[:1], b)

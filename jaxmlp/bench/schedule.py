@@ -2,8 +2,9 @@
 
     python -m jaxmlp.bench.schedule [--experiments ta8 p8d] [--results DIR] [--json PATH]
 
-For each experiment, the groups its runner forms (`jaxmlp.runner.groups`: one compiled program
-each, trained one after another) and, from its committed `DIR/<name>/results.json`, how many
+For each experiment, the groups its runner forms on an accelerator (`jaxmlp.runner.groups` for
+vmapped members: one compiled program each, trained one after another; the CPU splits some of
+them, `jaxmlp.group.group_key`) and, from its committed `DIR/<name>/results.json`, how many
 epochs each member ran. A group trains until its last member stops, so it runs (its longest
 member's epochs) x (steps per epoch) train steps in sequence. Vmapped (on an accelerator) every
 member computes every one of those epochs, a stopped member under a mask; looped over (the CPU,
@@ -61,7 +62,7 @@ def schedule(exp, results: dict) -> dict:
         raise ValueError(f"{exp.name}: results.json has no epochs for {', '.join(missing[:5])}"
                          f"{' ...' if len(missing) > 5 else ''}; train them first")
     rows = []
-    for group in runner.groups(items, "group"):
+    for group in runner.groups(items, "group", "vmap"):
         first = group[0].run
         epochs = [ran[m.run.name, m.seed] for m in group]
         steps = math.ceil(n_train / first.train.batch_size)
