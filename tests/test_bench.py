@@ -879,3 +879,42 @@ def test_load_bench_times_both_ways_in_fresh_processes_and_checks_same_arrays(tm
     assert load.main(["--data-dir", str(tmp_path / "none"), "--rounds", "1",
                       "--json", str(tmp_path / "no.json")]) == 1
     assert "failed" in capsys.readouterr().err and not (tmp_path / "no.json").exists()
+
+
+def test_unused_parts_bench_times_both_programs_and_compares_their_numbers(tmp_path, capsys):
+    from jaxmlp.bench import unused_parts
+
+    out = tmp_path / "parts.json"
+    assert unused_parts.main(["--runs", "p8d:sin_callbacks", "ta8:l2", "--n-train", "300",
+                              "--rounds", "3", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["benchmark"] == "unused_parts" and r["rounds"] == 3
+    p8d, l2 = r["runs"]
+    # P8D's model drops units in its first layer only and has no L2 term; TA8's l2 run the
+    # reverse: what each leaves out is what its experiment defines.
+    assert p8d["uses"] == {"dropout": [True, False], "l2": False}
+    assert l2["uses"] == {"dropout": [False, False, False], "l2": True}
+    assert (p8d["input_dim"], l2["input_dim"]) == (784, 3072)
+    assert (p8d["batch"], l2["batch"]) == (128, 64) and p8d["n_train"] == 300
+    for row in r["runs"]:
+        assert [len(row["epoch_s"][k]) for k in ("used", "every")] == [3, 3]
+        assert row["ratio_by_round"] == [u / e for u, e in zip(row["epoch_s"]["used"],
+                                                               row["epoch_s"]["every"])]
+        assert row["ratio"] == statistics.median(row["ratio_by_round"])
+        assert 0 <= row["max_rel_difference"] < 1e-4
+    printed = capsys.readouterr().out
+    assert "leaves out: dropout 2, L2" in printed
+    assert "leaves out: dropout 1, dropout 2, dropout 3)" in printed
+    # the largest relative difference of two pytrees, 0 only when equal bit for bit
+    a = {"w": np.array([1.0, 2.0], np.float32)}
+    assert unused_parts.difference(a, a) == 0.0
+    assert unused_parts.difference({"w": np.array([1.0, 2.2])}, a) == pytest.approx(0.1, 1e-6)
+    # refused before anything is timed, nothing written: a run that uses every part (nothing
+    # to leave out), an unknown run or experiment, no rounds
+    for bad in (["--runs", "ta8:combined"], ["--runs", "ta8:nope"], ["--runs", "x:y"]):
+        assert unused_parts.main([*bad, "--json", str(tmp_path / "no.json")]) == 2
+    err = capsys.readouterr().err
+    assert "combined uses every part" in err and "no run 'nope'" in err
+    assert "no experiment 'x'" in err and not (tmp_path / "no.json").exists()
+    with pytest.raises(SystemExit):
+        unused_parts.main(["--rounds", "0"])

@@ -66,6 +66,30 @@ def test_ta8_list_shows_27_runs_with_keras_parameter_counts(tmp_path):
         "cb_early_stopping": "5", "cb_reduce_lr": "10", "cb_combined": "5", "lr_0.01": "10"}
 
 
+def test_ta8_groups_on_the_cpu_split_runs_that_use_other_parts_and_vmapped_they_share():
+    """docs/guide/gpu-and-devices.md: on the CPU, a run shares a program only with runs that
+    use the same dropout layers and L2 term; vmapped, the four pyramid-shaped runs and the 28
+    combined-shaped members share theirs."""
+    from jaxmlp import runner
+    from jaxmlp.experiments import cli, ta8
+
+    exp = ta8.EXPERIMENT
+    args = cli.parse(exp, [])
+    items = cli.experiment_members(exp, args, cli.select(exp, args))
+
+    def names(axis):
+        return {tuple(sorted({m.run.name for m in g}))
+                for g in runner.groups(items, "group", axis)}
+
+    cpu, gpu = names("map"), names("vmap")
+    assert (len(cpu), len(gpu)) == (18, 15)
+    assert {("he_normal", "pyramid"), ("dropout",), ("l2",), ("batchnorm",)} <= cpu
+    assert ("dropout", "he_normal", "l2", "pyramid") in gpu
+    assert ("batch_64", "batchnorm", "combined", "lr_0.0001", "lr_0.001", "lr_0.01",
+            "opt_adam") in gpu
+    assert ("batch_64", "combined", "lr_0.0001", "lr_0.001", "lr_0.01", "opt_adam") in cpu
+
+
 def test_p8d_list_shows_the_lr_composition_of_runs_with_schedule_and_plateau(tmp_path):
     out = cli("jaxmlp.experiments.p8d", "--list", cwd=tmp_path).stdout
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}

@@ -261,6 +261,23 @@ def test_merge_probe_section_reads_the_ratio_round_by_round():
     assert "más caro" in bench.merge_probe({**record, "ratios": [1.1, 1.2, 1.3]})
 
 
+def test_unused_parts_section_says_what_each_run_leaves_out_and_whether_numbers_moved():
+    from jaxmlp.report import bench
+
+    row = {"spec": "p8d:sin_callbacks", "batch": 128, "rounds": 3,
+           "uses": {"dropout": [True, False], "l2": False},
+           "median_epoch_s": {"every": 0.3, "used": 0.25}, "ratio": 0.83,
+           "ratio_quartiles": [0.8, 0.9], "max_rel_difference": 0.0}
+    other = {**row, "spec": "ta8:l2", "batch": 64, "max_rel_difference": 2e-7,
+             "uses": {"dropout": [False, False, False], "l2": True}}
+    text = bench.unused_parts({"rounds": 3, "runs": [row, other]})
+    assert ("| p8d:sin_callbacks (batch 128) | dropout 2, L2 | 0.300 | 0.250 | ×0.83 "
+            "(×0.80–×0.90) | sí, bit a bit |") in text
+    assert "| ta8:l2 (batch 64) | dropout 1, dropout 2, dropout 3 |" in text
+    assert "| a 2e-07 (relativa) |" in text and "3 rondas" in text
+    assert bench.title({"benchmark": "unused_parts"}) == "Solo lo que el modelo usa: dropout y L2"
+
+
 def test_step_options_interleaved_section_reads_each_variant_round_by_round():
     from jaxmlp.report import bench
 

@@ -6,6 +6,7 @@
     python -m jaxmlp.bench.sweep          vmapped groups vs one by one vs Keras 3 fit; sweep times
     python -m jaxmlp.bench.whole_sweeps   each experiment cold then warm, timed from outside
     python -m jaxmlp.bench.load           the data load: float32 made on the host or uint8 pixels
+    python -m jaxmlp.bench.unused_parts   an epoch without the dropout and L2 its model does not use
     python -m jaxmlp.bench.schedule       a sweep's groups and steps in series (counts, no timing)
     python -m jaxmlp.bench.merge_probe    a loop per group vs one loop stepping several groups
     python -m jaxmlp.bench.keras_parity   every P8D/TA8 run by Keras 3 fit, one record a seed

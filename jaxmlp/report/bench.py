@@ -504,10 +504,34 @@ def load(b: dict) -> str:
                        numeric=range(1, 6)))
 
 
+def unused_parts(b: dict) -> str:
+    """bench.unused_parts: an epoch computing only the dropout layers and L2 term its model
+    uses, or every part at rate 0, in alternating rounds, one run of an experiment each."""
+    rows = []
+    for r in b["runs"]:
+        left = [f"dropout {i + 1}" for i, on in enumerate(r["uses"]["dropout"]) if not on]
+        left += [] if r["uses"]["l2"] else ["L2"]
+        lo, hi = r["ratio_quartiles"]
+        same = ("sí, bit a bit" if r["max_rel_difference"] == 0 else
+                f"a {r['max_rel_difference']:.1g} (relativa)")
+        rows.append([f"{r['spec']} (batch {r['batch']})", ", ".join(left),
+                     f"{r['median_epoch_s']['every']:.3f}", f"{r['median_epoch_s']['used']:.3f}",
+                     f"×{r['ratio']:.2f} (×{lo:.2f}–×{hi:.2f})", same])
+    return ("Una época que calcula solo las capas de dropout y el término L2 que usa su modelo "
+            "(`models.Uses`), frente a la misma época con todas las partes a tasa o coeficiente "
+            "0, como se calculaba antes (`python -m jaxmlp.bench.unused_parts`): el modelo, el "
+            "optimizador y el batch de cada run tal como lo define su experimento, un miembro, "
+            "con datos sintéticos de la forma de su dataset; las dos versiones alternadas, "
+            f"{b['rounds']} rondas; medianas, y entre paréntesis los cuartiles del cociente ronda "
+            "a ronda. La última columna dice si la primera época da los mismos números.\n\n"
+            + markdown(["Run", "Deja fuera", "Todas las partes (s)", "Solo las usadas (s)",
+                        "Cociente", "Mismos números"], rows, numeric=(2, 3)))
+
+
 KINDS = {"epoch_vs_floor": epoch_floor, "epoch_profile": epoch_profile, "sweep": sweep,
          "whole_sweep": whole_sweep, "keras_parity": keras_parity, "roofline": roofline,
          "step_options": step_options, "schedule": schedule, "merge_probe": merge_probe,
-         "load": load}
+         "load": load, "unused_parts": unused_parts}
 
 
 def measured_on(stem: str, b: dict, experiments: Path) -> str:
@@ -545,7 +569,8 @@ def title(b: dict) -> str:
             "step_options": "Opciones de compilación del paso",
             "schedule": "Pasos en serie de un barrido",
             "load": "Carga de los datos: float32 en el host o píxeles al dispositivo",
-            "merge_probe": "Varios grupos en un bucle sobre los batches"}.get(kind, str(kind))
+            "merge_probe": "Varios grupos en un bucle sobre los batches",
+            "unused_parts": "Solo lo que el modelo usa: dropout y L2"}.get(kind, str(kind))
 
 
 # What the speed issue asks for, on one GPU: (experiment, compilation cache, seconds at most).
@@ -879,7 +904,7 @@ def parity_table(experiments: Path) -> str | None:
 
 
 ORDER = ["whole_sweep", "load", "schedule", "roofline", "step_options", "epoch_vs_floor",
-         "epoch_profile", "sweep", "keras_parity"]
+         "unused_parts", "epoch_profile", "sweep", "keras_parity"]
 
 
 def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
