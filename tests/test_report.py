@@ -719,6 +719,18 @@ def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machin
     # Without a one-process record of that machine there is nothing to compare with.
     ctx = bench.context([("two", two), ("elsewhere", elsewhere)], tmp_path)
     assert all("un solo proceso" not in s["text"] for g in ctx["groups"] for s in g["sections"])
+    # The one-process record timed with the same code is its pair, even once a newer record
+    # (other code, another hour) replaces it; without one of its code, the newest in force.
+    paired, newer = dict(two, code="bbb2222"), _sweep("p8d", "cpu", "cold", 500.0,
+                                                      "2026-01-04T00:00:00Z", code="ccc3333")
+    old = dict(one, code="bbb2222", superseded="older code")
+    ctx = bench.context([("old", old), ("two", paired), ("newer", newer)], tmp_path)
+    text = next(s["text"] for g in ctx["groups"] for s in g["sections"] if s["file"] == "two")
+    assert "(`old.json`, 2026-01-01, código `bbb2222`): 400 s" in text
+    ctx = bench.context([("old", dict(old, code="ddd4444")), ("two", paired), ("newer", newer)],
+                        tmp_path)
+    text = next(s["text"] for g in ctx["groups"] for s in g["sections"] if s["file"] == "two")
+    assert "(`newer.json`, 2026-01-04, código `ccc3333`): 500 s" in text
     # A record of claimed groups counts every process's groups, and says how many were process 0's.
     claimed = bench.whole_sweep(dict(two, groups=15, groups_trained_by_process_0=6))
     assert "15 grupos compilados entre todos los procesos (6 en el proceso 0)" in claimed

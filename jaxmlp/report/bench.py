@@ -251,14 +251,19 @@ def whole_sweep(b: dict) -> str:
 
 
 def against_one_process(b: dict, benches: list[tuple[str, dict]], experiments: Path) -> str:
-    """For a whole sweep run as several processes: the newest one-process record in force of
-    the same sweep, machine and compilation cache, and the ratio of their process wall times."""
+    """For a whole sweep run as several processes: the one-process record of the same sweep,
+    machine, compilation cache and code (replaced or not: the pair was timed together), else
+    the newest one in force, and the ratio of their process wall times."""
     if b.get("benchmark") != "whole_sweep" or b.get("processes", 1) < 2:
         return ""
-    hit = newest(benches, experiments, lambda o: (
-        o.get("benchmark") == "whole_sweep" and o.get("processes", 1) == 1
-        and o.get("experiment") == b["experiment"] and host(o) == host(b)
-        and o.get("compile_cache") == b.get("compile_cache") and not o.get("label")))
+
+    def one_process(o):
+        return (o.get("benchmark") == "whole_sweep" and o.get("processes", 1) == 1
+                and o.get("experiment") == b["experiment"] and host(o) == host(b)
+                and o.get("compile_cache") == b.get("compile_cache") and not o.get("label"))
+    same_code = [(stem, {**o, "superseded": None}) for stem, o in benches
+                 if one_process(o) and b.get("code") and o.get("code") == b.get("code")]
+    hit = newest(same_code or benches, experiments, one_process)
     if hit is None:
         return ""
     date, stem, one = hit
