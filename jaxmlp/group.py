@@ -199,7 +199,7 @@ def compile_group(group: Group, state: TrainState, data: Data,
 
 
 # Compiled final evaluations by (model key, input shapes and shardings, options): a sweep's
-# groups that differ only in optimizer, batch size or epochs (TA8: 15 groups, 9 distinct final
+# groups that differ only in optimizer, batch size or epochs (TA8 vmapped: 15 groups, 9 final
 # programs) compile it once. A Future per key, so that two threads asking at once compile once.
 _FINALS: dict[tuple, Future] = {}
 _FINALS_LOCK = threading.Lock()
