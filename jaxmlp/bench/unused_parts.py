@@ -27,19 +27,18 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxmlp import atomic, models, optim, records
 from jaxmlp import config as C
 from jaxmlp.bench import code_version
+from jaxmlp.bench.epoch_floor import synthetic_cifar
 from jaxmlp.data import split_indices
 from jaxmlp.epoch import Data, init_states, make_epoch
 
 RUNS = ("p8d:sin_callbacks", "ta8:pyramid", "ta8:baseline", "ta8:batchnorm", "ta8:dropout",
         "ta8:l2")
 EXAMPLES = {"fashion_mnist": 60000, "cifar10": 50000, "mnist": 60000}  # training files' sizes
-HELD_OUT = 1000  # synthetic validation examples (evaluated every epoch, as in training)
 
 
 def experiment_run(spec: str) -> C.RunConfig:
@@ -59,16 +58,10 @@ def experiment_run(spec: str) -> C.RunConfig:
         run.model, input_dim=C.INPUT_DIMS[run.train.dataset]))
 
 
-def synthetic(run: C.RunConfig, n_train: int | None, seed: int = 0) -> Data:
-    if n_train is None:
-        n_train = len(split_indices(EXAMPLES[run.train.dataset], run.train.validation_split,
-                                    run.train.split, run.train.seed)[0])
-    rng = np.random.default_rng(seed)
-    n = n_train + HELD_OUT
-    x = rng.random((n, run.model.input_dim), dtype=np.float32)
-    y = rng.integers(0, run.model.num_classes, n).astype(np.int32)
-    return Data(*(jnp.asarray(a) for a in (x[:n_train], y[:n_train], x[n_train:], y[n_train:],
-                                           x[:0], y[:0])))
+def training_examples(run: C.RunConfig) -> int:
+    """The training examples the run's dataset leaves after its validation split."""
+    return len(split_indices(EXAMPLES[run.train.dataset], run.train.validation_split,
+                             run.train.split, run.train.seed)[0])
 
 
 def difference(a, b) -> float:
@@ -142,7 +135,9 @@ def main(argv=None) -> int:
     out = {"benchmark": "unused_parts", "created": records.now(), "code": code_version(),
            "environment": records.environment("solo"), "rounds": args.rounds, "runs": []}
     for spec, run in zip(args.runs, runs):
-        row = {"spec": spec, **measure(run, synthetic(run, args.n_train), args.rounds)}
+        data = synthetic_cifar(args.n_train or training_examples(run),
+                               features=run.model.input_dim)
+        row = {"spec": spec, **measure(run, data, args.rounds)}
         out["runs"].append(row)
         same = ("same numbers bit for bit" if row["max_rel_difference"] == 0 else
                 f"first epoch within {row['max_rel_difference']:.1g} (relative)")

@@ -261,9 +261,9 @@ def against_one_process(b: dict, benches: list[tuple[str, dict]], experiments: P
         return (o.get("benchmark") == "whole_sweep" and o.get("processes", 1) == 1
                 and o.get("experiment") == b["experiment"] and host(o) == host(b)
                 and o.get("compile_cache") == b.get("compile_cache") and not o.get("label"))
-    same_code = [(stem, {**o, "superseded": None}) for stem, o in benches
-                 if one_process(o) and b.get("code") and o.get("code") == b.get("code")]
-    hit = newest(same_code or benches, experiments, one_process)
+    hit = b.get("code") and newest(benches, experiments, lambda o: (
+        one_process(o) and o.get("code") == b["code"]), replaced=True)
+    hit = hit or newest(benches, experiments, one_process)
     if hit is None:
         return ""
     date, stem, one = hit
@@ -591,11 +591,11 @@ def in_force(benches: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     return [(stem, b) for stem, b in benches if not b.get("superseded")]
 
 
-def newest(benches: list[tuple[str, dict]], experiments: Path, match):
-    """(date, stem, record) of the newest record in force that `match`es, or None. Records of
-    one day are ordered by their full `created` time."""
+def newest(benches: list[tuple[str, dict]], experiments: Path, match, replaced: bool = False):
+    """(date, stem, record) of the newest record in force (with `replaced`, of any record) that
+    `match`es, or None. Records of one day are ordered by their full `created` time."""
     found = [(measured_on(stem, b, experiments)[:10], stem, b)
-             for stem, b in in_force(benches) if match(b)]
+             for stem, b in (benches if replaced else in_force(benches)) if match(b)]
     return max(found, key=recency) if found else None
 
 
