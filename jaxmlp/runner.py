@@ -65,6 +65,69 @@ def _clock(clock: Clock | None) -> Clock:
     return clock if clock is not None else Clock()
 
 
+class ThreadCPU:
+    """The process's CPU seconds by kind of thread, read from Linux's /proc at the end of an
+    invocation: what `Clock`'s wall-time split cannot show. The observers' own thread is a small
+    part of what checkpoints cost: Orbax hands the writing to TensorStore's pool
+    (`ts_pool_worker`) and to threads of its own that have ended by then, and on a CPU every
+    such second is taken from the cores that train.
+
+    Kinds: the threads this package `mark`s (main, compile, io), XLA's compute threads
+    (`tf_XLAEigen`, the CPU backend's), XLA's compiler threads (`llvm-worker`), TensorStore's
+    (`ts_`), `other` live threads (unnamed ones: XLA's parallel compilation uses such threads
+    while programs compile), and `ended`: the process total (`os.times`) less the threads
+    alive when read and the marked threads that ended (`finish`): Orbax's per-save threads,
+    finished pools."""
+
+    BY_NAME = (("tf_XLAEigen", "xla_compute"), ("llvm-worker", "compile"),
+               ("ts_", "tensorstore"))
+
+    def __init__(self, proc: Path = Path("/proc/self/task")):
+        self.proc = proc
+        self._kinds: dict[int, str] = {}
+        self._finished: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def mark(self, kind: str) -> None:
+        """Count the calling thread's CPU under `kind`."""
+        with self._lock:
+            self._kinds[threading.get_native_id()] = kind
+
+    def finish(self) -> None:
+        """A marked thread about to end: keep its CPU seconds under its kind."""
+        with self._lock:
+            kind = self._kinds.pop(threading.get_native_id(), None)
+            if kind is not None:
+                self._finished[kind] = self._finished.get(kind, 0.0) + time.thread_time()
+
+    def seconds(self) -> dict[str, float] | None:
+        """{kind: CPU seconds, ..., "ended": s, "process": s}, kinds sorted; None where /proc
+        has no per-thread times (not Linux)."""
+        try:
+            tasks = list(self.proc.iterdir())
+        except OSError:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        with self._lock:
+            kinds, out = dict(self._kinds), dict(self._finished)
+        for task in tasks:
+            try:
+                name = (task / "comm").read_text().strip()
+                # Fields after the ")" closing the name: utime and stime are the 12th and 13th.
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile: its time is in "ended"
+                continue
+            kind = kinds.get(int(task.name)) or next(
+                (k for prefix, k in self.BY_NAME if name.startswith(prefix)), "other")
+            out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        times = os.times()
+        process = times.user + times.system
+        out = dict(sorted(out.items()))
+        out["ended"] = max(0.0, process - sum(out.values()))
+        out["process"] = process
+        return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Member:
     """One run with one seed."""
@@ -233,8 +296,9 @@ class IOThread:
 
     OBSERVER, WRITE = 0, 1
 
-    def __init__(self, clock: Clock | None = None):
+    def __init__(self, clock: Clock | None = None, cpu: ThreadCPU | None = None):
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._cpu = cpu  # the thread counts its CPU seconds as "io" there
         self._order = itertools.count()  # first in, first out within a kind
         self._writes: list[Future] = []
         self._clock = _clock(clock)
@@ -250,9 +314,13 @@ class IOThread:
         return future
 
     def _work(self) -> None:
+        if self._cpu is not None:
+            self._cpu.mark("io")
         while True:
             _, _, future, fn, args, kwargs = self._queue.get()
             if fn is None:
+                if self._cpu is not None:
+                    self._cpu.finish()
                 return
             if not future.set_running_or_notify_cancel():
                 continue

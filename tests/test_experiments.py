@@ -115,6 +115,10 @@ def test_p8d_quick_writes_results_for_every_run_and_seed(tmp_path):
     # where the time went: the data load, then the wait for the backend started beside it
     split = doc["settings"]["this_invocation"]["time_split_s"]
     assert list(split)[:2] == ["load", "backend"] and split["backend"] >= 0
+    # and the process's CPU by kind of thread (Linux)
+    cpu = doc["settings"]["this_invocation"].get("cpu_s")
+    if Path("/proc/self/task").is_dir():
+        assert cpu["main"] > 0 and cpu["io"] > 0 and cpu["process"] >= cpu["main"]
 
 
 def test_the_backend_starts_in_its_own_thread_and_its_errors_reach_the_caller(monkeypatch):

@@ -652,6 +652,23 @@ def test_whole_sweep_text_says_what_the_writer_thread_did_beside_training(tmp_pa
         _sweep("ta8", "gpu", "warm", 20.0, "2026-01-01T00:00:00Z", time_split_s=split))
 
 
+def test_whole_sweep_text_gives_the_cpu_by_kind_of_thread_where_recorded():
+    from jaxmlp.report import bench
+
+    cpu = {"compile": 12.0, "io": 2.5, "main": 8.0, "other": 6.0, "tensorstore": 4.0,
+           "xla_compute": 300.0, "ended": 5.5, "process": 338.0}
+    text = bench.whole_sweep(_sweep("p8d", "cpu", "cold", 200.0, "2026-01-01T00:00:00Z",
+                                    time_split_s={"train": 180.0}, cpu_s=cpu))
+    assert "| cómputo de XLA (entrenamiento y evaluación) | 300.0 |" in text
+    assert "| TensorStore (escribe los checkpoints de Orbax) | 4.0 |" in text
+    assert "| **total del proceso** | **338.0** |" in text
+    assert "El hilo de escritura gastó 2.5 s de CPU; TensorStore y los hilos ya terminados, " \
+           "9.5 s más" in text
+    older = bench.whole_sweep(_sweep("p8d", "cpu", "cold", 200.0, "2026-01-01T00:00:00Z",
+                                     time_split_s={"train": 180.0}))
+    assert "Segundos de CPU" not in older  # records from before runner.ThreadCPU
+
+
 def test_a_schedule_record_is_a_gpu_section_that_names_no_machine(tmp_path):
     from jaxmlp.report import bench
     from jaxmlp.report.render import environment

@@ -130,6 +130,61 @@ def test_io_thread_runs_everything_in_order_and_says_which_write_failed():
     io.close(raise_errors=False)  # another error is on its way: this one is not raised
 
 
+def _fake_task(proc: Path, tid: int, name: str, utime: int, stime: int) -> None:
+    task = proc / str(tid)
+    task.mkdir(parents=True)
+    (task / "comm").write_text(name + "\n")
+    # /proc/<pid>/task/<tid>/stat: pid, (comm), state, then fields; utime and stime are the
+    # 12th and 13th after the name. A name may itself hold ") ".
+    rest = ["S"] + ["0"] * 10 + [str(utime), str(stime)] + ["0"] * 8
+    (task / "stat").write_text(f"{tid} ({name}) " + " ".join(rest) + "\n")
+
+
+def test_thread_cpu_sorts_the_threads_by_kind_and_counts_the_ended_ones_apart(tmp_path,
+                                                                                monkeypatch):
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    proc = tmp_path / "task"
+    me = threading.get_native_id()
+    _fake_task(proc, me, "python", 2 * tick, tick)            # marked: main
+    _fake_task(proc, 11, "tf_XLAEigen", 40 * tick, 2 * tick)  # XLA's compute threads
+    _fake_task(proc, 12, "tf_XLAEigen", 38 * tick, 4 * tick)
+    _fake_task(proc, 13, "llvm-worker-0", tick, 0)            # XLA's compiler
+    _fake_task(proc, 14, "ts_pool_worker", 3 * tick, tick)    # TensorStore: checkpoint writes
+    _fake_task(proc, 15, "odd) name", tick, tick)             # unnamed or unknown: other
+    cpu = runner.ThreadCPU(proc)
+    cpu.mark("main")
+    monkeypatch.setattr(os, "times", lambda: os.times_result((90.0, 10.0, 0.0, 0.0, 0.0)))
+    out = cpu.seconds()
+    assert out == {"compile": 1.0, "main": 3.0, "other": 2.0, "tensorstore": 4.0,
+                   "xla_compute": 84.0, "ended": 6.0, "process": 100.0}
+
+    # A marked thread that ends says so first: its seconds stay under its kind.
+    def worker():
+        cpu.mark("io")
+        sum(i * i for i in range(20_000))
+        cpu.finish()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    again = cpu.seconds()
+    assert 0 < again["io"] < 100.0 and again["ended"] == pytest.approx(6.0 - again["io"])
+    assert runner.ThreadCPU(tmp_path / "no such folder").seconds() is None  # not Linux
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux's /proc")
+def test_thread_cpu_reads_this_process_and_the_io_thread_counts_itself():
+    cpu = runner.ThreadCPU()
+    cpu.mark("main")
+    io = runner.IOThread(cpu=cpu)
+    io.write(lambda: sum(i * i for i in range(200_000)))
+    io.close()  # the thread has ended: its seconds were kept under "io"
+    out = cpu.seconds()
+    assert out["io"] > 0 and out["main"] > 0 and out["ended"] >= 0
+    assert sum(v for k, v in out.items() if k != "process") == pytest.approx(out["process"])
+
+
 def test_io_thread_runs_a_queued_observer_before_queued_closing_writes():
     import threading
 

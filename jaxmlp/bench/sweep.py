@@ -75,7 +75,7 @@ def whole_sweep(results_path: str) -> dict:
            "created": doc["created"], "environment": doc["environment"]}
     # Newer records also say where the time went (runner.Clock) and the time from the first
     # load on; a sweep's epochs_per_call is in its command.
-    for key in ("since_start_s", "time_split_s", "observers_first"):
+    for key in ("since_start_s", "time_split_s", "observers_first", "cpu_s"):
         if key in inv:
             out[key] = inv[key]
     # Several processes (--processes N, or one per host): the time split is process 0's, the
@@ -157,6 +157,9 @@ def main(argv=None) -> int:
         if "time_split_s" in out:
             print("time split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                   out["time_split_s"].items()))
+        if "cpu_s" in out:
+            print("CPU by thread (s): " + ", ".join(f"{k} {v:.1f}" for k, v in
+                                                     out["cpu_s"].items()))
         if args.json:
             atomic.write_json(args.json, out)
         return 0

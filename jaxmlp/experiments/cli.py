@@ -411,6 +411,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         raise UsageError(f"--processes {args.processes}: allowed on CPUs; here JAX runs on "
                          f"{jax.default_backend()}, whose devices one process uses (--shard)")
     clock, begun = runner.Clock(), time.perf_counter()
+    cpu = runner.ThreadCPU()
+    cpu.mark("main")
     backend = _start_backend()  # while the main thread reads the data files
     with clock("load"):
         ds = load_data(exp, args, runs)
@@ -480,7 +482,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     # only shares that core, so it claims the next when it is free (a group claimed early is
     # one that another process, free sooner, could have taken).
     threads = args.compile_threads or max(1, min(len(pending), len(distributed.cores())))
-    pool = ThreadPoolExecutor(max_workers=threads)
+    pool = ThreadPoolExecutor(max_workers=threads, initializer=cpu.mark, initargs=("compile",))
     options = QUICK_COMPILE if args.quick else None
     turns = runner.Turns()  # Python's part of each compile in training order (runner.Turns)
     mine = (u.members for u in pending if u.owner in (job.index, None)
@@ -512,7 +514,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                  f"({group[0].run.name}, {len(group)} members): done, skipped")
     # Observers, finished models and member records are written on one host thread while the
     # next group trains (runner.IOThread); results.json waits for all of them.
-    io = runner.IOThread(clock)
+    io = runner.IOThread(clock, cpu)
     try:
         while trained < len(queue):
             group, step, final = queue[trained]
@@ -546,6 +548,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         io.close(raise_errors=False)  # the finished groups' files, whatever stopped the sweep
         raise
     io.close()
+    cpu_s = cpu.seconds()  # before the compile threads end with their pool
     pool.shutdown()
     if job.count > 1:
         _say(args, f"[{exp.name}] this process trained {trained} of the {len(pending)} group(s)")
@@ -576,7 +579,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         # runner.IOThread runs observers ahead of closing writes and a group's last observers
         # after training has moved on: what the "observe" phase can hold (the bench page says).
         "observers_first": True,
-        "time_split_s": clock.seconds}  # runner.Clock: where the time went, per phase
+        "time_split_s": clock.seconds,  # runner.Clock: where the time went, per phase
+        **({"cpu_s": cpu_s} if cpu_s else {})}  # runner.ThreadCPU: CPU by kind of thread
     atomic.write_json(out / "results.json", doc)
     _say(args, f"[{exp.name}] wrote {out / 'results.json'}")
     if not args.quick and not args.no_report and out == Path("experiments") / exp.name:

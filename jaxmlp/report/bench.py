@@ -161,6 +161,39 @@ PHASES = {"load": "carga de datos", "backend": "arranque del dispositivo (lo que
           "eval": "evaluación final", "io": "escritura (modelos, registros)"}
 
 
+THREADS = {"xla_compute": "cómputo de XLA (entrenamiento y evaluación)",
+           "main": "hilo principal (carga, despacho, copias al host)",
+           "compile": "compilación (hilos de los grupos y de LLVM)",
+           "other": "otros hilos vivos (los de la compilación en paralelo de XLA, entre ellos)",
+           "io": "hilo de escritura (observadores y cierres de grupo)",
+           "tensorstore": "TensorStore (escribe los checkpoints de Orbax)",
+           "ended": "hilos ya terminados (los de cada guardado de Orbax, entre ellos)"}
+
+
+def thread_cpu(b: dict) -> str:
+    """A whole sweep's CPU seconds by kind of thread (`runner.ThreadCPU`, this_invocation's
+    `cpu_s`), and what the checkpoints' writing took beside the observers' own thread; '' for
+    records without them."""
+    cpu = b.get("cpu_s")
+    if not cpu:
+        return ""
+    known = [k for k in THREADS if k in cpu]
+    rows = [[THREADS[k], f"{cpu[k]:.1f}"] for k in known]
+    rows += [[k, f"{v:.1f}"] for k, v in cpu.items() if k not in THREADS and k != "process"]
+    rows.append(["**total del proceso**", f"**{cpu['process']:.1f}**"])
+    whose = " del proceso 0" if b.get("processes", 1) > 1 else ""
+    text = ("\nSegundos de CPU" + whose + " por tipo de hilo (`runner.ThreadCPU`, leídos de "
+            "`/proc` al final del barrido; con varios núcleos suman más que el reloj):\n\n"
+            + markdown(["Hilos", "CPU (s)"], rows, numeric=(1,)))
+    writes = cpu.get("tensorstore", 0.0) + cpu.get("ended", 0.0)
+    if "io" in cpu and writes > 0:
+        text += (f"\nEl hilo de escritura gastó {cpu['io']:.1f} s de CPU; TensorStore y los hilos "
+                 f"ya terminados, {writes:.1f} s más: escribir los checkpoints de Orbax cuesta "
+                 "sobre todo fuera del hilo que los pide, y en una CPU ese tiempo sale de los "
+                 "mismos núcleos que entrenan.\n")
+    return text
+
+
 def by_process_0(b: dict) -> str:
     """Whose groups a sweep's group count is: every process's, and how many process 0 trained
     (groups claimed, `groups_trained_by_process_0`), or process 0's alone (records of the
@@ -247,6 +280,7 @@ def whole_sweep(b: dict) -> str:
                         "Ese hilo es también el de los observadores: lo que el entrenamiento "
                         "esperó detrás de un cierre cuenta en la fila de observadores, y la de "
                         "escritura es la espera final.\n"))
+    text += thread_cpu(b)
     return text
 
 
