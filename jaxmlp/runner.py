@@ -77,7 +77,7 @@ class ThreadCPU:
     (`ts_`), `other` live threads (unnamed ones: XLA's parallel compilation uses such threads
     while programs compile), and `ended`: the process total (`os.times`) less the threads
     alive when read and the marked threads that ended (`finish`): Orbax's per-save threads,
-    finished pools."""
+    XLA's compile threads that have finished, finished pools."""
 
     BY_NAME = (("tf_XLAEigen", "xla_compute"), ("llvm-worker", "compile"),
                ("ts_", "tensorstore"))

@@ -662,8 +662,8 @@ def test_whole_sweep_text_gives_the_cpu_by_kind_of_thread_where_recorded():
     assert "| cómputo de XLA (entrenamiento y evaluación) | 300.0 |" in text
     assert "| TensorStore (escribe los checkpoints de Orbax) | 4.0 |" in text
     assert "| **total del proceso** | **338.0** |" in text
-    assert "El hilo de escritura gastó 2.5 s de CPU; TensorStore y los hilos ya terminados, " \
-           "9.5 s más" in text
+    assert "El hilo de escritura gastó 2.5 s de CPU, y TensorStore, que escribe los " \
+           "checkpoints que ese hilo pide a Orbax, 4.0 s más" in text
     older = bench.whole_sweep(_sweep("p8d", "cpu", "cold", 200.0, "2026-01-01T00:00:00Z",
                                      time_split_s={"train": 180.0}))
     assert "Segundos de CPU" not in older  # records from before runner.ThreadCPU

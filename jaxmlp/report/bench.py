@@ -167,7 +167,8 @@ THREADS = {"xla_compute": "cómputo de XLA (entrenamiento y evaluación)",
            "other": "otros hilos vivos (los de la compilación en paralelo de XLA, entre ellos)",
            "io": "hilo de escritura (observadores y cierres de grupo)",
            "tensorstore": "TensorStore (escribe los checkpoints de Orbax)",
-           "ended": "hilos ya terminados (los de cada guardado de Orbax, entre ellos)"}
+           "ended": "hilos ya terminados (los que Orbax abre en cada guardado y los de "
+                    "compilación de XLA que acabaron, entre ellos)"}
 
 
 def thread_cpu(b: dict) -> str:
@@ -185,12 +186,12 @@ def thread_cpu(b: dict) -> str:
     text = ("\nSegundos de CPU" + whose + " por tipo de hilo (`runner.ThreadCPU`, leídos de "
             "`/proc` al final del barrido; con varios núcleos suman más que el reloj):\n\n"
             + markdown(["Hilos", "CPU (s)"], rows, numeric=(1,)))
-    writes = cpu.get("tensorstore", 0.0) + cpu.get("ended", 0.0)
-    if "io" in cpu and writes > 0:
-        text += (f"\nEl hilo de escritura gastó {cpu['io']:.1f} s de CPU; TensorStore y los hilos "
-                 f"ya terminados, {writes:.1f} s más: escribir los checkpoints de Orbax cuesta "
-                 "sobre todo fuera del hilo que los pide, y en una CPU ese tiempo sale de los "
-                 "mismos núcleos que entrenan.\n")
+    if "io" in cpu and cpu.get("tensorstore", 0.0) > 0:
+        text += (f"\nEl hilo de escritura gastó {cpu['io']:.1f} s de CPU, y TensorStore, que "
+                 f"escribe los checkpoints que ese hilo pide a Orbax, {cpu['tensorstore']:.1f} s "
+                 "más (además de lo que gastaron los hilos de cada guardado, que cuentan con los "
+                 "ya terminados). En una CPU ese tiempo sale de los mismos núcleos que "
+                 "entrenan.\n")
     return text
 
 
