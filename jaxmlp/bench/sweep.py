@@ -154,12 +154,9 @@ def main(argv=None) -> int:
         print(f"{out['experiment']}: {out['runs']} runs x seeds = {out['members']} members, "
               f"{out['epochs']} epochs, {out['groups']} groups: {out['wall_time_s']:.1f} s on "
               f"{out['environment']['device']}")
-        if "time_split_s" in out:
-            print("time split (s): " + ", ".join(f"{k} {v:.1f}" for k, v in
-                                                  out["time_split_s"].items()))
-        if "cpu_s" in out:
-            print("CPU by thread (s): " + ", ".join(f"{k} {v:.1f}" for k, v in
-                                                     out["cpu_s"].items()))
+        for key, label in (("time_split_s", "time split"), ("cpu_s", "CPU by thread")):
+            if key in out:
+                print(f"{label} (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out[key].items()))
         if args.json:
             atomic.write_json(args.json, out)
         return 0
