@@ -10,15 +10,20 @@ and never change the numbers. `plan(callbacks)` is the one place that maps the l
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
+from jaxmlp import atomic, observers
 from jaxmlp import config as C
 from jaxmlp import hooks as H
-from jaxmlp import observers
 from jaxmlp.config import ConfigError, CosineSchedule, EarlyStopping, ReduceLROnPlateau
 
 __all__ = ["EarlyStopping", "ReduceLROnPlateau", "CosineSchedule", "LearningRateScheduler",
@@ -31,10 +36,17 @@ class LearningRateScheduler:
 
     `schedule` must be a jnp function (it runs inside the compiled epoch): epoch is a 0-based
     int32 array, lr the optimizer's current learning rate (float32 array), e.g.
-    `lambda epoch, lr: jnp.where(epoch < 10, lr, lr * 0.9)`.
+    `lambda epoch, lr: jnp.where(epoch < 10, lr, lr * 0.9)`. As in Keras, a function of one
+    argument is called as `schedule(epoch)`. `fit` traces it once before training and says
+    what is wrong if it cannot run on arrays (a Python `if` on the epoch, a None returned).
     """
 
     schedule: Callable
+
+    def __post_init__(self):
+        if not callable(self.schedule):
+            raise ConfigError(f"LearningRateScheduler.schedule={self.schedule!r} is invalid: "
+                              "allowed a function schedule(epoch, lr) -> learning rate")
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,12 @@ class ModelCheckpoint:
     `jaxmlp.hooks.best_update`) under `filepath/best/<epoch>`; False (Keras's default) saves
     every epoch's weights under `filepath/latest/<epoch>` (the newest one kept). A NaN or inf
     best value is not written (the store refuses non-finite metrics).
+
+    The folder is a model `jaxmlp.load(filepath)` reads back (its `model.json` says which run
+    wrote it). Keras overwrites its file at each save; here a previous fit's checkpoints in
+    `filepath` are replaced at this fit's first save. A folder holding anything else is refused
+    before training, and so is a Keras filename template (`{epoch}`): the epoch is the step's
+    folder name.
     """
 
     filepath: str
@@ -59,6 +77,15 @@ class ModelCheckpoint:
     save_best_only: bool = False
 
     def __post_init__(self):
+        _check_path("ModelCheckpoint", "filepath", self.filepath)
+        if "{" in str(self.filepath) or "}" in str(self.filepath):
+            raise ConfigError(
+                f"ModelCheckpoint.filepath={str(self.filepath)!r}: Keras's filename templates "
+                "({epoch}, {val_loss}) are not supported; allowed a folder name: each save goes "
+                "to <folder>/best/<epoch> or <folder>/latest/<epoch>")
+        if not isinstance(self.save_best_only, bool):
+            raise ConfigError(f"ModelCheckpoint.save_best_only={self.save_best_only!r} is "
+                              "invalid: allowed True or False")
         C.ModelCheckpoint(self.monitor, self.mode)  # validates monitor and mode
 
 
@@ -68,12 +95,24 @@ class TensorBoard:
 
     log_dir: str = "logs"
 
+    def __post_init__(self):
+        _check_path("TensorBoard", "log_dir", self.log_dir)
+
 
 @dataclass(frozen=True)
 class CSVLogger:
     """Keras's CSVLogger: one row per epoch, `epoch` first then the metrics sorted by name."""
 
     filename: str
+
+    def __post_init__(self):
+        _check_path("CSVLogger", "filename", self.filename)
+
+
+def _check_path(owner: str, field: str, value) -> None:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"{owner}.{field}={value!r} is invalid: allowed a path (a str or a "
+                          "pathlib.Path)")
 
 
 HOOKS = {EarlyStopping: "early_stopping", ReduceLROnPlateau: "reduce_lr",
@@ -88,6 +127,9 @@ def plan(callbacks, learning_rate: float) -> tuple[C.HooksConfig, Callable | Non
     Keras; jaxmlp has one of each hook), a scheduler is either CosineSchedule or
     LearningRateScheduler, and anything else is a ConfigError naming what is allowed.
     """
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"fit: callbacks={callbacks!r} is invalid: allowed a list of callbacks, "
+                          "e.g. [jaxmlp.EarlyStopping(patience=5)]")
     hooks, schedule_fn, files, seen = {}, None, [], set()
     for cb in callbacks or ():
         kind = type(cb)
@@ -101,21 +143,103 @@ def plan(callbacks, learning_rate: float) -> tuple[C.HooksConfig, Callable | Non
         if kind is LearningRateScheduler:
             # The hook is switched on by any schedule config; `schedule_fn` replaces its cosine.
             hooks["schedule"] = CosineSchedule(initial_lr=learning_rate)
-            schedule_fn = cb.schedule
+            schedule_fn = _traced_schedule(cb.schedule)
         elif kind in HOOKS:
             hooks[slot] = cb
         elif kind is ModelCheckpoint and cb.save_best_only:
             hooks["checkpoint"] = C.ModelCheckpoint(cb.monitor, cb.mode)
         if kind in FILES:
             files.append(cb)
+    _check_targets(files)
     cfg = C.HooksConfig(**hooks, terminate_on_nan=TerminateOnNaN in map(type, callbacks or ()))
     return cfg, schedule_fn, files
 
 
-class Effects:
-    """The file callbacks of one `fit`, as observers: call it with each finished epoch."""
+def _traced_schedule(schedule: Callable) -> Callable:
+    """`schedule` as `fn(epoch, lr)`, checked by tracing it once on the arrays the compiled
+    epoch gives it, so that a schedule that cannot run there fails here, in one sentence,
+    instead of deep inside the trace of the epoch."""
+    fn = schedule
+    try:
+        params = inspect.signature(schedule).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) == 1 and not any(p.kind == p.VAR_POSITIONAL for p in params):
+            def fn(epoch, lr):  # Keras's older one-argument schedule(epoch)
+                return schedule(epoch)
+    except (TypeError, ValueError):  # no signature (some builtins): call it as Keras does
+        pass
+    try:
+        out = jax.eval_shape(lambda e, lr: jnp.asarray(fn(e, lr), jnp.float32),
+                             jax.ShapeDtypeStruct((), jnp.int32),
+                             jax.ShapeDtypeStruct((), jnp.float32))
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(
+            f"LearningRateScheduler: schedule(epoch, lr) cannot run inside the compiled epoch "
+            f"({type(e).__name__}: {first}). epoch and lr are JAX arrays there: write conditions "
+            "with jnp.where, e.g. lambda epoch, lr: jnp.where(epoch < 10, lr, lr * 0.9), and "
+            "return a number") from None
+    if out.shape != ():
+        raise ConfigError(f"LearningRateScheduler: schedule(epoch, lr) returned shape "
+                          f"{out.shape}; allowed one number (the learning rate)")
+    return fn
 
-    def __init__(self, files, *, has_val: bool):
+
+CHECKPOINT_FORMAT = "jaxmlp.checkpoint/1"
+CHECKPOINT_ENTRIES = ("latest", "best", "unreadable", "model.json")
+
+
+def target(cb) -> Path:
+    """Where a file callback writes (absolute)."""
+    path = cb.filename if isinstance(cb, CSVLogger) else (
+        cb.log_dir if isinstance(cb, TensorBoard) else cb.filepath)
+    return Path(path).absolute()
+
+
+def _check_targets(files) -> None:
+    """Before anything is compiled: every file callback can write where it was pointed."""
+    seen = {}
+    for cb in files:
+        kind = type(cb).__name__
+        path = target(cb)
+        if path in seen:
+            raise ConfigError(f"{kind} and {seen[path]} both write to {path}; allowed one "
+                              "callback per path")
+        seen[path] = kind
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ConfigError(f"{kind}: {parent} is a file, so {path} cannot be created")
+        if isinstance(cb, CSVLogger):
+            if path.is_dir():
+                raise ConfigError(f"CSVLogger: {path} is a folder; allowed a file name")
+        elif path.exists() and not path.is_dir():
+            raise ConfigError(f"{kind}: {path} is a file; allowed a folder (new or existing)")
+        elif isinstance(cb, ModelCheckpoint) and path.is_dir():
+            _check_checkpoint_folder(path)
+
+
+def _check_checkpoint_folder(path: Path) -> None:
+    """A ModelCheckpoint folder is new, empty, or a previous ModelCheckpoint's (replaced at
+    this fit's first save); anything else in it would be lost, so it is refused."""
+    others = sorted(set(os.listdir(path)) - set(CHECKPOINT_ENTRIES))
+    if not others and (path / "model.json").exists():
+        try:
+            doc = json.loads((path / "model.json").read_text())
+            ours = isinstance(doc, dict) and doc.get("format") == CHECKPOINT_FORMAT
+        except (ValueError, OSError):
+            ours = False
+        others = [] if ours else ["model.json (not a ModelCheckpoint's)"]
+    if others:
+        raise ConfigError(
+            f"ModelCheckpoint: {path} holds other files ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}); allowed a new or empty folder, or one a "
+            "previous ModelCheckpoint wrote (this fit then replaces its checkpoints)")
+
+
+class Effects:
+    """The file callbacks of one `fit` (`run`), as observers: call it with each finished epoch."""
+
+    def __init__(self, files, *, has_val: bool, run: C.RunConfig):
         self.csv, self.tb, self.every, self.best = [], [], [], []
         for cb in files:
             if isinstance(cb, CSVLogger):
@@ -123,11 +247,9 @@ class Effects:
             elif isinstance(cb, TensorBoard):
                 self.tb.append(observers.TensorBoardLog(cb.log_dir))
             elif cb.save_best_only and (has_val or not cb.monitor.startswith("val_")):
-                mode = "min" if C.monitor_sign(cb.monitor, cb.mode) > 0 else "max"
-                self.best.append(observers.CheckpointStore(Path(cb.filepath), monitor=cb.monitor,
-                                                           mode=mode))
+                self.best.append(_Checkpoints(cb, run))
             elif not cb.save_best_only:
-                self.every.append(observers.CheckpointStore(Path(cb.filepath), keep_latest=1))
+                self.every.append(_Checkpoints(cb, run))
         self.saved_best = -1
 
     def epoch(self, epoch: int, row: dict, state) -> None:
@@ -141,20 +263,56 @@ class Effects:
         state = jax.tree.map(lambda a: a[0], state)
         if self.every:
             weights = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-            for store in self.every:
-                store.save_latest(epoch, weights)
+            for ckpt in self.every:
+                ckpt.store().save_latest(epoch, weights)
         if self.best:
             s = H.summary(state.hooks)
             best_epoch = int(s.checkpoint_best_epoch)
             if best_epoch > self.saved_best:
                 params, stats = jax.device_get(s.checkpoint_weights)
-                for store in self.best:
-                    store.save_best(best_epoch, {"params": params, "batch_stats": stats},
-                                    float(s.checkpoint_best))
+                for ckpt in self.best:
+                    ckpt.store().save_best(best_epoch, {"params": params, "batch_stats": stats},
+                                           float(s.checkpoint_best))
                 self.saved_best = best_epoch
 
     def close(self) -> None:
         for tb in self.tb:
             tb.close()
-        for store in self.every + self.best:
-            store.close()
+        for ckpt in self.every + self.best:
+            ckpt.close()
+
+
+class _Checkpoints:
+    """One ModelCheckpoint's folder, opened at its first save: what a previous fit left there
+    (checked by `_check_checkpoint_folder`) is removed then, as Keras overwrites its file, and a
+    `model.json` names the run, so that `jaxmlp.load(folder)` rebuilds the model."""
+
+    def __init__(self, cb: ModelCheckpoint, run: C.RunConfig):
+        self.cb, self.run, self._store = cb, run, None
+
+    def store(self) -> observers.CheckpointStore:
+        if self._store is None:
+            path = target(self.cb)
+            for name in CHECKPOINT_ENTRIES:
+                if (path / name).is_dir():
+                    shutil.rmtree(path / name)
+                else:
+                    (path / name).unlink(missing_ok=True)
+            mode = "min" if C.monitor_sign(self.cb.monitor, self.cb.mode) > 0 else "max"
+            self._store = observers.CheckpointStore(path, monitor=self.cb.monitor, mode=mode,
+                                                    keep_latest=1)
+            atomic.write_json(path / "model.json", {
+                "format": CHECKPOINT_FORMAT, "config": C.to_dict(self.run),
+                "kind": "best" if self.cb.save_best_only else "latest",
+                "monitor": self.cb.monitor if self.cb.save_best_only else None})
+        return self._store
+
+    def close(self) -> None:
+        if self._store is None:
+            return
+        self._store.close()
+        unused = "latest" if self.cb.save_best_only else "best"
+        try:  # the store makes both folders; the one this callback never writes stays empty
+            (target(self.cb) / unused).rmdir()
+        except OSError:
+            pass

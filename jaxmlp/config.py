@@ -46,6 +46,22 @@ def _check_range(owner, name, value, lo, hi, *, lo_open=False, hi_open=False):
         _fail(owner, name, value, f"a number in {left}{lo}, {hi}{right}")
 
 
+def _plain(cfg) -> None:
+    """NumPy scalars in `cfg`'s fields (also inside tuples) become Python ones, so that
+    `epochs=np.int64(5)` or `hidden=(np.int64(256),)` validate as ints and the config stays
+    JSON-ready (`to_dict`). Python values are kept as they are: a config's fingerprint is
+    unchanged. (NumPy is not imported here: `jaxmlp.report` reads configs without it.)"""
+    def plain(v):
+        if type(v).__module__ == "numpy" and hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+            return v.item()
+        return type(v)(plain(x) for x in v) if isinstance(v, (tuple, list)) else v
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        new = plain(value)
+        if new is not value:
+            object.__setattr__(cfg, f.name, new)
+
+
 def _check_int(owner, name, value, lo):
     if not isinstance(value, int) or isinstance(value, bool) or value < lo:
         _fail(owner, name, value, f"an integer >= {lo}")
@@ -81,6 +97,7 @@ class ModelConfig:
     output_clip: float = 0.0
 
     def __post_init__(self):
+        _plain(self)
         o = "ModelConfig"
         if not isinstance(self.hidden, (tuple, list)):
             _fail(o, "hidden", self.hidden, "a non-empty tuple of layer widths, e.g. (256, 128)")
@@ -126,6 +143,7 @@ class OptimConfig:
     keras_epsilon: bool = False
 
     def __post_init__(self):
+        _plain(self)
         o = "OptimConfig"
         _check_choice(o, "name", self.name, OPTIMIZERS)
         if self.learning_rate is None:
@@ -155,10 +173,13 @@ class EarlyStopping:
     start_from_epoch: int = 0
 
     def __post_init__(self):
+        _plain(self)
         o = "EarlyStopping"
         _check_choice(o, "monitor", self.monitor, METRICS)
         _check_choice(o, "mode", self.mode, MODES)
-        _check_range(o, "min_delta", abs(self.min_delta), 0.0, math.inf, hi_open=True)
+        # Keras uses abs(min_delta): any sign is allowed, only a number is required.
+        _check_range(o, "min_delta", self.min_delta, -math.inf, math.inf, lo_open=True,
+                     hi_open=True)
         _check_int(o, "patience", self.patience, 0)
         _check_int(o, "start_from_epoch", self.start_from_epoch, 0)
         if self.baseline is not None:
@@ -179,6 +200,7 @@ class ReduceLROnPlateau:
     min_lr: float = 0.0
 
     def __post_init__(self):
+        _plain(self)
         o = "ReduceLROnPlateau"
         _check_choice(o, "monitor", self.monitor, METRICS)
         _check_choice(o, "mode", self.mode, MODES)
@@ -203,6 +225,7 @@ class CosineSchedule:
     hold: bool = False
 
     def __post_init__(self):
+        _plain(self)
         o = "CosineSchedule"
         _check_range(o, "initial_lr", self.initial_lr, 0.0, math.inf, lo_open=True, hi_open=True)
         _check_int(o, "period", self.period, 1)
@@ -217,6 +240,7 @@ class ModelCheckpoint:
     mode: str = "auto"
 
     def __post_init__(self):
+        _plain(self)
         _check_choice("ModelCheckpoint", "monitor", self.monitor, METRICS)
         _check_choice("ModelCheckpoint", "mode", self.mode, MODES)
 
@@ -233,6 +257,7 @@ class HooksConfig:
     lr_composition: str = "keras"  # only matters with both a schedule and reduce_lr
 
     def __post_init__(self):
+        _plain(self)
         o = "HooksConfig"
         for name, kind in (("early_stopping", EarlyStopping), ("reduce_lr", ReduceLROnPlateau),
                            ("schedule", CosineSchedule), ("checkpoint", ModelCheckpoint)):
@@ -257,6 +282,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        _plain(self)
         o = "TrainConfig"
         if self.dataset is not None:
             _check_choice(o, "dataset", self.dataset, DATASETS)
@@ -281,6 +307,7 @@ class RunConfig:
     description: str = ""
 
     def __post_init__(self):
+        _plain(self)
         if not self.name or not all(c.isalnum() or c in "._-" for c in self.name):
             _fail("RunConfig", "name", self.name, "letters, digits, '.', '_' and '-'")
 

@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
+import numbers
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +167,8 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     _check_type("optimizer", optimizer, C.OptimConfig, "jaxmlp.Adam(...), SGD(...), ...")
     if verbose not in (0, 1, 2):
         raise ConfigError(f"fit: verbose={verbose!r} is invalid: allowed 0, 1 or 2")
+    epochs, batch_size, seed = (_count(name, value, lo) for name, value, lo in (
+        ("epochs", epochs, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)))
     x, y, xv, yv, split = _split(x, y, validation_split, validation_data)
     classes = _classes(classes, y, yv)
     hooks, schedule_fn, files = CB.plan(callbacks, optimizer.learning_rate)
@@ -176,7 +180,7 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     mesh = local_mesh()
     data = device_data(Data(x, y, xv, yv, x[:0], y[:0]), mesh)
     has_val = len(yv) > 0
-    effects = CB.Effects(files, has_val=has_val)
+    effects = CB.Effects(files, has_val=has_val, run=run)
     progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
     keys = _keras_keys(has_val)
 
@@ -207,13 +211,24 @@ def _check_type(name, value, kind, example):
         raise ConfigError(f"fit: {name}={value!r} is invalid: allowed {example}")
 
 
-def _features(x, what: str = "x") -> np.ndarray:
-    """(n, features) float32; trailing axes flattened (an MLP takes flat inputs)."""
+def _count(name: str, value, lo: int) -> int:
+    """An integer argument of `fit` (NumPy integers too, as Keras takes them)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < lo:
+        raise ConfigError(f"fit: {name}={value!r} is invalid: allowed an integer >= {lo}")
+    return int(value)
+
+
+def _features(x, what: str = "x", *, empty: bool = False) -> np.ndarray:
+    """(n, features) float32; trailing axes flattened (an MLP takes flat inputs). No examples
+    is a DataError unless `empty` (predict returns an empty array for them)."""
     x = np.asarray(x)
-    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complex64):
-        raise DataError(f"{what}: expected numbers of shape (examples, features...); got "
+    if (x.ndim < 2 or not np.issubdtype(x.dtype, np.number)
+            or np.issubdtype(x.dtype, np.complexfloating)):
+        raise DataError(f"{what}: expected real numbers of shape (examples, features...); got "
                         f"{x.dtype} of shape {x.shape}")
-    return x.reshape(len(x), -1).astype(np.float32, copy=False)
+    if not len(x) and not empty:
+        raise DataError(f"{what}: no examples (shape {x.shape}); allowed at least one")
+    return x.reshape(len(x), math.prod(x.shape[1:])).astype(np.float32, copy=False)
 
 
 def _labels(y, n: int, what: str = "y") -> np.ndarray:
@@ -224,8 +239,13 @@ def _labels(y, n: int, what: str = "y") -> np.ndarray:
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"{what}: expected {n} integer class ids of shape ({n},); got shape "
                         f"{y.shape}" + (" (one-hot? pass y.argmax(1))" if y.ndim == 2 else ""))
+    if y.dtype == bool:  # binary labels as False/True: classes 0 and 1
+        y = y.astype(np.int32)
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise DataError(f"{what}: labels must be integer class ids >= 0; got {y.dtype} values "
+                        "(map names to ids first, e.g. np.unique(y, return_inverse=True)[1])")
     integral = np.issubdtype(y.dtype, np.integer) or (
-        np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+        np.all(np.isfinite(y)) and np.all(y == np.round(y)))
     if not integral or (y.size and y.min() < 0):
         raise DataError(f"{what}: labels must be integer class ids >= 0; got {y.dtype} values "
                         f"in [{y.min() if y.size else ''}, {y.max() if y.size else ''}]")
@@ -239,7 +259,10 @@ def _split(x, y, validation_split, validation_data):
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise DataError("validation_data: expected a pair (x_val, y_val)")
-        xv = _features(validation_data[0], "validation_data x")
+        xv = _features(validation_data[0], "validation_data x", empty=True)
+        if not len(xv):
+            raise DataError("validation_data: no examples; allowed at least one (or "
+                            "validation_data=None to train without validation)")
         yv = _labels(validation_data[1], len(xv), "validation_data y")
         if xv.shape[1] != x.shape[1]:
             raise DataError(f"validation_data x has {xv.shape[1]} features per example, x has "
@@ -253,8 +276,7 @@ def _classes(classes, y, yv) -> int:
     top = int(max(y.max(initial=0), yv.max(initial=0)))
     if classes is None:
         return max(2, top + 1)
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
-        raise ConfigError(f"fit: classes={classes!r} is invalid: allowed an integer >= 2")
+    classes = _count("classes", classes, 2)
     if top >= classes:
         raise DataError(f"labels go up to {top} but classes={classes}: allowed 0..{classes - 1}")
     return classes
@@ -299,14 +321,14 @@ class Result:
 
     def predict(self, x) -> np.ndarray:
         """Class probabilities (softmax of the logits), shape (n, classes), float32."""
-        x = self._inputs(x)
+        x = self._inputs(x, empty=True)
         out = [np.asarray(self._fns[1](self.params, self.batch_stats, x[i:i + EVAL_CHUNK]))
                for i in range(0, len(x), EVAL_CHUNK)]
         return np.concatenate(out) if out else np.zeros((0, self.config.model.num_classes),
                                                         np.float32)
 
-    def _inputs(self, x) -> np.ndarray:
-        x = _features(x)
+    def _inputs(self, x, *, empty: bool = False) -> np.ndarray:
+        x = _features(x, empty=empty)
         if x.shape[1] != self.config.model.input_dim:
             raise DataError(f"x has {x.shape[1]} features per example; this model takes "
                             f"{self.config.model.input_dim}")
@@ -330,6 +352,8 @@ def save_all(models, *, at_once: int = 8) -> None:
     if at_once < 1:
         raise ValueError(f"at_once={at_once}: at least 1")
     models = [(result, Path(directory).absolute()) for result, directory in models]
+    for _, path in models:  # all checked before anything is written
+        _check_model_folder(path)
     for start in range(0, len(models), at_once):
         batch = models[start:start + at_once]
         writers = []
@@ -349,19 +373,71 @@ def save_all(models, *, at_once: int = 8) -> None:
                 "format": FORMAT, "config": C.to_dict(result.config), "history": result.history})
 
 
-def load(directory) -> Result:
-    """A `Result` saved by `Result.save`: predict and evaluate give the same numbers."""
-    path = Path(directory).absolute()
+def _check_model_folder(path: Path) -> None:
+    """`Result.save` writes `model.json` and `weights/` into `path`, replacing a saved model's;
+    anything else under those two names, or `path` being a file, is refused (nothing is
+    written), so that a save never deletes what it did not write."""
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} is a file; Result.save writes a folder (model.json and "
+                              "weights/): give a new folder or a saved model's")
+    weights, doc = path / "weights", path / "model.json"
+    bad = []
+    if doc.exists() and (_read_model_json(path, missing=None) or {}).get("format") != FORMAT:
+        bad.append("model.json")
+    # Orbax writes a save under a temporary name and renames it: a weights/ of ours is complete.
+    if weights.exists() and not (weights / "_CHECKPOINT_METADATA").is_file():
+        bad.append("weights")
+    if bad:
+        raise FileExistsError(f"{path} holds {' and '.join(bad)} that Result.save did not write; "
+                              "give a new folder, or a saved model's (which is replaced)")
+
+
+def _read_model_json(path: Path, *, missing="raise") -> dict | None:
+    """`path/model.json` as a dict with a jaxmlp format; None (missing=None) where it is not."""
+    if path.exists() and not path.is_dir():
+        if missing is None:
+            return None
+        raise NotADirectoryError(f"{path} is a file; jaxmlp.load takes the folder that "
+                                 "Result.save or a ModelCheckpoint wrote")
     try:
         doc = json.loads((path / "model.json").read_text())
     except FileNotFoundError:
+        if missing is None:
+            return None
         raise FileNotFoundError(f"{path} holds no saved jaxmlp model (no model.json)") from None
-    if doc.get("format") != FORMAT:
-        raise DataError(f"{path / 'model.json'}: format {doc.get('format')!r}, expected {FORMAT}")
+    except (ValueError, UnicodeDecodeError) as e:
+        if missing is None:
+            return None
+        raise DataError(f"{path / 'model.json'} is not a jaxmlp model.json ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") not in (FORMAT, CB.CHECKPOINT_FORMAT):
+        if missing is None:
+            return None
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise DataError(f"{path / 'model.json'}: format {got!r}, expected {FORMAT} (Result.save) "
+                        f"or {CB.CHECKPOINT_FORMAT} (ModelCheckpoint)")
+    return doc
+
+
+def load(directory) -> Result:
+    """A model saved by `Result.save` (predict and evaluate give the same numbers), or the
+    folder of a `ModelCheckpoint` callback: its best epoch's weights (save_best_only) or its
+    last epoch's. A checkpoint holds weights, not the history: that `Result`'s history is
+    empty."""
+    path = Path(directory).absolute()
+    doc = _read_model_json(path)
     run = C.from_dict(doc["config"])
     params, stats = jax.eval_shape(models.build(run.model).init, jax.random.key(0))
     template = {"params": params, "batch_stats": stats}
+    if doc["format"] == CB.CHECKPOINT_FORMAT:
+        folder = path / doc["kind"]
+        steps = ocp.utils.checkpoint_steps(folder) if folder.is_dir() else []
+        if not steps:
+            raise FileNotFoundError(f"{path}: the ModelCheckpoint has saved no weights yet "
+                                    f"(nothing under {folder})")
+        weights_dir, history = folder / str(max(steps)) / "state", {}
+    else:
+        weights_dir = path / "weights"
+        history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
     with ocp.StandardCheckpointer() as ckpt:
-        weights = ckpt.restore(path / "weights", template)
-    history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
+        weights = ckpt.restore(weights_dir, template)
     return Result(run, weights["params"], weights["batch_stats"], history)

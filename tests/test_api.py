@@ -149,3 +149,120 @@ def test_optimizer_constructors_use_keras_names_and_defaults():
     assert jaxmlp.RMSprop().rho == 0.9 and jaxmlp.AdamW().weight_decay == 0.004
     assert jaxmlp.MLP((8,), dropout=0.3).dropout == (0.3,)
     assert float(jnp.float32(jaxmlp.CosineSchedule().initial_lr)) == pytest.approx(1e-3)
+
+
+def test_a_model_checkpoint_folder_is_replaced_by_the_next_fit_and_loads_as_a_model(tmp_path):
+    # Keras overwrites its checkpoint file; a second fit into the same folder used to crash
+    # (every-epoch mode) or keep the first fit's better best (save_best_only) silently.
+    x, y = problem(n=200)
+    every, best = tmp_path / "every", tmp_path / "best"
+    first = jaxmlp.fit(x, y, **SMALL, epochs=5, validation_split=0.25, callbacks=[
+        jaxmlp.ModelCheckpoint(every), jaxmlp.ModelCheckpoint(best, save_best_only=True)])
+    assert sorted(p.name for p in every.iterdir()) == ["latest", "model.json"]  # no empty best/
+    assert sorted(p.name for p in best.iterdir()) == ["best", "model.json"]
+    assert np.array_equal(jaxmlp.load(every).predict(x), first.predict(x))  # the last epoch's
+    small = {**SMALL, "model": jaxmlp.MLP(hidden=(3,))}
+    second = jaxmlp.fit(x, y, **small, epochs=2, validation_split=0.25, callbacks=[
+        jaxmlp.ModelCheckpoint(every), jaxmlp.ModelCheckpoint(best, save_best_only=True)])
+    assert min(second.history["val_loss"]) > min(first.history["val_loss"])  # a worse best
+    assert [p.name for p in (every / "latest").iterdir() if p.name.isdigit()] == ["1"]
+    loaded = jaxmlp.load(best)
+    assert loaded.config.model.hidden == (3,) and loaded.history == {}
+    best_epoch = int(np.argmin(second.history["val_loss"]))
+    assert [p.name for p in (best / "best").iterdir() if p.name.isdigit()] == [str(best_epoch)]
+    xv, yv = x[150:], y[150:]
+    assert loaded.evaluate(xv, yv)["loss"] == pytest.approx(second.history["val_loss"][best_epoch],
+                                                            rel=1e-5)
+
+
+def test_file_callbacks_pointing_where_they_cannot_write_fail_before_training(tmp_path):
+    x, y = problem(n=40)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    cases = [
+        (jaxmlp.CSVLogger(tmp_path), "is a folder"),
+        (jaxmlp.TensorBoard(tmp_path / "afile"), "is a file"),
+        (jaxmlp.ModelCheckpoint(tmp_path / "afile" / "ck"), "is a file, so"),
+        (jaxmlp.ModelCheckpoint(tmp_path / "mine"), r"holds other files \(notes.txt\)"),
+    ]
+    for cb, match in cases:
+        with pytest.raises(jaxmlp.ConfigError, match=match) as err:
+            jaxmlp.fit(x, y, **SMALL, callbacks=[cb])
+        assert "\n" not in str(err.value)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "mine"]
+    with pytest.raises(jaxmlp.ConfigError, match="both write to"):
+        jaxmlp.fit(x, y, **SMALL, callbacks=[jaxmlp.CSVLogger(tmp_path / "a"),
+                                             jaxmlp.TensorBoard(tmp_path / "a")])
+    for make, match in [(lambda: jaxmlp.ModelCheckpoint("w.{epoch:02d}.keras"), "templates"),
+                        (lambda: jaxmlp.TensorBoard(None), "allowed a path"),
+                        (lambda: jaxmlp.CSVLogger(""), "allowed a path"),
+                        (lambda: jaxmlp.LearningRateScheduler(0.1), "allowed a function")]:
+        with pytest.raises(jaxmlp.ConfigError, match=match):
+            make()
+
+
+def test_result_save_refuses_to_replace_what_it_did_not_write(stopped, tmp_path):
+    r = stopped[2]
+    (tmp_path / "user" / "weights").mkdir(parents=True)
+    (tmp_path / "user" / "weights" / "precious.txt").write_text("x")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "model.json").write_text('{"mine": 1}')
+    for folder in ("user", "f"):
+        with pytest.raises(FileExistsError, match="did not write"):
+            r.save(tmp_path / folder)
+    assert (tmp_path / "user" / "weights" / "precious.txt").read_text() == "x"
+    assert (tmp_path / "f" / "model.json").read_text() == '{"mine": 1}'
+    r.save(tmp_path / "m")
+    r.save(tmp_path / "m")  # a saved model's folder is replaced
+    with pytest.raises(jaxmlp.DataError, match="format"):
+        jaxmlp.load(tmp_path / "f")
+    (tmp_path / "f" / "model.json").write_text("{not json")
+    with pytest.raises(jaxmlp.DataError, match="not a jaxmlp model.json"):
+        jaxmlp.load(tmp_path / "f")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        jaxmlp.load(tmp_path / "f" / "model.json")
+
+
+@pytest.mark.parametrize("schedule, match", [
+    (lambda epoch, lr: lr if epoch < 2 else lr * 0.1, "jnp.where"),
+    (lambda epoch, lr: None, "jnp.where"),
+    (lambda epoch, lr: jnp.ones(3) * lr, r"shape \(3,\)"),
+])
+def test_a_schedule_that_cannot_run_compiled_is_one_config_error(schedule, match):
+    x, y = problem(n=40)
+    with pytest.raises(jaxmlp.ConfigError, match=match) as err:
+        jaxmlp.fit(x, y, **SMALL, callbacks=[jaxmlp.LearningRateScheduler(schedule)])
+    assert "\n" not in str(err.value)
+
+
+def test_a_one_argument_schedule_is_called_with_the_epoch_as_in_keras():
+    x, y = problem(n=100)
+    r = jaxmlp.fit(x, y, **SMALL, epochs=3, callbacks=[
+        jaxmlp.LearningRateScheduler(lambda epoch: 0.01 / (epoch + 1))])
+    np.testing.assert_allclose(r.history["learning_rate"], [0.01, 0.005, 0.01 / 3], rtol=1e-6)
+
+
+def test_numpy_integers_bool_labels_and_empty_arrays():
+    x, y = problem(n=60)
+    r = jaxmlp.fit(x, y > 1, **{**SMALL, "batch_size": np.int64(32), "seed": np.int32(1)},
+                   epochs=np.int64(1), classes=np.int64(2))
+    assert r.config.train.epochs == 1 and r.config.model.num_classes == 2
+    assert r.predict(x[:0]).shape == (0, 2)
+    errors = [
+        (lambda: jaxmlp.fit(x[:0], y[:0], **SMALL), jaxmlp.DataError, "no examples"),
+        (lambda: jaxmlp.fit(x, y, **SMALL, validation_data=(x[:0], y[:0])), jaxmlp.DataError,
+         "validation_data: no examples"),
+        (lambda: r.evaluate(x[:0], y[:0]), jaxmlp.DataError, "no examples"),
+        (lambda: jaxmlp.fit(x, y.astype(str), **SMALL), jaxmlp.DataError, "integer class ids"),
+        (lambda: jaxmlp.fit(x.astype(np.complex128), y, **SMALL), jaxmlp.DataError, "real"),
+        (lambda: jaxmlp.fit(x, y, **SMALL, epochs=0), jaxmlp.ConfigError, "fit: epochs=0"),
+        (lambda: jaxmlp.fit(x, y, **SMALL, callbacks=jaxmlp.EarlyStopping()), jaxmlp.ConfigError,
+         "a list of callbacks"),
+        (lambda: jaxmlp.EarlyStopping(min_delta="0.1"), jaxmlp.ConfigError, "min_delta"),
+    ]
+    for call, kind, match in errors:
+        with pytest.raises(kind, match=match) as err:
+            call()
+        assert "\n" not in str(err.value)
