@@ -405,7 +405,7 @@ def _read_model_json(path: Path, *, missing="raise") -> dict | None:
         if missing is None:
             return None
         raise FileNotFoundError(f"{path} holds no saved jaxmlp model (no model.json)") from None
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, IsADirectoryError) as e:  # UnicodeDecodeError is a ValueError
         if missing is None:
             return None
         raise DataError(f"{path / 'model.json'} is not a jaxmlp model.json ({e})") from None

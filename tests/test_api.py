@@ -209,7 +209,8 @@ def test_result_save_refuses_to_replace_what_it_did_not_write(stopped, tmp_path)
     (tmp_path / "user" / "weights" / "precious.txt").write_text("x")
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "model.json").write_text('{"mine": 1}')
-    for folder in ("user", "f"):
+    (tmp_path / "d" / "model.json").mkdir(parents=True)
+    for folder in ("user", "f", "d"):
         with pytest.raises(FileExistsError, match="did not write"):
             r.save(tmp_path / folder)
     assert (tmp_path / "user" / "weights" / "precious.txt").read_text() == "x"
