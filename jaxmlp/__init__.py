@@ -22,7 +22,7 @@ _PUBLIC = {
     "jaxmlp.optim": ("Adam", "AdamW", "SGD", "RMSprop"),
     "jaxmlp.callbacks": ("EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler",
                          "CosineSchedule", "ModelCheckpoint", "TerminateOnNaN", "TensorBoard",
-                         "CSVLogger"),
+                         "CSVLogger", "BackupAndRestore"),
 }
 _HOME = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = [*_HOME, "datasets"]

@@ -27,7 +27,8 @@ from jaxmlp import hooks as H
 from jaxmlp.config import ConfigError, CosineSchedule, EarlyStopping, ReduceLROnPlateau
 
 __all__ = ["EarlyStopping", "ReduceLROnPlateau", "CosineSchedule", "LearningRateScheduler",
-           "TerminateOnNaN", "ModelCheckpoint", "TensorBoard", "CSVLogger", "plan", "Effects"]
+           "TerminateOnNaN", "ModelCheckpoint", "TensorBoard", "CSVLogger", "BackupAndRestore",
+           "plan", "Effects"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,30 @@ class CSVLogger:
         _check_path("CSVLogger", "filename", self.filename)
 
 
+@dataclass(frozen=True)
+class BackupAndRestore:
+    """Keras's BackupAndRestore: the whole train state saved in `backup_dir` after every epoch,
+    so that the same `fit` call run again after an interruption (Ctrl-C, a crash, kill -9)
+    resumes where the last backup was, and ends exactly as an uninterrupted fit would.
+
+    Beyond Keras: the backup holds the callbacks' state too (EarlyStopping's wait and best,
+    the plateau's counters, the best weights), the shuffling and dropout keys derive from the
+    seed and the epoch, so the resumed fit's numbers are bit for bit the uninterrupted one's;
+    and `history` (and a CSVLogger's file) hold every epoch, not only those after the resume.
+    A backup of a fit with other settings is refused, not resumed. `delete_checkpoint=True`
+    (Keras's default) removes the backup when the fit ends normally.
+    """
+
+    backup_dir: str
+    delete_checkpoint: bool = True
+
+    def __post_init__(self):
+        _check_path("BackupAndRestore", "backup_dir", self.backup_dir)
+        if not isinstance(self.delete_checkpoint, bool):
+            raise ConfigError(f"BackupAndRestore.delete_checkpoint={self.delete_checkpoint!r} is "
+                              "invalid: allowed True or False")
+
+
 def _check_path(owner: str, field: str, value) -> None:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise ConfigError(f"{owner}.{field}={value!r} is invalid: allowed a path (a str or a "
@@ -117,7 +142,7 @@ def _check_path(owner: str, field: str, value) -> None:
 
 HOOKS = {EarlyStopping: "early_stopping", ReduceLROnPlateau: "reduce_lr",
          CosineSchedule: "schedule", LearningRateScheduler: "schedule"}
-FILES = (ModelCheckpoint, TensorBoard, CSVLogger)
+FILES = (ModelCheckpoint, TensorBoard, CSVLogger, BackupAndRestore)
 
 
 def plan(callbacks, learning_rate: float) -> tuple[C.HooksConfig, Callable | None, list]:
@@ -135,9 +160,9 @@ def plan(callbacks, learning_rate: float) -> tuple[C.HooksConfig, Callable | Non
         kind = type(cb)
         if kind not in HOOKS and kind not in FILES and kind is not TerminateOnNaN:
             raise ConfigError(f"callbacks: {cb!r} is not supported; allowed "
-                              + ", ".join(__all__[:8]))
+                              + ", ".join(__all__[:9]))
         slot = HOOKS.get(kind, kind.__name__)
-        if slot in seen and kind not in FILES:
+        if slot in seen and (kind not in FILES or kind is BackupAndRestore):
             raise ConfigError(f"callbacks: more than one {slot} callback ({kind.__name__})")
         seen.add(slot)
         if kind is LearningRateScheduler:
@@ -186,14 +211,16 @@ def _traced_schedule(schedule: Callable) -> Callable:
 
 
 CHECKPOINT_FORMAT = "jaxmlp.checkpoint/1"
+BACKUP_FORMAT = "jaxmlp.backup/1"
+BACKUP_ENTRIES = ("latest", "best", "unreadable", "backup.json")
 CHECKPOINT_ENTRIES = ("latest", "best", "unreadable", "model.json")
 
 
 def target(cb) -> Path:
     """Where a file callback writes (absolute)."""
-    path = cb.filename if isinstance(cb, CSVLogger) else (
-        cb.log_dir if isinstance(cb, TensorBoard) else cb.filepath)
-    return Path(path).absolute()
+    path = {CSVLogger: "filename", TensorBoard: "log_dir", ModelCheckpoint: "filepath",
+            BackupAndRestore: "backup_dir"}[type(cb)]
+    return Path(getattr(cb, path)).absolute()
 
 
 def _check_targets(files) -> None:
@@ -216,6 +243,13 @@ def _check_targets(files) -> None:
             raise ConfigError(f"{kind}: {path} is a file; allowed a folder (new or existing)")
         elif isinstance(cb, ModelCheckpoint) and path.is_dir():
             _check_checkpoint_folder(path)
+        elif isinstance(cb, BackupAndRestore) and path.is_dir():
+            others = sorted(set(os.listdir(path)) - set(BACKUP_ENTRIES))
+            if others:
+                raise ConfigError(
+                    f"BackupAndRestore: {path} holds other files ({', '.join(others[:3])}"
+                    f"{', ...' if len(others) > 3 else ''}); allowed a new or empty folder, or "
+                    "the backup of this same fit")
 
 
 def _check_checkpoint_folder(path: Path) -> None:
@@ -239,18 +273,42 @@ def _check_checkpoint_folder(path: Path) -> None:
 class Effects:
     """The file callbacks of one `fit` (`run`), as observers: call it with each finished epoch."""
 
-    def __init__(self, files, *, has_val: bool, run: C.RunConfig):
+    def __init__(self, files, *, has_val: bool, run: C.RunConfig, keys=C.METRICS):
+        """`keys`: the history's columns a row of the CSV logs holds."""
         self.csv, self.tb, self.every, self.best = [], [], [], []
+        self.backup, self.keys = None, tuple(keys)
         for cb in files:
             if isinstance(cb, CSVLogger):
                 self.csv.append(observers.HistoryLog(cb.filename))
             elif isinstance(cb, TensorBoard):
                 self.tb.append(observers.TensorBoardLog(cb.log_dir))
+            elif isinstance(cb, BackupAndRestore):
+                self.backup = _Backup(cb, run)
             elif cb.save_best_only and (has_val or not cb.monitor.startswith("val_")):
                 self.best.append(_Checkpoints(cb, run))
             elif not cb.save_best_only:
                 self.every.append(_Checkpoints(cb, run))
         self.saved_best = -1
+
+    def restore(self, template):
+        """(state, histories) from this fit's backup (None without one); the CSV logs get the
+        restored epochs, so that they hold the whole history."""
+        restored = self.backup.restore(template) if self.backup else None
+        if restored is not None:
+            history = restored[1][0]
+            for log in self.csv:
+                log.extend([(e, {k: history[k][e] for k in self.keys}) for e in history["epoch"]])
+        return restored
+
+    def chunk(self, state, histories) -> None:
+        """After each chunk of epochs, the epochs' own files written: the backup."""
+        if self.backup:
+            self.backup.save(state, histories)
+
+    def finish(self) -> None:
+        """The fit ended normally (not called when it failed)."""
+        if self.backup:
+            self.backup.finish()
 
     def epoch(self, epoch: int, row: dict, state) -> None:
         """After `epoch` (0-based): its metrics `row` and the state of the group of one."""
@@ -280,6 +338,8 @@ class Effects:
             tb.close()
         for ckpt in self.every + self.best:
             ckpt.close()
+        if self.backup:
+            self.backup.close()
 
 
 class _Checkpoints:
@@ -316,3 +376,58 @@ class _Checkpoints:
             (target(self.cb) / unused).rmdir()
         except OSError:
             pass
+
+
+class _Backup:
+    """BackupAndRestore's folder: the group-of-one train state after each chunk of epochs
+    (`CheckpointStore.save_latest`, with the histories) and `backup.json`, the run it is a
+    backup of."""
+
+    def __init__(self, cb: BackupAndRestore, run: C.RunConfig):
+        self.cb, self.path, self._store = cb, target(cb), None
+        self.config = json.loads(json.dumps(C.to_dict(run)))  # as backup.json holds it
+
+    def store(self) -> observers.CheckpointStore:
+        if self._store is None:
+            self._store = observers.CheckpointStore(self.path)
+        return self._store
+
+    def restore(self, template):
+        if not observers.CheckpointStore.has_latest(self.path):
+            return None
+        try:
+            doc = json.loads((self.path / "backup.json").read_text())
+        except (OSError, ValueError):
+            doc = None
+        if not isinstance(doc, dict) or doc.get("format") != BACKUP_FORMAT:
+            raise ConfigError(f"BackupAndRestore: {self.path} holds checkpoints without a "
+                              "readable backup.json; allowed the backup of this same fit (delete "
+                              "the folder to start over)")
+        if doc.get("config") != self.config:
+            changed = sorted(k for k in self.config if doc["config"].get(k) != self.config[k])
+            raise ConfigError(f"BackupAndRestore: {self.path} is the backup of a fit with other "
+                              f"settings ({', '.join(changed)} differ); allowed the same call, "
+                              "another backup_dir, or deleting this one to start over")
+        restored = self.store().restore_latest(template)
+        if restored is None:
+            return None
+        _, state, extra = restored
+        return state, extra["histories"]
+
+    def save(self, state, histories) -> None:
+        epochs = len(histories[0]["epoch"])
+        if not (self.path / "backup.json").exists():
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(self.path / "backup.json",
+                              {"format": BACKUP_FORMAT, "config": self.config})
+        self.store().save_latest(epochs, state, extra={"histories": histories})
+
+    def finish(self) -> None:
+        self.close()
+        if self.cb.delete_checkpoint:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -128,8 +128,11 @@ def _append(histories, rec, seconds):
 
 
 def fit_run(run: RunConfig, data: Data, *, epochs_per_call: int = 1, mesh=None,
-            schedule_fn=None, observe=None):
+            schedule_fn=None, observe=None, resume=None):
     """Train one run (a group of one). Returns (final state, history dict, final scores).
+
+    `resume(initial_state)`, if given, returns the (state, histories) to go on from (a backup)
+    or None to start from the initial state.
 
     The state's params and batch_stats are the weights training ends with, the ones the scores
     were computed with: the best epoch's when EarlyStopping(restore_best_weights=True) brought
@@ -137,7 +140,11 @@ def fit_run(run: RunConfig, data: Data, *, epochs_per_call: int = 1, mesh=None,
     """
     group = build_group([run], data, epochs_per_call=epochs_per_call, mesh=mesh,
                         schedule_fn=schedule_fn)
-    state, histories = fit_group(group, data, observe=observe)
+    state, histories = init_group(group), None
+    restored = resume(state) if resume is not None else None
+    if restored is not None:
+        state, histories = restored
+    state, histories = fit_group(group, data, state=state, histories=histories, observe=observe)
     (params, batch_stats), scores = group.final(state, data)
     state = jax.tree.map(lambda a: a[0], state)
     state = state._replace(params=jax.tree.map(lambda a: a[0], params),
@@ -180,9 +187,9 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     mesh = local_mesh()
     data = device_data(Data(x, y, xv, yv, x[:0], y[:0]), mesh)
     has_val = len(yv) > 0
-    effects = CB.Effects(files, has_val=has_val, run=run)
-    progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
     keys = _keras_keys(has_val)
+    effects = CB.Effects(files, has_val=has_val, run=run, keys=keys)
+    progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
 
     def observe(state, histories, chunk):
         hist = histories[0]
@@ -190,10 +197,19 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
             row = {k: hist[k][e] for k in keys}
             progress.update(e, {**row, "epoch_time_s": hist["epoch_time_s"][e]})
             effects.epoch(e, row, state)
+        effects.chunk(state, histories)
+
+    def resume(state):
+        restored = effects.restore(state)
+        if restored is not None and verbose:
+            print(f"resumed from {effects.backup.path} after {len(restored[1][0]['epoch'])} "
+                  "epochs", file=sys.stdout)
+        return restored
 
     try:
         state, history, _ = fit_run(run, data, mesh=mesh, schedule_fn=schedule_fn,
-                                    observe=observe)
+                                    observe=observe, resume=resume)
+        effects.finish()
     finally:
         effects.close()
     params, batch_stats = jax.device_get((state.params, state.batch_stats))

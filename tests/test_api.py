@@ -4,6 +4,7 @@ import csv
 import re
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -267,3 +268,46 @@ def test_numpy_integers_bool_labels_and_empty_arrays():
         with pytest.raises(kind, match=match) as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, monkeypatch, capsys):
+    from jaxmlp import callbacks as CB
+
+    x, y = problem(n=300, noise=1.0)
+    kw = {**SMALL, "model": jaxmlp.MLP(hidden=(16,), dropout=0.2), "epochs": 8,
+          "validation_split": 0.2}
+
+    def callbacks(*extra):
+        return [jaxmlp.EarlyStopping(patience=3, restore_best_weights=True),
+                jaxmlp.ReduceLROnPlateau(patience=1, factor=0.5), *extra]
+
+    whole = jaxmlp.fit(x, y, **kw, callbacks=callbacks())
+    backup, log = jaxmlp.BackupAndRestore(tmp_path / "bk"), jaxmlp.CSVLogger(tmp_path / "h.csv")
+    written = CB.Effects.epoch
+
+    def interrupted(self, epoch, row, state):
+        written(self, epoch, row, state)
+        if epoch == 3:
+            raise RuntimeError("interrupted at epoch 3")
+
+    with monkeypatch.context() as m:
+        m.setattr(CB.Effects, "epoch", interrupted)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            jaxmlp.fit(x, y, **kw, callbacks=callbacks(backup, log))
+    assert (tmp_path / "bk" / "backup.json").exists()
+    with pytest.raises(jaxmlp.ConfigError, match=r"other settings \(train differ\)"):
+        jaxmlp.fit(x, y, **{**kw, "epochs": 9}, callbacks=callbacks(backup))
+    capsys.readouterr()
+    resumed = jaxmlp.fit(x, y, **{**kw, "verbose": 1}, callbacks=callbacks(backup, log))
+    out = capsys.readouterr().out
+    # The backup is the last chunk the observers finished: epoch 3's raised, and training may
+    # have run ahead by up to OBSERVERS_BEHIND chunks, whose observers still ran.
+    done = int(re.match(r"resumed from .* after (\d+) epochs$", out.splitlines()[0]).group(1))
+    assert 3 <= done < len(whole.history["loss"])
+    assert out.count("\nepoch ") == len(whole.history["loss"]) - done  # only the epochs it ran
+    assert resumed.history == whole.history  # every epoch, bit for bit
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(whole.params)):
+        assert np.array_equal(a, b)
+    assert not (tmp_path / "bk").exists()  # delete_checkpoint=True, as Keras
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    assert [float(r["loss"]) for r in rows] == pytest.approx(whole.history["loss"], rel=1e-12)
