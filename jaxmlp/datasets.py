@@ -20,6 +20,7 @@ import sys
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,9 @@ def _absent(name: str, roots: list[Path]) -> str:
     """Says which file is missing in each of `roots` (in the first layout)."""
     out = []
     for root in roots:
+        if root.exists() and not root.is_dir():
+            out.append(f"{root} is a file, not a folder")
+            continue
         missing = [root / rel for rel in FILES[name] if not (root / rel).is_file()]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         out.append(f"missing {missing[0]}{more}")
@@ -123,7 +127,31 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None, source: str = 
         raise DataError(f"source={source!r}: allowed {', '.join(map(repr, SOURCES))}")
     data.check_split(validation_split, split, split_seed)
     arrays, identity = _fetch(name, data_dir, source, download, mirror, stream)
+    _check_counts(name, arrays, identity)
     return data.assemble(name, arrays, identity, validation_split, split, split_seed, pixels)
+
+
+# Which local files hold each part's (images, labels): a count that differs names them.
+PARTS = {"fashion_mnist": {"train": FILES["fashion_mnist"][:2], "test": FILES["fashion_mnist"][2:]},
+         "mnist": {"train": FILES["mnist"] * 2, "test": FILES["mnist"] * 2}}
+
+
+def _check_counts(name: str, arrays, identity: dict) -> None:
+    """Images and labels of each part in equal numbers, or a DataError naming the files (a
+    valid file in the wrong place, e.g. the train labels copied over the test labels)."""
+    if identity.get("source") != "local" or name not in PARTS:
+        return  # CIFAR-10's batches are checked one by one as they are read
+    x_tr, y_tr, x_te, y_te = arrays
+    for (x, y), (part, (images, labels)) in zip(((x_tr, y_tr), (x_te, y_te)),
+                                                 PARTS[name].items()):
+        if len(x) == len(y):
+            continue
+        root = Path(identity["path"])
+        where = (f"{root / images} holds {len(x)} images and {len(y)} labels" if images == labels
+                 else f"{root / images} holds {len(x)} images but {root / labels} holds "
+                 f"{len(y)} labels")
+        raise DataError(f"{name} {part}: {where}; allowed: as many labels as images (a file "
+                        "of another part in its place?)")
 
 
 def _fetch(name, data_dir, source, download, mirror, stream):
@@ -161,8 +189,25 @@ def no_data(name: str, reason: str, data_dir=None) -> DataError:
 
 # --- downloading -------------------------------------------------------------------------------
 
+def check_mirror(url: str, what: str = "mirror") -> None:
+    """A DataError unless `url` is an http://, https:// or file:// URL (`what` names where it
+    came from, e.g. "--mirror")."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file"
+                                                          and not parts.netloc):
+        sep = "" if what.endswith("=") else " "
+        raise DataError(f"{what}{sep}{url!r}: not a download URL; allowed: an http://, "
+                        "https:// or file:// URL, to which each file's name is appended")
+
+
 def fetch_official(name: str, root: Path, *, mirror: str | None = None, stream=None) -> None:
     """Download every official file of `name` into `root` (Keras cache layout), checked."""
+    if mirror:
+        check_mirror(mirror, "mirror=")
+    elif os.environ.get(ENV_MIRROR):
+        check_mirror(os.environ[ENV_MIRROR], f"${ENV_MIRROR}=")
+    if root.exists() and not root.is_dir():
+        raise DataError(f"cannot download into {root}: it is a file, not a folder")
     mirror = mirror or os.environ.get(ENV_MIRROR) or None
     for remote in REMOTES[name]:
         url = remote.url if not mirror else mirror.rstrip("/") + "/" + remote.url.rsplit("/")[-1]
@@ -191,8 +236,12 @@ def fetch(url: str, dest: Path, sha256: str, *, attempts: int = 3, stream=None) 
             time.sleep(0.2)
     if error is not None:
         have = part.stat().st_size if part.exists() else 0
-        raise DataError(f"downloading {url} failed ({type(error).__name__}: {error}); {have} bytes "
-                        f"kept in {part}: run the same command again to resume") from None
+        if not have:
+            part.unlink(missing_ok=True)  # an empty .part resumes nothing
+        kept = (f"{have} bytes kept in {part}: run the same command again to resume" if have
+                else "nothing was kept: run the same command again to retry")
+        raise DataError(f"downloading {url} failed ({type(error).__name__}: {error}); "
+                        f"{kept}") from None
     found = data.sha256_file(part)
     if found != sha256:
         part.unlink()

@@ -122,9 +122,61 @@ def test_a_part_file_left_by_a_killed_process_is_resumed_by_the_next(tmp_path, s
 
 
 def test_a_download_that_keeps_failing_says_what_is_kept_and_how_to_resume(tmp_path, server):
-    with pytest.raises(data.DataError, match=r"failed \(HTTPError.*run the same command again"):
+    # Refused outright (404): no byte came, so no .part is kept and the message says so.
+    with pytest.raises(data.DataError, match=r"failed \(HTTPError.*; nothing was kept: run the "
+                       "same command again to retry$"):
         datasets.fetch(f"{server.url}/absent", tmp_path / "f", "0" * 64, stream=io.StringIO())
-    assert not (tmp_path / "f").exists()
+    assert list(tmp_path.iterdir()) == []
+    # Cut after some bytes every time: they are kept in the .part for the next command.
+    body = bytes(range(256)) * 400
+    server.files["f.bin"] = body
+
+    class EveryTime(dict):  # Server.cut for every answer: 1,000 bytes, then it hangs up
+        def pop(self, name, default=None):
+            return 1000
+    server.cut = EveryTime()
+    with pytest.raises(data.DataError, match=r"; 3000 bytes kept in .*f\.bin\.part: run the same "
+                       "command again to resume"):
+        datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", sha(body), stream=io.StringIO())
+    assert (tmp_path / "f.bin.part").stat().st_size == 3000
+
+
+@pytest.mark.parametrize("mirror", ["notaurl", "ftp://host/x", "http://", "/some/folder"])
+def test_a_mirror_that_is_not_a_download_url_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch, mirror):
+    with pytest.raises(data.DataError, match=r"^mirror='.*': not a download URL; allowed: "
+                       "an http://, https:// or file:// URL"):
+        datasets.load("mnist", data_dir=tmp_path / "d", download=True, mirror=mirror)
+    monkeypatch.setenv("JAXMLP_DATA_MIRROR", mirror)
+    with pytest.raises(data.DataError, match=r"^\$JAXMLP_DATA_MIRROR='.*': not a download URL"):
+        datasets.load("mnist", data_dir=tmp_path / "d", download=True)
+    assert list(tmp_path.iterdir()) == []
+    for good in ("http://127.0.0.1:8000/", "https://example.org/keras", "file:///srv/mirror"):
+        datasets.check_mirror(good)
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_one(tmp_path):
+    (tmp_path / "f").write_text("not a folder")
+    with pytest.raises(data.DataError, match=f"{tmp_path / 'f'} is a file, not a folder"):
+        datasets.load("fashion_mnist", data_dir=tmp_path / "f")
+    with pytest.raises(data.DataError, match="cannot download into .*: it is a file"):
+        datasets.load("fashion_mnist", data_dir=tmp_path / "f", download=True)
+
+
+def test_a_valid_file_of_another_part_is_named_with_both_counts(tmp_path):
+    """The train labels copied over the test labels: each file is a good IDX file, only their
+    counts disagree; the message names the two files."""
+    write_fashion_mnist(tmp_path)
+    folder = tmp_path / "fashion-mnist"
+    shutil.copy(folder / "train-labels-idx1-ubyte.gz", folder / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(data.DataError) as e:
+        datasets.load("fashion_mnist", data_dir=tmp_path)
+    n_train, n_test = (len(a) for a in (data.load_local("fashion_mnist", tmp_path)[0][0],
+                                        data.load_local("fashion_mnist", tmp_path)[0][2]))
+    assert str(e.value) == (
+        f"fashion_mnist test: {folder / 't10k-images-idx3-ubyte.gz'} holds {n_test} images but "
+        f"{folder / 't10k-labels-idx1-ubyte.gz'} holds {n_train} labels; allowed: as many labels "
+        "as images (a file of another part in its place?)")
 
 
 # --- the official files through a mirror, into the Keras cache layout ---------------------------
