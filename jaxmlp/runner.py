@@ -19,6 +19,7 @@ import shutil
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -447,6 +448,39 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
     return records
 
 
+def abandoned_read(unraisable) -> bool:
+    """Whether an error `sys.unraisablehook` got is the echo of an Orbax restore that has already
+    failed, with its own error (the steps it could not read) raised to its caller. Orbax runs a
+    restore's reads in an event loop it closes as soon as the first read fails
+    (`asyncio_utils.run_sync`); the other reads, still in TensorStore's threads, then fail to
+    hand their results to the closed loop ("Event loop is closed", one traceback each), and
+    their coroutines, closed unfinished when collected, raise from GeneratorExit. A bad
+    checkpoint gave hundreds of such tracebacks, more or fewer from one run to the next.
+    Nothing waits for those reads, so nothing is lost by not printing them."""
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        frames = [f.name for f in traceback.extract_tb(unraisable.exc_traceback)]
+        return frames[-2:] == ["call_soon_threadsafe", "_check_closed"]
+    code = getattr(unraisable.object, "cr_code", None)  # a coroutine being closed
+    return (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+            and isinstance(exc.__cause__ or exc.__context__, GeneratorExit))
+
+
+def quiet_abandoned_reads() -> None:
+    """Leave out the `abandoned_read` echoes from this process's output (once per process;
+    every other unraisable error goes to the hook that was there)."""
+    hook = sys.unraisablehook
+    if getattr(hook, "jaxmlp_abandoned_reads", False):
+        return
+
+    def filtered(unraisable):
+        if not abandoned_read(unraisable):
+            hook(unraisable)
+
+    filtered.jaxmlp_abandoned_reads = True
+    sys.unraisablehook = filtered
+
+
 def model_path(runs_dir: Path, m: Member) -> Path:
     """Where a finished member's final weights are, as a model `jaxmlp.load` reads."""
     return runs_dir / "models" / m.id
@@ -616,17 +650,21 @@ class Lock:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                holder = self._holder()
-                if holder is not None and _alive(holder):
-                    raise Locked(f"{self.path.parent} is in use by process {holder} (lock file "
-                                 f"{self.path}); wait for it to finish, or use another --out"
-                                 ) from None
+                self.check()
                 self._take_over()
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(f"{os.getpid()}\n")
             return self
         raise Locked(f"could not take the lock {self.path}; another process keeps taking it")
+
+    def check(self) -> None:
+        """Raise Locked if a live process holds the lock (without taking it or making any
+        folder: a command refuses early, before the work that comes ahead of taking it)."""
+        holder = self._holder()
+        if holder is not None and _alive(holder):
+            raise Locked(f"{self.path.parent} is in use by process {holder} (lock file "
+                         f"{self.path}); wait for it to finish, or use another --out") from None
 
     def _holder(self) -> int | None:
         try:

@@ -130,6 +130,65 @@ def test_io_thread_runs_everything_in_order_and_says_which_write_failed():
     io.close(raise_errors=False)  # another error is on its way: this one is not raised
 
 
+def _unraisable(exc, obj=None):
+    return type("Unraisable", (), {"exc_value": exc, "exc_traceback": exc.__traceback__,
+                                   "object": obj, "err_msg": None})()
+
+
+def _closed_coroutine(filename: str, from_exit: bool = True):
+    """(coroutine, the exception closing it raised), as Orbax's read coroutines raise: their
+    `except BaseException` turns GeneratorExit into an Exception."""
+    class Pending:
+        def __await__(self):
+            yield
+
+    source = ("async def read(wait):\n    try:\n        await wait\n"
+              "    except BaseException as e:\n        raise Exception('read failed') from e\n")
+    if not from_exit:
+        source = "async def read(wait):\n    await wait\n    raise Exception('read failed')\n"
+    space = {}
+    exec(compile(source, filename, "exec"), space)
+    coroutine = space["read"](Pending())
+    coroutine.send(None)
+    try:
+        coroutine.close() if from_exit else coroutine.send(None)
+    except Exception as e:
+        return coroutine, e
+    raise AssertionError("the coroutine raised nothing")
+
+
+def test_only_the_echoes_of_an_abandoned_orbax_restore_are_left_out(monkeypatch):
+    """runner.abandoned_read: a read handing its result to an event loop Orbax has closed, and
+    an Orbax read coroutine closed unfinished; any other unraisable error still reaches the
+    hook that was there, and installing twice wraps it once."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(print)
+    except RuntimeError as e:
+        closed_loop = e
+    try:
+        raise RuntimeError("Event loop is closed")  # the same words from anywhere else
+    except RuntimeError as e:
+        elsewhere = e
+    orbax = f"{os.sep}site-packages{os.sep}orbax{os.sep}checkpoint{os.sep}serialization.py"
+    echoes = [_unraisable(closed_loop), _unraisable(*reversed(_closed_coroutine(orbax)))]
+    others = [_unraisable(elsewhere), _unraisable(ValueError("x")),
+              _unraisable(*reversed(_closed_coroutine(f"{os.sep}mine.py"))),
+              _unraisable(*reversed(_closed_coroutine(orbax, from_exit=False)))]
+    assert [runner.abandoned_read(u) for u in echoes + others] == [True] * 2 + [False] * 4
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    runner.quiet_abandoned_reads()
+    runner.quiet_abandoned_reads()  # once per process
+    for u in echoes + others:
+        sys.unraisablehook(u)
+    assert seen == others
+
+
 def _fake_task(proc: Path, tid: int, name: str, utime: int, stime: int) -> None:
     task = proc / str(tid)
     task.mkdir(parents=True)
