@@ -463,7 +463,8 @@ def abandoned_read(unraisable) -> bool:
         return frames[-2:] == ["call_soon_threadsafe", "_check_closed"]
     code = getattr(unraisable.object, "cr_code", None)  # a coroutine being closed
     return (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
-            and isinstance(exc.__cause__ or exc.__context__, GeneratorExit))
+            and isinstance(getattr(exc, "__cause__", None) or getattr(exc, "__context__", None),
+                           GeneratorExit))
 
 
 def quiet_abandoned_reads() -> None:

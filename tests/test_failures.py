@@ -93,6 +93,95 @@ def test_a_variant_of_the_definition_never_writes_the_committed_results(clone, c
     assert not (clone / "experiments").exists()
 
 
+def test_no_invocation_writes_into_another_experiments_results(clone, capsys):
+    """--out inside the committed experiments/ (but the definition's own folder), or in a
+    folder that holds another experiment's results.json, is refused; so are an empty path, the
+    current folder and a file. One line each, exit 2, nothing written."""
+    for folder in ("experiments/other", "kept/other"):
+        (clone / folder).mkdir(parents=True)
+        (clone / folder / "results.json").write_text(json.dumps({"experiment": "other"}))
+    (clone / "afile").write_text("not a folder")
+    before = snapshot(clone)
+    committed = "inside experiments/, the committed results, where each experiment's folder " \
+        "is written only by that experiment's own definition; allowed: a folder outside it"
+    for argv, says in [
+        (["--epochs", "1", "--out", "experiments/other"], f"--out experiments/other: {committed}"),
+        (["--out", "experiments/other"], f"--out experiments/other: {committed}"),
+        (["--out", "experiments/tiny/more"], f"--out experiments/tiny/more: {committed}"),
+        (["--out", "experiments"], f"--out experiments: {committed}"),
+        (["--epochs", "1", "--out", "kept/other"],
+         "kept/other holds the results of experiment other"),
+        (["--out", "kept/other/deeper"], "kept/other/deeper is inside "),
+        (["--out", ""], "--out '': empty; allowed: a folder for the results"),
+        (["--out", "."], "--out .: is the current folder"),
+        (["--out", ".."], "--out ..: holds the current folder"),
+        (["--out", "afile"], "--out afile: is a file, not a folder"),
+        (["--quick", "--out", "experiments/tiny"],  # --quick's 1 seed is not a --seeds flag
+         "--quick would overwrite experiments/tiny, which only the experiment's own definition "
+         "writes"),
+    ]:
+        code, err = run(*argv, capsys=capsys)
+        assert code == 2 and err.startswith("error: " + says) and err.count("\n") == 1, argv
+    assert snapshot(clone) == before
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", "", "-x", "x" * 65, "é"])
+def test_an_experiment_name_that_cannot_name_its_folders_is_refused(clone, capsys, name):
+    exp = cli.Experiment(**{**EXP.__dict__, "name": name})
+    code, err = run(exp=exp, capsys=capsys)
+    assert code == 2 and err == (
+        f"error: experiment name {name!r}: allowed 1 to 64 letters, digits, '_' and '-', starting "
+        "with a letter or digit (it names the folders experiments/<name> and runs/<name>)\n")
+    assert sorted(p.name for p in clone.iterdir()) == ["data"]
+
+
+def test_duplicate_run_names_are_refused_before_anything_is_written(clone, capsys):
+    twice = cli.Experiment(**{**EXP.__dict__, "runs": EXP.runs + EXP.runs[:1]})
+    code, err = run(exp=twice, capsys=capsys)
+    assert code == 2 and err == ("error: tiny: duplicate run name a; allowed: a name of its own "
+                                 "for each run (it names the run's records and files)\n")
+    dots = cli.Experiment(**{**EXP.__dict__, "runs": (EXP.runs[0], tiny_run(".."))})
+    code, err = run(exp=dots, capsys=capsys)
+    assert code == 2 and err.startswith("error: tiny: run name '..': allowed")
+    assert sorted(p.name for p in clone.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize("case", ["no such folder", "a file", "a truncated file"])
+def test_a_start_that_fails_on_its_data_makes_no_folder(clone, capsys, case):
+    """The output folders and the lock come after the data has passed its checks."""
+    argv = {"no such folder": ["--data-dir", "nowhere"], "a file": ["--data-dir", "afile"],
+            "a truncated file": []}[case]
+    (clone / "afile").write_text("not a folder")
+    labels = clone / "data/fashion-mnist/t10k-labels-idx1-ubyte.gz"
+    if case == "a truncated file":
+        labels.write_bytes(labels.read_bytes()[:20])
+    for out in ([], ["--out", "o"]):
+        code, err = run(*argv, *out, capsys=capsys)
+        assert code == 2 and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1
+        assert sorted(p.name for p in clone.iterdir()) == ["afile", "data"]
+    if case == "a file":
+        assert err == "error: --data-dir afile: is a file, not a folder; allowed: a folder in " \
+            "the Keras cache layout\n"
+
+
+def test_a_checkpoint_restored_from_an_older_step_is_one_warning_line(clone, capsys):
+    assert run("--out", "o", "--checkpoint-every", "0", capsys=capsys)[0] == 0
+    for p in (clone / "o/members").glob("*.json"):
+        p.unlink()
+    for latest in (clone / "o/runs/checkpoints").glob("*/latest"):
+        steps = sorted((s for s in latest.iterdir() if s.name.isdigit()), key=lambda s: int(s.name))
+        assert len(steps) == 2
+        for f in (steps[-1] / "state").rglob("*"):  # the newest step unreadable
+            if f.is_file():
+                f.write_bytes(b"")
+    code, err = run("--out", "o", "--checkpoint-every", "0", capsys=capsys)
+    assert code == 0
+    warned = [ln for ln in err.splitlines() if "arning" in ln]
+    assert warned and all(ln.startswith("[tiny] warning: latest checkpoint(s) in ") and
+                          "cannot be restored, restored epoch 1 instead" in ln for ln in warned)
+    assert "resumed after 1 chunks" in err and "runner.py" not in err
+
+
 def test_a_derived_output_is_announced_in_one_line(clone, capsys):
     code, err = run("--only", "a", "--epochs", "1", capsys=capsys)
     assert code == 0

@@ -10,16 +10,20 @@ An invocation that trains nothing leaves results.json and the site as they are.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import itertools
 import json
 import os
+import pkgutil
+import re
 import shlex
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,9 +73,36 @@ MAX_PROCESSES = 1024
 CHECKPOINT_EVERY = 5.0
 
 
-def parse(exp: Experiment, argv) -> argparse.Namespace:
+# An experiment's name names its folders (experiments/<name>, runs/<name>): no separators, no
+# dots, nothing a shell reads as an option.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# This package's source checkout, whose experiments/ holds committed results (None when jaxmlp
+# is installed elsewhere).
+SOURCE = Path(__file__).resolve().parents[2]
+SOURCE = SOURCE if (SOURCE / "pyproject.toml").is_file() else None
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The built-in experiments (the modules beside this one) and `bench`, the folder of the
+    benchmark records: names an experiment of one's own may not take."""
+    here = Path(__file__).parent
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name != "cli")
+                 ) + ("bench",)
+
+
+def check_name(exp: Experiment) -> None:
+    if not isinstance(exp.name, str) or not NAME.fullmatch(exp.name):
+        raise UsageError(f"experiment name {exp.name!r}: allowed 1 to 64 letters, digits, '_' "
+                         "and '-', starting with a letter or digit (it names the folders "
+                         "experiments/<name> and runs/<name>)")
+
+
+def parse(exp: Experiment, argv, prog: str | None = None) -> argparse.Namespace:
+    """The command line; `prog` is the command that runs the experiment (default
+    `python -m jaxmlp.experiments.<name>`), for --help and results.json's "command"."""
+    argv = list(argv)
     p = argparse.ArgumentParser(
-        prog=f"python -m jaxmlp.experiments.{exp.name}", description=exp.title)
+        prog=prog or f"python -m jaxmlp.experiments.{exp.name}", description=exp.title)
     p.add_argument("--data-dir", help="directory in the Keras cache layout "
                    "(default: $JAXMLP_DATA_DIR, then ~/.keras/datasets, then tfds)")
     p.add_argument("--download", action="store_true",
@@ -132,6 +163,8 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
                    "fall back to batch)")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the site fragments")
     args = p.parse_args(argv)
+    args.command = p.prog + (" " + shlex.join(argv) if argv else "")
+    args.seeds_given = args.seeds is not None  # --quick's 1 seed is not a flag the user gave
     if args.seeds is None:
         args.seeds = 1 if args.quick else exp.seeds
     if args.epochs_per_call is None:  # a smoke run saves one checkpoint per group, not three
@@ -142,6 +175,14 @@ def parse(exp: Experiment, argv) -> argparse.Namespace:
 def select(exp: Experiment, args) -> list[C.RunConfig]:
     """The runs asked for, with --epochs and --quick applied."""
     names = [r.name for r in exp.runs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"{exp.name}: duplicate run name {', '.join(twice)}; allowed: a name "
+                         "of its own for each run (it names the run's records and files)")
+    dots = [n for n in names if not n.strip(".")]
+    if dots:  # RunConfig allows dots; '..' would name the folder above
+        raise UsageError(f"{exp.name}: run name {dots[0]!r}: allowed letters, digits, '.', '_' "
+                         "and '-', not dots alone")
     unknown = [n for n in (args.only or []) + (args.retrain or []) if n not in names]
     if unknown:
         raise UsageError(f"unknown run name(s) {', '.join(unknown)}; valid names: "
@@ -169,6 +210,7 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
         except UnicodeEncodeError:
             raise UsageError(f"{flag} {ascii(value)}: not valid UTF-8; allowed: a UTF-8 path or "
                              "URL") from None
+    _check_data_flags(args)
     runs = [r for r in exp.runs if not args.only or r.name in args.only]
     runs = [dataclasses.replace(r, model=dataclasses.replace(
         r.model, input_dim=C.INPUT_DIMS[r.train.dataset])) for r in runs]
@@ -177,6 +219,27 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
     if args.quick:
         runs = [quick(r, cap_epochs=args.epochs is None) for r in runs]
     return runs
+
+
+def _check_data_flags(args) -> None:
+    """--data-dir and the download mirror, before anything is read or written."""
+    from jaxmlp import datasets
+
+    if args.data_dir is not None:
+        folder = Path(args.data_dir).expanduser()
+        if not args.data_dir.strip():
+            raise UsageError("--data-dir '': empty; allowed: a folder in the Keras cache layout")
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--data-dir {args.data_dir}: is a file, not a folder; allowed: a "
+                             "folder in the Keras cache layout")
+    env = os.environ.get(datasets.ENV_MIRROR)
+    try:
+        if args.mirror is not None:
+            datasets.check_mirror(args.mirror, "--mirror")
+        elif args.download and env:  # the mirror a download would use
+            datasets.check_mirror(env, f"${datasets.ENV_MIRROR}=")
+    except datasets.DataError as e:
+        raise UsageError(str(e)) from None
 
 
 def _with_train(run: C.RunConfig, **changes) -> C.RunConfig:
@@ -219,13 +282,28 @@ def synthetic(num_classes: int = 10, seed: int = 0):
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any training if results cannot be written to `path`."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot write results to {path}: {e.strerror or e}") from None
+    """Fail early if results cannot be written to `path`, without making any folder: the
+    nearest folder that exists on its way must be one this process may write in."""
+    held = path.absolute()
+    while not held.exists() and held != held.parent:
+        held = held.parent
+    if not held.is_dir():
+        where = "it" if held == path.absolute() else str(held)
+        raise UsageError(f"cannot write results to {path}: {where} is a file, not a folder")
+    if not os.access(held, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write results to {path}: {held} is not writable")
+
+
+def make_folders(*paths: Path) -> None:
+    """Make the output folders (after every check has passed: a failed start leaves none) and
+    write a file there, so that a folder results cannot go to fails before any training."""
+    for path in paths:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path):
+                pass
+        except OSError as e:
+            raise UsageError(f"cannot write results to {path}: {e.strerror or e}") from None
 
 
 def listing(runs: list[C.RunConfig], seeds: dict | None = None) -> str:
@@ -281,24 +359,58 @@ def load_data(exp: Experiment, args, runs):
     return ds
 
 
+def _members(n: int) -> str:
+    return f"{n} member" + ("" if n == 1 else "s")
+
+
 def _say(args, text: str) -> None:
     if not args.quiet:
         print(text, file=sys.stderr, flush=True)
 
 
-def run(exp: Experiment, argv=None) -> int:
-    """Entry point of `python -m jaxmlp.experiments.<name>`; returns the exit status:
-    0 done, 2 bad input (one line on stderr), 3 the output root is in use by another process."""
+def run(exp: Experiment, argv=None, *, prog: str | None = None) -> int:
+    """Entry point of `python -m jaxmlp.experiments.<name>` (and of `python -m jaxmlp run FILE`,
+    whose command is `prog`); returns the exit status: 0 done, 2 bad input (one line on
+    stderr), 3 the output root is in use by another process, 130 interrupted (Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse(exp, argv)
+    runner.quiet_abandoned_reads()
     try:
-        return _run(exp, args, argv)
+        check_name(exp)
+        args = parse(exp, argv, prog)
+        with _warnings_as_lines(exp, args):
+            return _run(exp, args, argv)
     except (UsageError, distributed.EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except runner.Locked as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        # The sweep has closed its files on the way out: finished groups keep their records
+        # and a group in training its last checkpoint, so the same command goes on from there.
+        print(f"[{exp.name}] interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(exp: Experiment, args):
+    """jaxmlp's own warnings (e.g. a checkpoint restored from an older step) as the command's
+    `[name] warning: ...` lines, instead of Python's `path:line: UserWarning:` and source line;
+    other packages' warnings are shown as Python shows them."""
+    package = Path(__file__).resolve().parents[1]
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).resolve().is_relative_to(package):
+            _say(args, f"[{exp.name}] warning: {message}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def seed_list(exp: Experiment, args, run_name: str) -> list[int]:
@@ -322,34 +434,97 @@ def member_cost(m: runner.Member) -> float:
 
 def variant(exp: Experiment, args) -> list[str]:
     """The flags by which this invocation differs from the experiment's own definition."""
-    out = [f"--seeds {args.seeds}"] if args.seeds != exp.seeds else []
+    given = getattr(args, "seeds_given", True)  # --quick alone means its 1 seed
+    out = [f"--seeds {args.seeds}"] if args.seeds != exp.seeds and given else []
     out += [f"--epochs {args.epochs}"] if args.epochs is not None else []
     out += ["--only " + " ".join(args.only)] if args.only else []
     return out + (["--quick"] if args.quick else [])
 
 
 def roots(exp: Experiment, args) -> tuple[Path, Path]:
-    """(results folder, checkpoints and TensorBoard folder) of this invocation; a variant of the
-    definition never writes the committed results."""
+    """(results folder, checkpoints and TensorBoard folder) of this invocation, checked but not
+    made: a variant of the definition never writes the committed results, and no invocation
+    writes another experiment's."""
     default = Path("experiments") / exp.name
-    flags = variant(exp, args)
     if args.out is not None:
         out = Path(args.out)
-        if flags and out.absolute().resolve() == default.absolute().resolve():
-            raise UsageError(f"{' '.join(flags)} would overwrite {default}, which only the "
-                             f"experiment's own definition writes; allowed: another --out")
+        _check_out(exp, args)
     elif args.quick:
         out = Path("runs/quick") / exp.name
-        _say(args, f"[{exp.name}] --quick: tiny synthetic data, results go to {out}/")
-    elif flags:
+    elif variant(exp, args):
         out = Path("runs") / f"{exp.name}-{_suffix(args)}"
-        _say(args, f"[{exp.name}] {' '.join(flags)} differs from the experiment's definition: "
-             f"results go to {out}/ ({default}/ is written only by the definition)")
     else:
         out = default
-    if out.absolute().resolve() == default.absolute().resolve():
+    _check_not_others(exp, out)
+    if _resolved(out) == _resolved(default):
         return out, Path("runs") / exp.name
     return out, out / "runs"
+
+
+def _resolved(path: Path) -> Path:
+    return path.absolute().resolve()
+
+
+def _check_out(exp: Experiment, args) -> None:
+    """--out names a folder of this invocation's own: not empty, not the current folder or the
+    source checkout (or a folder above them), not a file, and inside the committed experiments/
+    only the definition's own `experiments/<name>`."""
+    text, flags = args.out, variant(exp, args)
+    if not text.strip():
+        raise UsageError(f"--out {text!r}: empty; allowed: a folder for the results, e.g. "
+                         f"runs/{exp.name}-mine")
+    where = _resolved(Path(text))
+    for root, what in ((Path.cwd().resolve(), "the current folder"),
+                       (SOURCE, "jaxmlp's source checkout")):
+        if root is not None and (where == root or where in root.parents):
+            raise UsageError(f"--out {text}: {'is' if where == root else 'holds'} {what}, "
+                             f"whose files the results would mix with; allowed: a folder of "
+                             f"their own, e.g. runs/{exp.name}-mine")
+    if where.exists() and not where.is_dir():
+        raise UsageError(f"--out {text}: is a file, not a folder; allowed: a folder (made if "
+                         "missing)")
+    default = Path("experiments") / exp.name
+    committed = {_resolved(Path("experiments"))} | ({SOURCE / "experiments"} if SOURCE else set())
+    for folder in committed:
+        if where != folder and folder not in where.parents:
+            continue
+        if where == _resolved(default):
+            if flags:
+                raise UsageError(f"{' '.join(flags)} would overwrite {default}, which only the "
+                                 f"experiment's own definition writes; allowed: another --out")
+            continue  # the definition's own folder, as without --out
+        shown = "experiments/" if folder == _resolved(Path("experiments")) else f"{folder}/"
+        raise UsageError(f"--out {text}: inside {shown}, the committed results, where each "
+                         "experiment's folder is written only by that experiment's own "
+                         f"definition; allowed: a folder outside it, e.g. runs/{exp.name}-mine")
+
+
+def _check_not_others(exp: Experiment, out: Path) -> None:
+    """Refuse `out` when it, or a folder above it, holds another experiment's results.json."""
+    where = _resolved(out)
+    for folder in (where, *where.parents):
+        try:
+            other = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+            other = other.get("experiment") if isinstance(other, dict) else None
+        except (OSError, ValueError):
+            continue
+        if isinstance(other, str) and other != exp.name:
+            inside = "" if folder == where else f" is inside {folder}, which"
+            raise UsageError(f"{out}{inside} holds the results of experiment {other} "
+                             f"({folder / 'results.json'}); allowed: a folder of {exp.name}'s "
+                             f"own, e.g. --out runs/{exp.name}-mine")
+
+
+def _announce(exp: Experiment, args, out: Path) -> None:
+    """One line saying where the results go when the flags, not --out, chose the folder."""
+    if args.out is not None:
+        return
+    if args.quick:
+        _say(args, f"[{exp.name}] --quick: tiny synthetic data, results go to {out}/")
+    elif variant(exp, args):
+        _say(args, f"[{exp.name}] {' '.join(variant(exp, args))} differs from the experiment's "
+             f"definition: results go to {out}/ ({Path('experiments') / exp.name}/ is written "
+             "only by the definition)")
 
 
 def _suffix(args) -> str:
@@ -371,17 +546,25 @@ def _run(exp: Experiment, args, argv: list[str]) -> int:
     out, runs_dir = roots(exp, args)
     check_writable(out)
     check_writable(runs_dir)
-    if args.processes > 1 and not os.environ.get(distributed.ENV_LOCAL_CORES):
-        return _launch(exp, args, argv, runs, out, job)
-    # Each process of a multi-process sweep (which may share a filesystem) holds its own lock.
+    launch = args.processes > 1 and not os.environ.get(distributed.ENV_LOCAL_CORES)
+    shares = _check_launch(exp, args, argv, job) if launch else None
+    _announce(exp, args, out)  # after every check of the command line
+    if launch:
+        return _launch(exp, args, runs, out, shares)
+    lock = runner.Lock(runs_dir, _lock_name())
+    lock.check()  # in use: refused now, not after loading the data
+    with contextlib.ExitStack() as held:  # taken in _train once the data has passed its checks
+        return _train(exp, args, runs, out, runs_dir, lambda: held.enter_context(lock))
+
+
+def _lock_name() -> str:
+    """Each process of a multi-process sweep (which may share a filesystem) holds its own lock."""
     process = os.environ.get("JAXMLP_PROCESS_ID", "0") or "0"
-    with runner.Lock(runs_dir, "lock" if process == "0" else f"lock.process{process}"):
-        return _train(exp, args, runs, out, runs_dir)
+    return "lock" if process == "0" else f"lock.process{process}"
 
 
-def _launch(exp: Experiment, args, argv: list[str], runs, out: Path, job) -> int:
-    """--processes N: this same command line as N processes of one job on this machine
-    (`distributed.launch_local`); each sees JAXMLP_LOCAL_CORES and trains its share."""
+def _check_launch(exp: Experiment, args, argv: list[str], job) -> list[list[int]]:
+    """--processes N: the cores of each process, or why this command cannot start them."""
     if job is not None:
         raise UsageError(f"--processes {args.processes} starts a job of its own on this machine, "
                          f"but {distributed.ENV_NUM_PROCESSES} already names one; allowed: one "
@@ -391,9 +574,14 @@ def _launch(exp: Experiment, args, argv: list[str], runs, out: Path, job) -> int
                          f"jaxmlp.experiments.{exp.name} ... or python -m jaxmlp run ...), which "
                          "it starts again N times; this call did not come from it")
     try:
-        shares = distributed.core_shares(args.processes)
+        return distributed.core_shares(args.processes)
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def _launch(exp: Experiment, args, runs, out: Path, shares) -> int:
+    """--processes N: this same command line as N processes of one job on this machine
+    (`distributed.launch_local`); each sees JAXMLP_LOCAL_CORES and trains its share."""
     if _finished_without_data(exp, args, runs, out):
         return 0
     _say(args, f"[{exp.name}] {args.processes} processes on this machine: "
@@ -402,7 +590,7 @@ def _launch(exp: Experiment, args, argv: list[str], runs, out: Path, job) -> int
     return distributed.launch_local(list(sys.orig_argv), args.processes)
 
 
-def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
+def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) -> int:
     if _finished_without_data(exp, args, runs, out):
         return 0
     _compile_settings(runs_dir, quick=args.quick)
@@ -422,6 +610,10 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                                              "test": ds.y_test}, ds.num_classes)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    # The folders and the lock come once the command line and the data have passed every
+    # check: a start that fails leaves nothing behind.
+    make_folders(out, runs_dir)
+    take_lock()
     with clock("backend"):
         backend.result()
     mesh = local_mesh()
@@ -502,7 +694,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
         queue.extend(zip(taken, steps, finals))
         if mesh is not None and not args.quiet:
             for g in taken:
-                print(f"[{exp.name}] {g[0].run.name} ({len(g)} members): "
+                print(f"[{exp.name}] {g[0].run.name} ({_members(len(g))}): "
                       f"{runner.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
                       file=sys.stderr)
 
@@ -511,7 +703,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
     for group in groups:
         if group[0].id in finished:
             _say(args, f"[{exp.name}] group {number[id(group)]}/{len(groups)} "
-                 f"({group[0].run.name}, {len(group)} members): done, skipped")
+                 f"({group[0].run.name}, {_members(len(group))}): done, skipped")
     # Observers, finished models and member records are written on one host thread while the
     # next group trains (runner.IOThread); results.json waits for all of them.
     io = runner.IOThread(clock, cpu)
@@ -521,7 +713,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
             if ahead:
                 submit(1)  # the next group compiles while this one trains
             label = (f"[{exp.name}] group {number[id(group)]}/{len(groups)} "
-                     f"({group[0].run.name}, {len(group)} members)")
+                     f"({group[0].run.name}, {_members(len(group))})")
             io.check()  # a failed write stops the sweep before more training is spent
             with clock("compile_wait"):
                 compiled = _compiled(step, label, args)
@@ -545,6 +737,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path) -> int:
                     print(f"{label} DIVERGED: {m.run.name} seed {m.seed}: "
                           f"{rec['diverged_reason']}", file=sys.stderr)
     except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # no queued compile delays the exit
         io.close(raise_errors=False)  # the finished groups' files, whatever stopped the sweep
         raise
     io.close()
@@ -723,9 +916,7 @@ def _document(exp, args, runs, identity, out: Path) -> dict:
         files = [out / "members" / f"{r.name}__seed{s}.json" for s in seed_list(exp, args, r.name)]
         if all(f.exists() for f in files):
             entries.append(records.run_entry(r, [json.loads(f.read_text()) for f in files]))
-    command = "python -m jaxmlp.experiments." + exp.name + (
-        " " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
-    doc = records.document(experiment=exp.name, title=exp.title, command=command,
+    doc = records.document(experiment=exp.name, title=exp.title, command=args.command,
                            engine=args.engine, dataset=identity,
                            seeds=list(range(args.seeds)), notes=list(exp.notes), runs=entries)
     counts = {r.name: len(seed_list(exp, args, r.name)) for r in runs}
