@@ -12,32 +12,56 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
 import sys
+import traceback
 from pathlib import Path
 
 USAGE = __doc__.split("\n\n", 1)[1]
+GUIDE = "docs/guide/experimento-propio.md"
+
+
+class BadInput(Exception):
+    """Bad command-line input: printed as one `error:` line, exit status 2."""
 
 
 def load_experiment(path: Path):
-    """The module-level EXPERIMENT of a Python file (imported from its path)."""
+    """The module-level EXPERIMENT of a Python file (imported from its path); BadInput says
+    what is wrong with the file, in one line (an error while importing it: where in the file)."""
+    from jaxmlp.experiments.cli import Experiment
+
     if not path.is_file():
-        raise SystemExit(f"error: {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise BadInput(f"{path} {what}; allowed: a Python file that defines EXPERIMENT "
+                       f"({GUIDE})")
     spec = importlib.util.spec_from_file_location(f"jaxmlp_user_{path.stem}", path)
+    if spec is None:
+        raise BadInput(f"{path}: not a Python file; allowed: a .py file that defines EXPERIMENT")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    if not hasattr(module, "EXPERIMENT"):
-        raise SystemExit(f"error: {path} defines no module-level EXPERIMENT")
-    return module.EXPERIMENT
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise BadInput(f"{path}:{e.lineno}: {type(e).__name__}: {e.msg}") from None
+    except Exception as e:  # the file's own error: its line, not jaxmlp's traceback
+        mine = [f for f in traceback.extract_tb(e.__traceback__)
+                if Path(f.filename).absolute() == path.absolute()]
+        where = f"{path}:{mine[-1].lineno}" if mine else str(path)
+        text = (str(e).strip().splitlines() or [""])[0]
+        raise BadInput(f"{where}: {type(e).__name__}: {text}") from None
+    exp = getattr(module, "EXPERIMENT", None)
+    if not isinstance(exp, Experiment):
+        found = " defines no module-level EXPERIMENT" if exp is None else \
+            f": its EXPERIMENT is not an Experiment (found {type(exp).__name__})"
+        raise BadInput(f"{path}{found}; allowed: EXPERIMENT = Experiment(...) ({GUIDE})")
+    return exp
 
 
 def results_folder(exp, argv: list[str]) -> Path:
     """Where the runner wrote results.json for these flags (the runner's own rule)."""
     from jaxmlp.experiments import cli
 
-    args = cli.parse(exp, argv)
-    args.quiet = True  # the runner already announced the folder
-    return cli.roots(exp, args)[0]
+    return cli.roots(exp, cli.parse(exp, argv))[0]
 
 
 def record_page(exp, file: Path, out: Path) -> None:
@@ -58,13 +82,24 @@ def record_page(exp, file: Path, out: Path) -> None:
 
 def run(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
-        print("usage: python -m jaxmlp run path/to/exp.py [flags]", file=sys.stderr)
-        return 2
+        help_asked = argv[:1] in (["-h"], ["--help"])
+        print("usage: python -m jaxmlp run path/to/exp.py [flags]  (the file's flags: python -m "
+              "jaxmlp run path/to/exp.py --help)", file=sys.stdout if help_asked else sys.stderr)
+        return 0 if help_asked else 2
     from jaxmlp.experiments import cli
 
     file = Path(argv[0])
-    exp = load_experiment(file)
-    status = cli.run(exp, argv[1:])
+    try:
+        exp = load_experiment(file)
+        if exp.name in cli.builtin_names():  # its folders are another experiment's
+            taken = ("experiments/bench, the benchmark records" if exp.name == "bench" else
+                     f"the built-in python -m jaxmlp.experiments.{exp.name}")
+            raise BadInput(f"{file}: experiment name {exp.name!r} is taken by {taken}; allowed: "
+                           "a name of its own")
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    status = cli.run(exp, argv[1:], prog=f"python -m jaxmlp run {shlex.quote(argv[0])}")
     process0 = os.environ.get("JAXMLP_PROCESS_ID", "0").strip() in ("", "0")  # writes results
     if status == 0 and process0 and "--list" not in argv and not {"-h", "--help"} & set(argv):
         record_page(exp, file, results_folder(exp, argv[1:]))
@@ -82,16 +117,28 @@ def listing(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxmlp list")
     p.add_argument("path", nargs="?", default="experiments")
     root = Path(p.parse_args(argv).path)
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        print(f"error: {root} {what}; allowed: a folder of results folders (default "
+              "experiments)", file=sys.stderr)
+        return 2
     docs = sorted(root.glob("*/results.json")) + sorted(root.glob("results.json"))
     if not docs:
         print(f"no results.json under {root}")
         return 0
     for f in docs:
-        doc = json.loads(f.read_text(encoding="utf-8"))
-        runs = [r for r in doc.get("runs", []) if r.get("summary", {}).get("test_accuracy")]
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+            runs = [r for r in doc.get("runs", []) if r.get("summary", {}).get("test_accuracy")]
+        except (OSError, ValueError, AttributeError) as e:
+            print(f"{f}: unreadable ({type(e).__name__})", file=sys.stderr)
+            continue
         best = max(runs, key=lambda r: r["summary"]["test_accuracy"]["mean"], default=None)
-        line = (f"{doc.get('experiment', f.parent.name):<12} {len(runs):>3} runs x "
-                f"{len(doc.get('settings', {}).get('seeds', [])):>2} seeds  {f.parent}")
+        # Runs may train different numbers of seeds (Experiment.more_seeds): their range.
+        seeds = sorted({len(r.get("seeds", [])) for r in runs}) or [0]
+        count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+        line = (f"{doc.get('experiment', f.parent.name):<12} {_plural(len(runs), 'run'):>8} x "
+                f"{_plural(count, 'seed'):<10} {f.parent}")
         if best:
             s = best["summary"]["test_accuracy"]
             line += f"  best: {best['name']} {100 * s['mean']:.1f} ± {100 * s['std']:.1f} %"
@@ -99,14 +146,25 @@ def listing(argv: list[str]) -> int:
     return 0
 
 
+def _plural(count, word: str) -> str:
+    return f"{count} {word}" + ("" if str(count) == "1" else "s")
+
+
 VERBS = {"run": run, "report": report, "list": listing}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in VERBS:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if not argv:
         print(USAGE, file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+        return 2
+    if argv[0] not in VERBS:
+        print(f"error: unknown command {argv[0]!r}; allowed: {', '.join(VERBS)} (python -m "
+              "jaxmlp --help)", file=sys.stderr)
+        return 2
     return VERBS[argv[0]](argv[1:])
 
 

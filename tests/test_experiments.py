@@ -181,6 +181,68 @@ def test_unwritable_out_fails_before_training(tmp_path):
 
 
 
+def test_a_bad_processes_count_is_one_line_before_any_announcement(tmp_path):
+    proc = cli("jaxmlp.experiments.p8d", "--quick", "--processes", "99", cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --processes 99: allowed 1 to ")
+    assert proc.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_checkpoints_give_their_error_line_alone(tmp_path):
+    """Orbax's restore of a step it cannot read leaves reads running on a closed event loop;
+    their echoes (hundreds of "Event loop is closed" tracebacks, a different number each run)
+    are not printed: the one error line is the whole output."""
+    args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--only", "sin_callbacks", "--seeds",
+            "2", "--epochs", "4", "--epochs-per-call", "1", "--checkpoint-every", "0",
+            "--out", "q"]
+    cli(*args, cwd=tmp_path)
+    for record in (tmp_path / "q/members").glob("*.json"):
+        record.unlink()
+    steps = sorted((tmp_path / "q/runs/checkpoints").glob("*/latest/[0-9]*"))
+    assert len(steps) == 2
+    for manifest in steps[-1].glob("state/**/manifest.ocdbt"):  # garbage where an index was
+        manifest.write_bytes(os.urandom(64))
+    for chunk in steps[0].glob("state/**/d/*"):  # the arrays' data gone
+        chunk.unlink()
+    proc = cli(*args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: 2 latest checkpoint(s) in ") \
+        and proc.stderr.count("\n") == 1, proc.stderr[:3000]
+
+
+# `python -m jaxmlp.experiments.p8d ARGS`, interrupted (SIGINT, as Ctrl-C sends) right after
+# the checkpoint of its first group's second chunk.
+INTERRUPTED = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+from jaxmlp import observers
+from jaxmlp.experiments import cli, p8d
+call = observers.GroupObserver.__call__
+def observe(self, *a):
+    call(self, *a)
+    if self.calls == 2:
+        self.ckpt.wait()
+        os.kill(os.getpid(), signal.SIGINT)
+observers.GroupObserver.__call__ = observe
+sys.exit(cli.run(p8d.EXPERIMENT, sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_is_one_line_and_exit_130_then_the_same_command_resumes(tmp_path):
+    args = ["--quick", "--quiet", "--only", "sin_callbacks", "--seeds", "1", "--epochs", "6",
+            "--epochs-per-call", "1", "--checkpoint-every", "0", "--out", "q"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED, *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1800)  # a hang guard
+    assert proc.returncode == 130
+    assert proc.stderr == "[p8d] interrupted; rerun the same command to resume\n"
+    assert not (tmp_path / "q/results.json").exists()
+    cli("jaxmlp.experiments.p8d", *args, cwd=tmp_path)
+    doc = json.loads((tmp_path / "q/results.json").read_text())
+    assert [(s["resumed"], s["epochs_run"]) for s in doc["runs"][0]["seeds"]] == [(True, 6)]
+
+
 def test_rerun_with_a_changed_config_refuses_the_stale_results(tmp_path):
     args = ["jaxmlp.experiments.p8d", "--quick", "--quiet", "--only", "sin_callbacks",
             "--seeds", "1", "--out", "q"]
@@ -235,3 +297,88 @@ def test_kill_9_twice_then_rerun_gives_the_uninterrupted_results(tmp_path):
     assert any(s["resumed"] for r in resumed["runs"] for s in r["seeds"])
     assert without_timing(resumed) == without_timing(straight)
     assert histories(tmp_path / "killed") == histories(tmp_path / "straight")
+
+
+# --- python -m jaxmlp run FILE | list ------------------------------------------------------------
+
+OWN = """
+from jaxmlp import config as C
+from jaxmlp.experiments.cli import Experiment
+
+TRAIN = C.TrainConfig(dataset="fashion_mnist", epochs=2, batch_size=128, validation_split=0.1)
+EXPERIMENT = Experiment(name={name!r}, title="Mío", dataset="fashion_mnist", seeds=2, runs=(
+    C.RunConfig(name="sin_dropout", train=TRAIN),
+    C.RunConfig(name={second!r}, train=TRAIN, model=C.ModelConfig(dropout=0.3))))
+"""
+
+
+def test_an_own_experiment_records_the_command_that_runs_it(tmp_path):
+    (tmp_path / "mi exp.py").write_text(OWN.format(name="mi_exp", second="con_dropout"))
+    cli("jaxmlp", "run", "mi exp.py", "--quick", "--quiet", "--out", "q", cwd=tmp_path)
+    doc = json.loads((tmp_path / "q/results.json").read_text())
+    # Runnable as it stands, and what the page's "Reproducir" section shows.
+    assert doc["command"] == "python -m jaxmlp run 'mi exp.py' --quick --quiet --out q"
+    usage = cli("jaxmlp", "run", "mi exp.py", "--help", cwd=tmp_path).stdout
+    assert usage.startswith("usage: python -m jaxmlp run 'mi exp.py' [-h]")
+
+
+@pytest.mark.parametrize("file, text, says", [
+    ("none.py", None, "none.py does not exist; allowed: a Python file that defines EXPERIMENT"),
+    ("noexp.py", "x = 1\n", "noexp.py defines no module-level EXPERIMENT; allowed: EXPERIMENT = "
+     "Experiment(...)"),
+    ("notexp.py", "EXPERIMENT = 3\n", "notexp.py: its EXPERIMENT is not an Experiment (found "
+     "int); allowed: EXPERIMENT = Experiment(...)"),
+    ("syn.py", "x = 1\ny = (\n", "syn.py:2: SyntaxError: '(' was never closed"),
+    ("name.py", "x = 1\ny = undefined\n", "name.py:2: NameError: name 'undefined' is not defined"),
+    ("clash.py", OWN.format(name="p8d", second="b"), "clash.py: experiment name 'p8d' is taken "
+     "by the built-in python -m jaxmlp.experiments.p8d; allowed: a name of its own"),
+    ("bench.py", OWN.format(name="bench", second="b"), "bench.py: experiment name 'bench' is "
+     "taken by experiments/bench, the benchmark records"),
+    ("evil.py", OWN.format(name="../../evil", second="b"), "experiment name '../../evil': "
+     "allowed 1 to 64 letters, digits, '_' and '-'"),
+    ("dup.py", OWN.format(name="mi_exp", second="sin_dropout"), "mi_exp: duplicate run name "
+     "sin_dropout; allowed: a name of its own for each run"),
+])
+def test_a_bad_experiment_file_is_one_error_line_exit_2(tmp_path, monkeypatch, capsys, file,
+                                                        text, says):
+    from jaxmlp import __main__ as entry
+
+    monkeypatch.chdir(tmp_path)
+    if text is not None:
+        (tmp_path / file).write_text(text)
+    before = sorted(tmp_path.iterdir())
+    assert entry.main(["run", file, "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.count("\n") == 1, err
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_the_entry_point_says_what_is_wrong_in_one_line(tmp_path, monkeypatch, capsys):
+    from jaxmlp import __main__ as entry
+
+    monkeypatch.chdir(tmp_path)
+    assert entry.main(["bogus"]) == 2
+    assert capsys.readouterr().err == ("error: unknown command 'bogus'; allowed: run, report, "
+                                       "list (python -m jaxmlp --help)\n")
+    assert entry.main(["list", "nowhere"]) == 2
+    assert capsys.readouterr().err == ("error: nowhere does not exist; allowed: a folder of "
+                                       "results folders (default experiments)\n")
+    assert entry.main(["--help"]) == 0 and "python -m jaxmlp run" in capsys.readouterr().out
+
+
+def test_list_gives_the_range_of_seeds_when_runs_train_different_numbers(tmp_path, monkeypatch,
+                                                                         capsys):
+    from jaxmlp import __main__ as entry
+
+    def run(name, seeds):
+        return {"name": name, "seeds": [{"seed": s} for s in range(seeds)],
+                "summary": {"test_accuracy": {"mean": 0.5, "std": 0.01}}}
+    for exp, runs in (("mixed", [run("a", 3), run("b", 10), run("c", 5)]), ("one", [run("a", 1)])):
+        (tmp_path / exp).mkdir()
+        (tmp_path / exp / "results.json").write_text(json.dumps({"experiment": exp, "runs": runs}))
+    monkeypatch.chdir(tmp_path)
+    assert entry.main(["list", "."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["mixed", "3", "runs", "x", "3-10"]
+    assert lines[1].split()[:5] == ["one", "1", "run", "x", "1"] and " 1 seed " in lines[1]
+
