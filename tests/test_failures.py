@@ -125,6 +125,20 @@ def test_no_invocation_writes_into_another_experiments_results(clone, capsys):
     assert snapshot(clone) == before
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["--seeds", "x"], "argument --seeds: invalid int value: 'x'"),
+    (["--engine", "fast"], "argument --engine: invalid choice: 'fast' (choose from 'group', "
+     "'solo')"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_a_flag_argparse_refuses_is_one_error_line_too(clone, capsys, argv, says):
+    with pytest.raises(SystemExit) as e:
+        run(*argv, capsys=capsys)
+    assert e.value.code == 2 and capsys.readouterr().err == (
+        f"error: {says} (python -m jaxmlp.experiments.tiny --help lists the flags)\n")
+    assert sorted(p.name for p in clone.iterdir()) == ["data"]
+
+
 @pytest.mark.parametrize("name", ["../../evil", "a/b", "..", "", "-x", "x" * 65, "é"])
 def test_an_experiment_name_that_cannot_name_its_folders_is_refused(clone, capsys, name):
     exp = cli.Experiment(**{**EXP.__dict__, "name": name})

@@ -97,12 +97,16 @@ def check_name(exp: Experiment) -> None:
                          "experiments/<name> and runs/<name>)")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one `error:` line, as for every other bad input (not the usage)
+        self.exit(2, f"error: {message} ({self.prog} --help lists the flags)\n")
+
+
 def parse(exp: Experiment, argv, prog: str | None = None) -> argparse.Namespace:
     """The command line; `prog` is the command that runs the experiment (default
     `python -m jaxmlp.experiments.<name>`), for --help and results.json's "command"."""
     argv = list(argv)
-    p = argparse.ArgumentParser(
-        prog=prog or f"python -m jaxmlp.experiments.{exp.name}", description=exp.title)
+    p = _Parser(prog=prog or f"python -m jaxmlp.experiments.{exp.name}", description=exp.title)
     p.add_argument("--data-dir", help="directory in the Keras cache layout "
                    "(default: $JAXMLP_DATA_DIR, then ~/.keras/datasets, then tfds)")
     p.add_argument("--download", action="store_true",
