@@ -444,7 +444,7 @@ def test_a_sweep_killed_in_one_process_resumes_in_two_with_the_same_numbers(tmp_
     # The first group (sin_callbacks, seed 0) went on from its checkpoint, in whichever process
     # claimed it; the others trained from the start.
     resumed = [x for x in done.stderr.splitlines() if "resumed after" in x]
-    assert len(resumed) == 1 and "(sin_callbacks, 1 members) resumed after 2 chunks" in resumed[0]
+    assert len(resumed) == 1 and "(sin_callbacks, 1 member) resumed after 2 chunks" in resumed[0]
     merged = json.loads((killed / "results.json").read_text())
     assert_same_members(merged, json.loads((straight / "results.json").read_text()), killed)
     seeds = {(r["name"], s["seed"]): s["resumed"] for r in merged["runs"] for s in r["seeds"]}
