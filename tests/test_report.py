@@ -108,7 +108,8 @@ def test_pages_carry_the_fixture_numbers_and_the_synthetic_warning(rendered):
     for run in doc["runs"]:
         s = run["summary"]["test_accuracy"]
         assert f"| {run['label']} |" in page
-        assert f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" in page, run["name"]
+        # mean and spread held together by no-break spaces: one line on a phone
+        assert f"{100 * s['mean']:.1f}\u00a0±\u00a0{100 * s['std']:.1f}" in page, run["name"]
     assert "seed" not in re.sub(r"seed\d|seed<k>", "", page.lower())  # «página original»
 
 
@@ -171,6 +172,7 @@ def test_a_new_experiment_file_runs_and_gets_its_page_in_the_built_site(tmp_path
                           text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     html = (tmp_path / "site" / "experiments" / "demo" / "index.html").read_text()
+    html = html.replace("&nbsp;", "\u00a0")
     home = (tmp_path / "site" / "index.html").read_text()
     assert 'href="experiments/demo/"' in home  # in the navigation
     assert "<table>" in html and "Comprobar si una capa más ancha ayuda." in html
@@ -180,8 +182,8 @@ def test_a_new_experiment_file_runs_and_gets_its_page_in_the_built_site(tmp_path
         assert (tmp_path / "site" / "assets" / "generated" / "demo" / f"{shown[0]}.svg").is_file()
     for run in doc["runs"]:
         s = run["summary"]["test_accuracy"]
-        assert f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" in html, run["name"]
-        assert f"{100 * s['min']:.1f}–{100 * s['max']:.1f}" in html, run["name"]
+        assert f"{100 * s['mean']:.1f}\u00a0±\u00a0{100 * s['std']:.1f}" in html, run["name"]
+        assert f"{100 * s['min']:.1f}–\u2060{100 * s['max']:.1f}" in html, run["name"]
 
 
 def test_the_portfolio_templates_follow_runs_added_to_the_results(tmp_path):
@@ -255,7 +257,7 @@ def test_merge_probe_section_reads_the_ratio_round_by_round():
     assert "| **los 2 en un programa** |  | 3.0 | 0.600 |" in text
     assert "×0.60 (por ronda; cuartiles ×0.55–×0.65): más barato" in text
     assert "70 pasos en serie por época en lugar de 140" in text
-    assert "4,480 ejemplos sintéticos, no los 45,000 de TA8" in text
+    assert "4\u202f480 ejemplos sintéticos, no los 45\u202f000 de TA8" in text
     for ratios in ([0.9, 1.0, 1.2], [0.96, 0.97, 0.98]):  # both sides of x1; under 5 % apart
         assert "lo mismo a efectos prácticos" in bench.merge_probe({**record, "ratios": ratios})
     assert "más caro" in bench.merge_probe({**record, "ratios": [1.1, 1.2, 1.3]})
@@ -407,7 +409,7 @@ def test_gpu_gap_says_what_each_goal_leaves_and_what_the_measured_step_predicts(
             line.startswith("| P8D")]
     assert rows == ["| TA8 en caliente, ≤\u00a015\u00a0s | `warm` | 2.0 (1.5 + 0.5) | 1.0 | 12.0 | "
                     "0.5 / 2.5 |",
-                    "| P8D en frío, ≤\u00a05\u00a0s | `p8d_cold` | 3.0 | 3.0 | -1.0 | 0.5 / 1.0 |"]
+                    "| P8D en frío, ≤\u00a05\u00a0s | `p8d_\u200bcold` | 3.0 | 3.0 | -1.0 | 0.5 / 1.0 |"]
     assert "la meta ya se ha pasado antes de compilar nada" in text
     assert "de `roof` (una época" in text and "Other" not in text
     assert "cuesta 100\u00a0µs fijos más 100.0\u00a0µs por miembro" in text
@@ -418,8 +420,8 @@ def test_gpu_gap_says_what_each_goal_leaves_and_what_the_measured_step_predicts(
     assert "2.0\u00a0TB en todo el barrido" in text and "pide 0.2\u00a0TB/s" in text
     assert "a ese ritmo, 2.0\u00a0s" in text
     assert "gpu_gap" in bench.context(benches, tmp_path)
-    assert "tríada de STREAM (z = x·s + z sobre 4,096 float32" in bench.roofline(roof)
-    assert "**1,000 GB/s**" in bench.roofline(roof)
+    assert "tríada de STREAM (z = x·s + z sobre 4\u202f096 float32" in bench.roofline(roof)
+    assert "**1\u202f000 GB/s**" in bench.roofline(roof)
     # without the roofline or the schedule, only the table; without a split, nothing
     assert "cuesta" not in bench.gpu_gap(benches[:3] + benches[5:], tmp_path)
     assert bench.gpu_gap([benches[2]], tmp_path) is None
@@ -519,7 +521,8 @@ def test_bench_page_splits_gpu_cpu_and_superseded_and_the_keras_card_is_in_force
     assert [s["file"] for s in cpu["sections"]] == ["p8d_cpu_a", "epoch_floor_cpu"]
     assert cpu["sections"][0]["title"] == (
         "Barrido completo de P8D, caché de compilación en frío: antes")
-    assert "Nota del registro: a note" in cpu["sections"][0]["text"]
+    # The record's note (English) is kept, collapsed under a Spanish title.
+    assert '??? note "Nota del registro (en inglés)"\n\n    a note\n' in cpu["sections"][0]["text"]
     assert [s["file"] for s in ctx["earlier"]] == ["z_old_floor"]
     assert ctx["earlier"][0]["superseded"] == "otra máquina"
     # The landing page's card: the record in force, though the superseded one sorts later.
@@ -531,8 +534,10 @@ def test_bench_page_splits_gpu_cpu_and_superseded_and_the_keras_card_is_in_force
     from jaxmlp.report.render import environment
     page = environment().get_template("bench.md.j2").render(bench=ctx)
     assert "## GPU" in page and "## CPU" in page and "## Registros anteriores" in page
-    block = page.split('??? note "')[1]
-    assert block.startswith("Una época frente al mínimo")
+    block = page.split("## Registros anteriores")[1].split('??? note "')[1]
+    # a collapsed entry names what, the machine, the date (and code) and the file
+    assert block.startswith("Una época frente al mínimo de la máquina, y frente a Keras 3 — "
+                            "Toy CPU, 2026-01-05 (`z_old_floor.json`)")
     assert all(line.startswith("    ") or not line.strip()
                for line in block.splitlines()[1:] if line.strip())
 
@@ -757,3 +762,158 @@ def test_a_sweep_in_several_processes_is_compared_with_one_process_on_its_machin
     assert "cuando queda libre, no al lado de su entrenamiento" in claimed
     assert "sumaron 40 s en el proceso 0, y el hilo principal esperó 0 s" in claimed
     assert "aunque no cuente como espera" not in claimed
+
+
+# --- a reader's review: Spanish numbers, distinct headings, records in force ----------------
+
+def test_one_number_format_for_every_page_thousands_with_a_narrow_space():
+    from jaxmlp.report import bench
+
+    assert compare.num(54000) == "54\u202f000" and compare.num(1318) == "1\u202f318"
+    assert compare.num(3466.57, ".1f") == "3\u202f466.6" and compare.num(0.25, ".3f") == "0.250"
+    assert compare.num(None) == "—"
+    assert compare.pm({"mean": 0.567, "std": 0.001}) == "56.7\u00a0±\u00a00.1"
+    assert compare.span({"min": 0.304, "max": 0.407}) == "30.4–\u206040.7"
+    text = bench.whole_sweep(_sweep("ta8", "cpu", "cold", 2200.0, "2026-01-01T00:00:00Z",
+                                    epochs=2507, time_split_s={"train": 2125.04}))
+    assert "2\u202f507 épocas en total" in text and "**2\u202f199 s** de reloj" in text
+    assert "| entrenamiento (dispositivo) | 2\u202f125.0 |" in text
+    assert not re.search(r"\d,\d{3}", text)  # «1,318» would read as a decimal in Spanish
+
+
+def test_shared_times_of_a_vectorized_group_show_no_spread():
+    from jaxmlp.report import context
+
+    run = fake_run("a", [0.5, 0.6, 0.7])
+    for s in run["seeds"]:
+        s.update(wall_time_s=300.0, group_size=3)  # one group's time, shared by its 3 seeds
+    t = context.time_stats(run)
+    assert t["shared"] and compare.pm(t, 1.0, ".0f") == "100"
+    run["seeds"][0]["wall_time_s"] = 330.0  # a seed that stopped apart: a real spread
+    assert "±" in compare.pm(context.time_stats(run), 1.0, ".0f")
+
+
+def test_headings_of_records_of_one_kind_name_their_machine_in_spanish(tmp_path):
+    from jaxmlp.report import bench
+
+    def profile(device, created):
+        return {"benchmark": "epoch_profile", "created": created, "code": "abc1234",
+                "environment": _env("cpu", device), "rows": []}
+
+    benches = [("prof_a", profile("Toy EPYC (2 cores; family 26 model 2, AVX-512)",
+                                  "2026-01-02T00:00:00Z")),
+               ("prof_b", profile("Toy EPYC (2 cores)", "2026-01-01T00:00:00Z")),
+               ("prof_c", profile("Toy EPYC (2 cores)", "2026-01-03T00:00:00Z"))]
+    titles = [s["title"] for g in bench.context(benches, tmp_path)["groups"]
+              for s in g["sections"]]
+    assert len(set(titles)) == 3
+    assert titles[0] == ("Dónde va el tiempo de una época — Toy EPYC (2 núcleos; familia 26, "
+                         "modelo 2, AVX-512)")
+    # one machine, two records: the date tells them apart
+    assert titles[1:] == ["Dónde va el tiempo de una época — Toy EPYC (2 núcleos), 2026-01-01",
+                          "Dónde va el tiempo de una época — Toy EPYC (2 núcleos), 2026-01-03"]
+    assert compare.machine("X (1 core)") == "X (1 núcleo)"
+    assert "2 núcleos" in bench.device(benches[0][1]) and "cores" not in bench.device(
+        benches[0][1])
+
+
+def test_the_roofline_shows_the_sweep_in_force_and_the_replaced_one_keeps_its_row(tmp_path):
+    from jaxmlp.report import bench
+
+    roof = {"benchmark": "roofline", "created": "2026-01-02T00:00:00Z", "n_train": 1000,
+            "batch": 100, "environment": _env("gpu", "Toy GPU"), "matmul_size": 64,
+            "training_matmul_precision": "default",
+            "peak_tflops": {"float32_training_precision": 9.0, "float32_highest": 9.0,
+                            "bfloat16": 9.0},
+            "sweeps": [{"experiment": "ta8", "results": "old_warm.json", "wall_time_s": 89.4,
+                        "pflop": 0.393, "tflops": 4.39, "percent_of_peak": 1.22}]}
+    old = _sweep("ta8", "gpu", "warm", 93.0, "2026-01-01T00:00:00Z", epochs=2507,
+                 superseded="código anterior; el registro en vigor es `new_warm.json`.")
+    new = _sweep("ta8", "gpu", "warm", 85.0, "2026-01-02T00:00:00Z", epochs=2496,
+                 since_start_s=81.5)
+    ctx = bench.context([("old_warm", old), ("new_warm", new), ("roof", roof)], tmp_path)
+    text = next(s["text"] for s in ctx["groups"][0]["sections"] if s["file"] == "roof")
+    assert "| TA8 (`new_warm`) | 82 | — | — | — |" in text and "0.393" not in text
+    assert "que `new_warm` reemplaza (2\u202f507 épocas entrenadas; `new_warm`, 2\u202f496)" \
+        in text
+    earlier = next(s for s in ctx["earlier"] if s["file"] == "old_warm")
+    assert "Situado en el techo de la GPU por `roof` (en vigor): 89 s" in earlier["text"]
+    assert "0.393 PFLOP, 4.39 TFLOP/s, 1.22 % del pico" in earlier["text"]
+    # without a replacement in force, the row stays as the roofline recorded it
+    alone = bench.context([("roof", dict(roof, sweeps=[dict(roof["sweeps"][0],
+                                                             results="gone.json")]))], tmp_path)
+    assert "| TA8 (`gone`) | 89 | 0.393 | 4.39 | 1.22 |" in alone["groups"][0]["sections"][0][
+        "text"]
+
+
+def test_a_replaced_record_says_when_the_record_it_names_is_no_longer_in_force(tmp_path):
+    from jaxmlp.report import bench
+
+    benches = [
+        ("a", _sweep("p8d", "cpu", "cold", 9.0, "2026-01-01T00:00:00Z",
+                     superseded="otra máquina; el registro en vigor es `b.json` "
+                                "(código aaa1111).")),
+        ("b", _sweep("p8d", "cpu", "cold", 8.0, "2026-01-02T00:00:00Z", code="bbb2222",
+                     superseded="código anterior; el registro en vigor es `c.json`.")),
+        ("c", _sweep("p8d", "cpu", "cold", 7.0, "2026-01-03T00:00:00Z", code="ccc3333")),
+        ("d", _sweep("p8d", "cpu", "cold", 9.0, "2026-01-01T00:00:00Z",
+                     superseded="el registro en vigor es `c.json` (código ccc0000).")),
+        ("e", _sweep("p8d", "cpu", "cold", 9.0, "2026-01-01T00:00:00Z",
+                     superseded="el registro en vigor es `c.json` (código ccc3333).")),
+    ]
+    now = {s["file"]: s["now"] for s in bench.context(benches, tmp_path)["earlier"]}
+    assert now["a"] == ("`b.json` se reemplazó a su vez: hoy está en vigor `c.json` "
+                        "(2026-01-03, código `ccc3333`).")
+    assert now["b"] == "" and now["e"] == ""
+    assert now["d"] == ("`c.json` se ha vuelto a medir desde entonces: hoy es del 2026-01-03, "
+                        "código `ccc3333`.")
+
+
+def test_a_total_row_says_when_its_rounded_rows_do_not_add_up():
+    from jaxmlp.report import bench
+
+    cpu = {"xla_compute": 556.38, "io": 2.467, "main": 1.39, "compile": 1.33, "other": 8.11,
+           "tensorstore": 20.89, "ended": 9.983, "process": 600.55}  # rows shown add to 600.6
+    record = _sweep("p8d", "cpu", "cold", 200.0, "2026-01-01T00:00:00Z", cpu_s=cpu)
+    text = bench.whole_sweep(record)
+    assert "| **total del proceso** | **600.5** |" in text
+    assert "las filas suman 600.6, y los valores sin redondear suman exactamente el total" in text
+    cpu.update(xla_compute=556.4, ended=10.0, process=600.6)  # rows add up when rounded
+    assert "redondeada" not in bench.whole_sweep(record)
+
+
+def test_figures_tick_whole_epochs_and_write_learning_rates_plainly(tmp_path):
+    doc = json.loads((FIXTURE / "p8d" / "results.json").read_text())
+    doc["_dir"] = FIXTURE / "p8d"
+    from jaxmlp.report import context
+
+    runs = [r for r in doc["runs"] if context.lr_varies(doc, r)]
+    assert runs
+    svg = figures.learning_rate(doc, runs, figures.colors(runs))["light"].decode()
+    ticks = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    numbers = [t for t in ticks if re.fullmatch(r"[\d.]+", t)]
+    assert numbers and not any(re.search(r"\de|×10|1e", t) for t in ticks)  # no «1e−3»
+    # epochs whole (no 2.5 or 7.5); learning rates written out (0.001, not 1 under ×1e−3)
+    assert all(float(t).is_integer() or float(t) < 0.1 for t in numbers)
+    assert any(t.startswith("0.0") for t in numbers)
+    assert figures.plain(0.0004000000001) == "0.0004" and figures.plain(0.0) == "0"
+
+
+def test_the_landing_card_says_what_is_faster_and_names_each_machine(tmp_path):
+    from jaxmlp.report import bench
+    from jaxmlp.report.render import environment
+
+    def on(device, code, record):
+        return {**record, "code": code, "environment": _env("cpu", device)}
+
+    benches = [("a", on("Toy EPYC (2 cores; family 26 model 2)", "aaa1111",
+                        _floor("2026-01-02T00:00:00Z", 1.0, 1.8, 1.0, 1.7, 0.8))),
+               ("b", on("Toy EPYC (2 cores)", "bbb2222",
+                        _floor("2026-01-01T00:00:00Z", 1.0, 1.6, 1.0, 1.4, 0.8)))]
+    ctx = bench.context(benches, tmp_path)
+    page = environment().get_template("index.md.j2").render(pages={}, bench=ctx)
+    assert "**Épocas de 1.40 a 1.80 veces más rápidas que con Keras 3 `fit`**" in page
+    assert "Tiempo de una época del mismo MLP en la CPU" in page
+    assert "En **Toy EPYC (2 núcleos; familia 26, modelo 2)** (2026-01-02, código `aaa1111`)" \
+        in page
+    assert "En **Toy EPYC (2 núcleos)** (2026-01-01, código `bbb2222`)" in page

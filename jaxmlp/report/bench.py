@@ -4,6 +4,7 @@ and the Keras parity table from jaxmlp.bench.parity_table when that module is pr
 from __future__ import annotations
 
 import importlib
+import re
 import statistics
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxmlp.bench import quartiles, round_ratios
-from jaxmlp.report.compare import pm
+from jaxmlp.report.compare import machine, num, pm, short_machine
 from jaxmlp.report.tables import markdown
 
 
@@ -22,8 +23,9 @@ def device(b: dict) -> str | None:
         return None
     env = b["environment"]
     n = env.get("device_count", 1)
-    return (f"{env.get('device', '—')} ({env.get('platform', '—')}, {n} "
-            f"{'dispositivo' if n == 1 else 'dispositivos'}), JAX `{env.get('jax', '—')}`")
+    return (f"{machine(env.get('device'))}, {n} "
+            f"{'dispositivo' if n == 1 else 'dispositivos'} {env.get('platform', '—').upper()} "
+            f"de JAX `{env.get('jax', '—')}`")
 
 
 # How records count FLOPs. Those with a `flop_count` count the products the program runs;
@@ -66,12 +68,12 @@ def by_round(ratios: list[float] | None) -> str:
 
 
 def epoch_floor(b: dict) -> str:
-    rows = [[r["batch"], f"{r['epoch_s']:.3f}", f"{r['examples_per_s']:,.0f}",
+    rows = [[r["batch"], f"{r['epoch_s']:.3f}", num(r['examples_per_s']),
              f"{r['floor_s']:.3f}", f"{r['ratio']:.2f}"] for r in b.get("rows", [])]
     gflop = b.get("rows") and b["rows"][0].get("epoch_gflop")
     text = ("Una época frente al mínimo que permite la máquina: el tiempo de sus productos de "
             f"matrices a la velocidad medida de `matmul`. FLOP contados: {flop_count(b)}"
-            + (f"; {gflop:.1f} GFLOP por época" if gflop else "") + ".\n\n"
+            + (f"; {num(gflop, '.1f')} GFLOP por época" if gflop else "") + ".\n\n"
             + markdown(["Batch", "Época (s)", "Ejemplos/s", "Mínimo (s)", "Época / mínimo"],
                        rows, numeric=range(5)))
     if b.get("repeats") == 1:
@@ -84,7 +86,7 @@ def epoch_floor(b: dict) -> str:
     if plain:
         share = 2 * 3072 * 256 * b["n_train"] / (plain[0]["epoch_gflop"] * 1e9)
         text += ("\nEl gradiente de los pesos de la primera capa, xᵀ·g, es el "
-                 f"{100 * share:.0f}\u00a0% de los FLOP de la época. La misma época, alternada "
+                 f"{num(100 * share)}\u00a0% de los FLOP de la época. La misma época, alternada "
                  "en el mismo proceso, con ese producto como lo calcula `jaxmlp` en la CPU (xᵀ "
                  "copiada antes en memoria, `models.data_matmul`) y como lo forma la "
                  "diferenciación automática (el producto lee x traspuesta); con este modelo el "
@@ -135,7 +137,7 @@ def sweep(b: dict) -> str:
            "map": " (en la CPU, un bucle `lax.map` sobre los runs dentro del programa: ahí "
                   "`vmap` va más lento)"}.get(b.get("member_axis"), "")
     text = (f"Coste de una época cuando varios runs se entrenan como un solo programa{how}"
-            + (f", batch {b['batch']}, {b['n_train']:,} ejemplos sintéticos" if "batch" in b
+            + (f", batch {b['batch']}, {num(b['n_train'])} ejemplos sintéticos" if "batch" in b
                else "") + ":\n\n"
             + markdown(["Runs en el grupo", "Época del grupo (s)", "Por run (s)"], rows,
                        numeric=range(3)))
@@ -179,20 +181,44 @@ def thread_cpu(b: dict) -> str:
     if not cpu:
         return ""
     known = [k for k in THREADS if k in cpu]
-    rows = [[THREADS[k], f"{cpu[k]:.1f}"] for k in known]
-    rows += [[k, f"{v:.1f}"] for k, v in cpu.items() if k not in THREADS and k != "process"]
-    rows.append(["**total del proceso**", f"**{cpu['process']:.1f}**"])
+    parts = [(THREADS[k], cpu[k]) for k in known]
+    parts += [(k, v) for k, v in cpu.items() if k not in THREADS and k != "process"]
+    rows = [[name, num(v, '.1f')] for name, v in parts]
+    rows.append(["**total del proceso**", f"**{num(cpu['process'], '.1f')}**"])
     whose = " del proceso 0" if b.get("processes", 1) > 1 else ""
     text = ("\nSegundos de CPU" + whose + " por tipo de hilo (`runner.ThreadCPU`, leídos de "
             "`/proc` al final del barrido; con varios núcleos suman más que el reloj):\n\n"
             + markdown(["Hilos", "CPU (s)"], rows, numeric=(1,)))
+    text += rounded_apart([v for _, v in parts], cpu["process"], 1)
     if "io" in cpu and cpu.get("tensorstore", 0.0) > 0:
-        text += (f"\nEl hilo de escritura gastó {cpu['io']:.1f} s de CPU, y TensorStore, que "
-                 f"escribe los checkpoints que ese hilo pide a Orbax, {cpu['tensorstore']:.1f} s "
+        text += (f"\nEl hilo de escritura gastó {num(cpu['io'], '.1f')} s de CPU, y TensorStore, "
+                 "que escribe los checkpoints que ese hilo pide a Orbax, "
+                 f"{num(cpu['tensorstore'], '.1f')} s "
                  "más (además de lo que gastaron los hilos de cada guardado, que cuentan con los "
                  "ya terminados). En una CPU ese tiempo sale de los mismos núcleos que "
                  "entrenan.\n")
     return text
+
+
+def breakable(stem: str) -> str:
+    """A record's name as code that a narrow table column may break after its '_'."""
+    return "`" + stem.replace("_", "_\u200b") + "`"
+
+
+def rounded_apart(values: list[float], total: float, decimals: int) -> str:
+    """The sentence a table with a total row needs when its rows, each rounded on its own, do
+    not add up to the rounded total ('' when they do): whether the exact values add up."""
+    shown = sum(round(v, decimals) for v in values)
+    if round(shown, decimals) == round(total, decimals):
+        return ""
+    exact = abs(sum(values) - total) < 10 ** -(decimals + 2)
+    places = {0: "sin decimales", 1: "a un decimal", 2: "a dos decimales"}.get(
+        decimals, f"a {decimals} decimales")
+    return (f"\nCada fila está redondeada por separado, {places}: las filas suman "
+            f"{num(shown, f'.{decimals}f')}, "
+            + ("y los valores sin redondear suman exactamente el total." if exact else
+               f"y los valores sin redondear, {num(sum(values), f'.{decimals + 1}f')}, frente "
+               f"a un total de {num(total, f'.{decimals + 1}f')} medido aparte.") + "\n")
 
 
 def by_process_0(b: dict) -> str:
@@ -212,7 +238,7 @@ def turns(b: dict) -> str:
     groups compiling in several threads wait (one core per process: one thread, in order)."""
     split = b["time_split_s"]
     if split.get("compile_turns", 0.0) >= 0.5:
-        return (f" (aparte, {split['compile_turns']:.0f} s esperando su turno para la parte de "
+        return (f" (aparte, {num(split['compile_turns'])} s esperando su turno para la parte de "
                 "Python, que va grupo a grupo en el orden de entrenamiento)")
     parallel = b.get("groups", 1) > 1 and b.get("cores_per_process") != 1
     # runner.Turns and runner.IOThread came in one commit (9973fdf); the split, later.
@@ -229,10 +255,10 @@ def whole_sweep(b: dict) -> str:
     n = b.get("processes", 1)
     text = (f"El barrido completo de {b['experiment'].upper()}{how}: {b['runs']} runs, "
             f"{b['members']} entrenamientos (runs × semillas), "
-            f"{b['epochs']:,} épocas en total, {b['groups']} "
+            f"{num(b['epochs'])} épocas en total, {b['groups']} "
             f"{'grupo compilado' if b['groups'] == 1 else 'grupos compilados'}"
             f"{by_process_0(b)}, "
-            f"**{b['wall_time_s']:.0f} s** de reloj para entrenarlos")
+            f"**{num(b['wall_time_s'])} s** de reloj para entrenarlos")
     if n > 1:
         cores = b.get("cores_per_process")
         text += (f" en {n} procesos" + (f" de {cores} {'núcleo' if cores == 1 else 'núcleos'} "
@@ -241,12 +267,12 @@ def whole_sweep(b: dict) -> str:
                     "tomó al quedar libre" if "groups_trained_by_process_0" in b else
                     ", cada uno con su parte de los entrenamientos (por turnos)"))
     if b.get("process_wall_time_s"):
-        text += (f", **{b['process_wall_time_s']:.0f} s** el proceso entero (arranque de Python, "
+        text += (f", **{num(b['process_wall_time_s'])} s** el proceso entero (arranque de Python, "
                  "carga de datos y compilación incluidos)")
     text += f" (`{b['command']}`).\n"
     split = b.get("time_split_s")
     if split:
-        rows = [[label, f"{split[k]:.1f}"] for k, label in PHASES.items() if k in split]
+        rows = [[label, num(split[k], '.1f')] for k, label in PHASES.items() if k in split]
         whose = " del proceso 0" if n > 1 else ""
         text += (f"\nA dónde va el tiempo del hilo principal{whose} (`runner.Clock`):\n\n"
                  + markdown(["Fase", "Segundos"], rows, numeric=(1,)))
@@ -255,24 +281,25 @@ def whole_sweep(b: dict) -> str:
             text += ("\nCon un núcleo por proceso, cada proceso compila el programa de su grupo "
                      "siguiente cuando queda libre, no al lado de su entrenamiento (solo se "
                      "repartiría ese núcleo): los hilos que compilan sumaron "
-                     f"{split['compile']:.0f} s en el proceso 0{turns(b)}, y el hilo "
-                     f"principal esperó {split.get('compile_wait', 0.0):.0f} s por ellos.\n")
+                     f"{num(split['compile'])} s en el proceso 0{turns(b)}, y el hilo "
+                     f"principal esperó {num(split.get('compile_wait', 0.0))} s por ellos.\n")
         elif "compile" in split and one_core:
-            text += (f"\nLos hilos que compilan sumaron {split['compile']:.0f} s de compilación "
+            text += (f"\nLos hilos que compilan sumaron {num(split['compile'])} s de compilación "
                      f"en el proceso 0{turns(b)}, en el mismo núcleo que su entrenamiento: "
                      "ese tiempo se le quita al entrenamiento aunque no cuente como espera.\n")
         elif "compile" in split:
-            text += (f"\nLos hilos que compilan en paralelo sumaron {split['compile']:.0f} s de "
+            text += (f"\nLos hilos que compilan en paralelo sumaron {num(split['compile'])} s de "
                      f"compilación{turns(b)}; solo la espera de compilación queda en el "
                      "camino crítico.\n")
         if "observe_thread" in split:
-            text += (f"\nLos observadores trabajaron {split['observe_thread']:.1f} s en su propio "
-                     "hilo, mientras el dispositivo entrenaba el bloque de épocas siguiente; el "
-                     "hilo principal solo los esperó lo que dice la fila de observadores.\n")
+            text += (f"\nLos observadores trabajaron {num(split['observe_thread'], '.1f')} s en "
+                     "su propio hilo, mientras el dispositivo entrenaba el bloque de épocas "
+                     "siguiente; el hilo principal solo los esperó lo que dice la fila de "
+                     "observadores.\n")
         if "io_thread" in split:
             text += (f"\nEl cierre de los grupos (logs, modelos finales, registros) llevó "
-                     f"{split['io_thread']:.1f} s en el hilo de escritura, mientras el grupo "
-                     "siguiente entrenaba. "
+                     f"{num(split['io_thread'], '.1f')} s en el hilo de escritura, mientras el "
+                     "grupo siguiente entrenaba. "
                      + ("En ese hilo, que es también el de los observadores, un observador pasa "
                         "antes que un cierre, y los de los últimos bloques de cada grupo terminan "
                         "allí mientras el hilo principal sigue: la fila de observadores es solo "
@@ -308,43 +335,91 @@ def against_one_process(b: dict, benches: list[tuple[str, dict]], experiments: P
 
     return (f"\nEl mismo barrido en un solo proceso en esta máquina (`{stem}.json`, {date}"
             + (f", código `{one['code']}`" if one.get("code") else "")
-            + f"): {wall(one):.0f} s; en {b['processes']} procesos, {wall(b):.0f} s: "
+            + f"): {num(wall(one))} s; en {b['processes']} procesos, {num(wall(b))} s: "
             f"**×{wall(one) / wall(b):.2f}** el proceso entero.\n")
 
 
-def roofline(b: dict) -> str:
+def roofline(b: dict, benches: list[tuple[str, dict]] = (), experiments: Path | None = None
+             ) -> str:
+    """A roofline record. With `benches` (a record in force), a whole-sweep row whose sweep
+    record another has replaced shows the record in force instead (`replaced_sweep`)."""
     p = b["peak_tflops"]
     n = b["matmul_size"]
     text = (f"Pico medido con un producto de matrices {n}×{n}×{n}: "
-            f"**{p['float32_training_precision']:.0f} TFLOP/s** en float32 con la precisión con "
+            f"**{num(p['float32_training_precision'])} TFLOP/s** en float32 con la precisión con "
             "la que se entrena "
             f"(`jax_default_matmul_precision` = {b['training_matmul_precision']}: en una GPU "
-            f"NVIDIA Ampere/Hopper, XLA hace esos productos en TF32), {p['float32_highest']:.0f} "
-            f"TFLOP/s en float32 exacto (`highest`) y {p['bfloat16']:.0f} TFLOP/s en bfloat16. "
+            f"NVIDIA Ampere/Hopper, XLA hace esos productos en TF32), {num(p['float32_highest'])} "
+            f"TFLOP/s en float32 exacto (`highest`) y {num(p['bfloat16'])} TFLOP/s en bfloat16. "
             "Los porcentajes de abajo son sobre el primero; cuentan solo las capas densas: "
             f"{flop_count(b)}.\n")
     if b.get("bandwidth_gbs"):
         text += (f"\nAncho de banda de memoria medido con la tríada de STREAM (z = x·s + z sobre "
-                 f"{b['bandwidth_elements']:,} float32 por vector: dos leídos y uno escrito por "
-                 f"elemento): **{b['bandwidth_gbs']:,.0f} GB/s**. Es el ritmo al que puede ir "
+                 f"{num(b['bandwidth_elements'])} float32 por vector: dos leídos y uno escrito por "
+                 f"elemento): **{num(b['bandwidth_gbs'])} GB/s**. Es el ritmo al que puede ir "
                  "la actualización de los pesos, que es tráfico de memoria y no productos de "
                  "matrices.\n")
     if b.get("epoch"):
         rows = [[r["members"], f"{r['epoch_s']:.4f}", f"{r['tflops']:.2f}",
-                 f"{r['percent_of_peak']:.1f}"] for r in b["epoch"]]
+                 num(r['percent_of_peak'], '.1f')] for r in b["epoch"]]
         text += (f"\nUna época del modelo combinado de TA8 (batch {b['batch']}, "
-                 f"{b['n_train']:,} ejemplos sintéticos):\n\n"
+                 f"{num(b['n_train'])} ejemplos sintéticos):\n\n"
                  + markdown(["Runs en el grupo", "Época (s)", "TFLOP/s", "% del pico"], rows,
                             numeric=range(4)))
     if b.get("sweeps"):
-        rows = [[f"{s['experiment'].upper()} ({s['results']})", f"{s['wall_time_s']:.0f}",
-                 f"{s['pflop']:.3f}", f"{s['tflops']:.2f}", f"{s['percent_of_peak']:.2f}"]
-                for s in b["sweeps"]]
+        rows, notes = [], []
+        for s in b["sweeps"]:
+            stem = s["results"].removesuffix(".json")
+            now = replaced_sweep(stem, benches, experiments) if benches else None
+            if now is None:
+                gone = ", reemplazado" if dict(benches).get(stem, {}).get("superseded") else ""
+                rows.append([f"{s['experiment'].upper()} (`{stem}`{gone})", num(s["wall_time_s"]),
+                             f"{s['pflop']:.3f}", f"{s['tflops']:.2f}",
+                             f"{s['percent_of_peak']:.2f}"])
+                continue
+            _, new_stem, new = now
+            old = dict(benches)[stem]
+            rows.append([f"{s['experiment'].upper()} (`{new_stem}`)",
+                         num(new.get("since_start_s") or new["wall_time_s"]), "—", "—", "—"])
+            notes.append(
+                f"Los FLOP de `{new_stem}` están sin contar: este registro contó los del barrido "
+                f"de `{stem}` (a partir de su `results.json`), que `{new_stem}` reemplaza "
+                f"({num(old['epochs'])} épocas entrenadas; `{new_stem}`, {num(new['epochs'])}). "
+                f"Esa fila queda con `{stem}`, en «Registros anteriores».")
         text += ("\nBarridos completos (desde la carga de datos hasta el último registro; entre "
                  "paréntesis, su registro en esta página):\n\n"
                  + markdown(["Barrido", "Reloj (s)", "PFLOP", "TFLOP/s", "% del pico"],
-                            rows, numeric=(1, 2, 3, 4)))
+                            rows, numeric=(1, 2, 3, 4))
+                 + "".join(f"\n{n}\n" for n in notes))
     return text
+
+
+def replaced_sweep(stem: str, benches: list[tuple[str, dict]], experiments: Path):
+    """`newest`'s hit for the record in force that replaces the whole-sweep record `stem`
+    (same experiment, machine, compilation cache and label), or None when `stem` is in force
+    or is no record here."""
+    old = dict(benches).get(stem)
+    if not old or not old.get("superseded") or old.get("benchmark") != "whole_sweep":
+        return None
+    return newest(benches, experiments, lambda o: (
+        o.get("benchmark") == "whole_sweep" and o.get("experiment") == old.get("experiment")
+        and host(o) == host(old) and o.get("compile_cache") == old.get("compile_cache")
+        and o.get("label") == old.get("label")))
+
+
+def placed_on_roofline(stem: str, benches: list[tuple[str, dict]]) -> str:
+    """For a replaced whole-sweep record: the rows that rooflines in force computed from it
+    (shown here, not in the roofline's section), '' when none."""
+    out = []
+    for roof_stem, r in in_force(benches):
+        for s in r.get("sweeps", []) if r.get("benchmark") == "roofline" else []:
+            if s["results"].removesuffix(".json") == stem:
+                out.append(
+                    f"\nSituado en el techo de la GPU por `{roof_stem}` (en vigor): "
+                    f"{num(s['wall_time_s'])} s desde la primera carga hasta el último registro, "
+                    f"{s['pflop']:.3f} PFLOP, {s['tflops']:.2f} TFLOP/s, "
+                    f"{s['percent_of_peak']:.2f} % del pico medido.\n")
+    return "".join(out)
 
 
 def run_names(names: list[str]) -> str:
@@ -366,22 +441,22 @@ def schedule(b: dict) -> str:
             "salta.\n")
     for e in b.get("experiments", []):
         rows = [[run_names(g["runs"]), g["batch"], g["members"],
-                 f"{g['longest']} / {g['epoch_budget']}", f"{g['sequential_steps']:,}",
-                 f"{g['member_epochs']:,} + {g['masked_member_epochs']:,}"]
+                 f"{g['longest']} / {g['epoch_budget']}", num(g['sequential_steps']),
+                 f"{num(g['member_epochs'])} + {num(g['masked_member_epochs'])}"]
                 for g in e["groups"]]
         n = len(e["groups"])
-        text += (f"\n{e['experiment'].upper()}, {e['n_train']:,} ejemplos de entrenamiento, "
+        text += (f"\n{e['experiment'].upper()}, {num(e['n_train'])} ejemplos de entrenamiento, "
                  f"{n} programa{'s' if n != 1 else ''} (épocas: las del miembro que más "
                  "entrenó / el máximo; épocas-miembro: entrenadas + calculadas bajo máscara "
                  "si el grupo va vectorizado):\n\n"
                  + markdown(["Runs", "Batch", "Miembros", "Épocas", "Pasos en serie",
                              "Épocas-miembro"], rows, numeric=range(1, 6))
-                 + f"\n\nEn total, {e['sequential_steps']:,} pasos en serie, "
-                 f"{e['member_epochs']:,} épocas-miembro entrenadas y "
-                 f"{e['masked_member_epochs']:,} bajo máscara si los grupos van vectorizados. "
+                 + f"\n\nEn total, {num(e['sequential_steps'])} pasos en serie, "
+                 f"{num(e['member_epochs'])} épocas-miembro entrenadas y "
+                 f"{num(e['masked_member_epochs'])} bajo máscara si los grupos van vectorizados. "
                  f"Con un solo programa por batch y presupuesto de épocas "
                  f"({e['programs_one_per_batch_and_budget']}), serían "
-                 f"{e['sequential_steps_one_program_per_batch_and_budget']:,} pasos en serie.\n")
+                 f"{num(e['sequential_steps_one_program_per_batch_and_budget'])} pasos en serie.\n")
     return text
 
 
@@ -390,10 +465,10 @@ def keras_parity(b: dict) -> str:
     for model, by in b["models"].items():
         for who, curves in by.items():
             last = [100 * c["val_accuracy"][-1] for c in curves]
-            rows.append([model, who, len(curves), f"{np.mean(last):.1f}",
-                         f"{min(last):.1f}–{max(last):.1f}"])
+            rows.append([model, who, len(curves), num(np.mean(last), '.1f'),
+                         f"{num(min(last), '.1f')}–{num(max(last), '.1f')}"])
     return (f"Keras 3 `fit` frente a `jaxmlp` con los mismos datos ({b['dataset']['name']}, "
-            f"{b['n_train']:,} ejemplos de entrenamiento), Adam 1e-3, batch {b['batch']}, "
+            f"{num(b['n_train'])} ejemplos de entrenamiento), Adam 1e-3, batch {b['batch']}, "
             f"{b['epochs']} épocas:\n\n"
             + markdown(["Modelo", "Entrenado con", "Semillas", "Val. última época (%)",
                         "Rango (%)"], rows, numeric=(2, 3)))
@@ -413,12 +488,12 @@ def epoch_profile(b: dict) -> str:
     for r in b.get("rows", []):
         cats = sorted(((c, s) for c, s in r["categories_s"].items() if s > 0),
                       key=lambda cs: -cs[1])
-        rows = [[PROFILE_CATEGORIES.get(c, c), f"{s:.3f}", f"{100 * s / r['ops_s']:.1f}",
+        rows = [[PROFILE_CATEGORIES.get(c, c), f"{s:.3f}", num(100 * s / r['ops_s'], '.1f'),
                  f"{1e3 * s / r['steps']:.3f}"] for c, s in cats]
         parts.append(
             f"Batch {r['batch']}: una época trazada de {r['epoch_s']:.2f} s ({r['steps']} "
             f"pasos); las instrucciones de XLA suman {r['ops_s']:.2f} s "
-            f"({100 * r['ops_s'] / r['epoch_s']:.0f} %; el resto es el runtime entre ellas y el "
+            f"({num(100 * r['ops_s'] / r['epoch_s'])} %; el resto es el runtime entre ellas y el "
             "propio perfilador).\n\n"
             + markdown(["Qué", "s por época", "% de las instrucciones", "ms por paso"], rows,
                        numeric=(1, 2, 3)))
@@ -438,16 +513,16 @@ def step_options(b: dict) -> str:
               for v in ok if rounds and base and v is not base}
     if rounds:  # the per-round ratio replaces the ratio of medians (and the step, narrow pages)
         rows = [[v["name"].replace("_", "_\u200b"),  # long names may break at a '_'
-                 f"{v['compile_s']:.1f}", f"{v['epoch_s']:.3f}", by_round(ratios.get(v["name"])),
+                 num(v['compile_s'], '.1f'), f"{v['epoch_s']:.3f}", by_round(ratios.get(v["name"])),
                  "referencia" if v["name"] == v["equal_to"] else "sí" if v["equal"] else "no"]
                 for v in ok]
     else:
-        rows = [[v["name"], f"{v['compile_s']:.1f}", f"{v['epoch_s']:.4f}",
-                 f"{v['step_us']:.0f}", f"×{v['epoch_s'] / base['epoch_s']:.2f}" if base else "—"]
+        rows = [[v["name"], num(v['compile_s'], '.1f'), f"{v['epoch_s']:.4f}",
+                 num(v['step_us']), f"×{v['epoch_s'] / base['epoch_s']:.2f}" if base else "—"]
                 for v in ok]
     header = ["Variante", "Compilación (s)", "Época (s)", "Paso (µs)", "Época / por defecto"]
     if rounds:
-        text = (f"{who} del modelo combinado de TA8 (batch {b['batch']}, {b['n_train']:,} "
+        text = (f"{who} del modelo combinado de TA8 (batch {b['batch']}, {num(b['n_train'])} "
                 "ejemplos sintéticos), compilado de varias maneras en un mismo proceso "
                 f"(`python -m jaxmlp.bench.step_options --rounds {rounds}`). Cada variante "
                 "parte del mismo estado inicial y su primera época se compara, hoja a hoja, con "
@@ -467,7 +542,7 @@ def step_options(b: dict) -> str:
             text += ("\nNinguna variante es más rápida que `default` en tres de cada cuatro "
                      "rondas (el cuartil superior de «Por ronda» no baja de ×1.00).\n")
     else:
-        text = (f"{who} del modelo combinado de TA8 (batch {b['batch']}, {b['n_train']:,} "
+        text = (f"{who} del modelo combinado de TA8 (batch {b['batch']}, {num(b['n_train'])} "
                 "ejemplos sintéticos), compilado de varias maneras "
                 "(`python -m jaxmlp.bench.step_options`; cada variante en su propio proceso): "
                 "compilación XLA del paso, y la mediana de 3 épocas.\n\n"
@@ -488,15 +563,20 @@ def merge_probe(b: dict) -> str:
     """bench.merge_probe: a sweep's groups of one batch and epoch budget, each in its own loop
     over batches or all in one, one epoch each, in alternating rounds."""
     n = len(b["groups"])
-    rows = [[run_names(g["runs"]), str(g["members"]), f"{g['compile_and_first_epoch_s']:.1f}",
-             f"{g['epoch_s']:.3f}"] for g in b["groups"]]
+    rows = [[run_names(g["runs"]), str(g["members"]),
+             num(g["compile_and_first_epoch_s"], ".1f"), f"{g['epoch_s']:.3f}"]
+            for g in b["groups"]]
     rows.append([f"**los {n}, cada uno en su programa**", str(sum(g["members"]
                                                                  for g in b["groups"])),
-                 f"{sum(g['compile_and_first_epoch_s'] for g in b['groups']):.1f}",
+                 num(sum(g["compile_and_first_epoch_s"] for g in b["groups"]), ".1f"),
                  f"{b['apart_epoch_s']:.3f}"])
     merged = b["merged"]
-    rows.append([f"**los {n} en un programa**", "", f"{merged['compile_and_first_epoch_s']:.1f}",
-                 f"{merged['epoch_s']:.3f}"])
+    rows.append([f"**los {n} en un programa**", "",
+                 num(merged["compile_and_first_epoch_s"], ".1f"), f"{merged['epoch_s']:.3f}"])
+    # The «each in its own program» row sums the unrounded values of the rows above it.
+    apart = (rounded_apart([g["compile_and_first_epoch_s"] for g in b["groups"]],
+                           sum(g["compile_and_first_epoch_s"] for g in b["groups"]), 1)
+             or rounded_apart([g["epoch_s"] for g in b["groups"]], b["apart_epoch_s"], 3))
     lo, mid, hi = quartiles(b["ratios"]) if len(b["ratios"]) >= 2 else (b["ratio"],) * 3
     # A verdict needs three of four rounds on one side of x1.00 and the median 5 % past it.
     verdict = ("más barato" if hi < 1 and mid <= 0.95 else
@@ -504,7 +584,7 @@ def merge_probe(b: dict) -> str:
                "lo mismo a efectos prácticos (menos de un 5 % de diferencia, o rondas a los dos "
                "lados de ×1.00)")
     data = ("ejemplos sintéticos" if b["n_train"] >= 45_000 else
-            f"{b['n_train']:,} ejemplos sintéticos, no los 45,000 de TA8")
+            f"{num(b['n_train'])} ejemplos sintéticos, no los {num(45_000)} de TA8")
     return (
         f"¿Sale más barato un solo bucle sobre los batches que entrene a la vez {n} grupos de "
         f"{b['experiment'].upper()} (batch {b['batch']}, {b['epochs_budget']} épocas de "
@@ -515,9 +595,12 @@ def merge_probe(b: dict) -> str:
         f"{'sí' if b['same_numbers'] else 'no'}.\n\n"
         + markdown(["Grupo", "Miembros", "Compilación y 1.ª época (s)", "Época (s)"], rows,
                    numeric=(1, 2, 3))
+        + (f"\nLa fila de los {n}, cada uno en su programa, suma los valores sin redondear de "
+           "los grupos; cada fila está redondeada por separado, así que la suma de lo que "
+           "muestran puede diferir en la última cifra.\n" if apart else "")
         + f"\nUn programa / uno por grupo: ×{mid:.2f} (por ronda; cuartiles ×{lo:.2f}–"
-        f"×{hi:.2f}): {verdict}, con {b['steps_per_epoch']:,} pasos en serie por época en "
-        f"lugar de {n * b['steps_per_epoch']:,}.\n")
+        f"×{hi:.2f}): {verdict}, con {num(b['steps_per_epoch'])} pasos en serie por época en "
+        f"lugar de {num(n * b['steps_per_epoch'])}.\n")
 
 
 def load(b: dict) -> str:
@@ -668,11 +751,11 @@ def goals(benches: list[tuple[str, dict]], experiments: Path) -> list[list[str]]
     for experiment, cache, limit in SWEEP_GOALS:
         hit = sweep_goal_record(benches, experiments, experiment, cache)
         seconds = hit and (hit[2].get("process_wall_time_s") or hit[2]["wall_time_s"])
-        shown = seconds and (f"{seconds:.0f}\u00a0s" + (
+        shown = seconds and (f"{num(seconds)}\u00a0s" + (
             "" if hit[2].get("process_wall_time_s") else " (solo el entrenamiento)"))
         label = (f"{experiment.upper()} entero en una GPU, "
                  f"{'en frío' if cache == 'cold' else 'en caliente'} (proceso entero)")
-        rows.append(goal_row(label, f"≤\u00a0{limit:.0f}\u00a0s", shown, hit,
+        rows.append(goal_row(label, f"≤\u00a0{num(limit)}\u00a0s", shown, hit,
                              seconds and seconds <= limit))
     for cpu in newest_per_host(benches, experiments, keras_on_cpu) or [None]:
         rows += cpu_goals(cpu)
@@ -722,7 +805,7 @@ def goal_row(label, target, value, hit, met) -> list[str]:
 def where(date, stem, b) -> str:
     """A goal's record: its file, machine, date and code."""
     code = f", código `{b['code']}`" if b.get("code") else ""
-    return f"`{stem}` ({host(b)}, {date}{code})"
+    return f"`{stem}` ({machine(host(b))}, {date}{code})"
 
 
 def floor_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
@@ -737,15 +820,16 @@ def floor_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
         row = hit and next((r for r in hit[2].get("rows", []) if r.get("batch") == 128), None)
         return (hit[1], row, host(hit[2])) if row else (None, None, None)
 
-    floor_stem, f, machine = at_128("epoch_vs_floor")
-    profile_stem, p, _ = at_128("epoch_profile", on=machine)
+    floor_stem, f, host_of = at_128("epoch_vs_floor")
+    profile_stem, p, _ = at_128("epoch_profile", on=host_of)
     if not f or not p or f["ratio"] <= FLOOR_GOAL:
         return None
     matmul = p["categories_s"].get("matmul", 0.0)
     update = p["categories_s"].get("parameter-sized update", 0.0)
     return (f"Época / mínimo ≤\u00a0{FLOOR_GOAL:.2f} con batch 128 deja una época de "
             f"{FLOOR_GOAL * f['floor_s']:.3f}\u00a0s como mucho ({FLOOR_GOAL:.2f} × el mínimo de "
-            f"{f['floor_s']:.3f}\u00a0s, `{floor_stem}`, en {machine}; la época medida: "
+            f"{f['floor_s']:.3f}\u00a0s, `{floor_stem}`, en {machine(host_of)}; la época "
+            "medida: "
             f"{f['epoch_s']:.3f}\u00a0s). En la traza de `{profile_stem}` (una época de "
             f"{p['epoch_s']:.2f}\u00a0s con el perfilador), los productos de matrices suman "
             f"{matmul:.3f}\u00a0s, {matmul / f['floor_s']:.2f} veces el mínimo, y la "
@@ -778,12 +862,15 @@ def gpu_gap(benches: list[tuple[str, dict]], experiments: Path) -> str | None:
         rest = limit - outside - split["load"]
         left[experiment, cache] = (rest, hit)
         # arranque + salida where the record measured the exit (`bench.whole_sweeps`)
-        parts = (f" ({outside - b['process_exit_s']:.1f} + {b['process_exit_s']:.1f})"
+        parts = (f" ({num(outside - b['process_exit_s'], '.1f')} + "
+                 f"{num(b['process_exit_s'], '.1f')})"
                  if "process_exit_s" in b else "")
         rows.append([f"{experiment.upper()} {'en frío' if cache == 'cold' else 'en caliente'}, "
-                     f"≤\u00a0{limit:.0f}\u00a0s", f"`{hit[1]}`", f"{outside:.1f}{parts}",
-                     f"{split['load']:.1f}", f"{rest:.1f}",
-                     f"{split.get('compile_wait', 0.0):.1f} / {split.get('train', 0.0):.1f}"])
+                     f"≤\u00a0{num(limit)}\u00a0s", breakable(hit[1]),
+                     f"{num(outside, '.1f')}{parts}",
+                     num(split['load'], '.1f'), num(rest, '.1f'),
+                     f"{num(split.get('compile_wait', 0.0), '.1f')} / "
+                     f"{num(split.get('train', 0.0), '.1f')}"])
     if not rows:
         return None
     text = ("Lo que deja cada meta de GPU una vez arrancado el proceso y cargados los datos, "
@@ -825,31 +912,35 @@ def step_model(benches, experiments: Path, warm) -> str:
     serial, member_steps = e["sequential_steps"], e["vmapped_member_steps"]
     merged = e["sequential_steps_one_program_per_batch_and_budget"]
     tb = e["vmapped_update_bytes"] / 1e12
-    text = (f"\nEl paso de entrenamiento en {card}, de `{roof[1]}` (una época del modelo "
-            f"combinado de TA8, {steps:,} pasos de batch {r['batch']}: {few['epoch_s']:.4f}\u00a0s "
+    text = (f"\nEl paso de entrenamiento en {machine(card)}, de `{roof[1]}` (una época del modelo "
+            f"combinado de TA8, {num(steps)} pasos de batch {r['batch']}: "
+            f"{few['epoch_s']:.4f}\u00a0s "
             f"con {few['members']} miembros y {many['epoch_s']:.4f}\u00a0s con "
-            f"{many['members']}), cuesta {fixed * 1e6:.0f}\u00a0µs fijos más "
-            f"{per_member * 1e6:.1f}\u00a0µs por miembro (la recta que pasa por esas dos "
-            f"épocas). Con los {serial:,} pasos en serie del barrido y los {member_steps:,} "
+            f"{many['members']}), cuesta {num(fixed * 1e6)}\u00a0µs fijos más "
+            f"{num(per_member * 1e6, '.1f')}\u00a0µs por miembro (la recta que pasa por esas dos "
+            f"épocas). Con los {num(serial)} pasos en serie del barrido y los {num(member_steps)} "
             f"pasos que calculan sus miembros vectorizados (`{sched[1]}`, de los resultados "
             f"guardados), con ese coste para todos los grupos, eso son "
-            f"{fixed * serial:.1f}\u00a0s + {per_member * member_steps:.1f}\u00a0s = "
-            f"{fixed * serial + per_member * member_steps:.1f}\u00a0s de "
+            f"{num(fixed * serial, '.1f')}\u00a0s + "
+            f"{num(per_member * member_steps, '.1f')}\u00a0s = "
+            f"{num(fixed * serial + per_member * member_steps, '.1f')}\u00a0s de "
             f"entrenamiento; `{sweep_stem}` midió "
-            f"{sweep['time_split_s'].get('train', 0.0):.1f}\u00a0s. Con un programa por batch y "
-            f"presupuesto de épocas ({merged:,} pasos en serie), la parte fija sería "
-            f"{fixed * merged:.1f}\u00a0s y la de los miembros no cambiaría. La actualización de "
+            f"{num(sweep['time_split_s'].get('train', 0.0), '.1f')}\u00a0s. Con un programa por "
+            "batch y "
+            f"presupuesto de épocas ({num(merged)} pasos en serie), la parte fija sería "
+            f"{num(fixed * merged, '.1f')}\u00a0s y la de los miembros no cambiaría. La "
+            "actualización de "
             "los pesos lee pesos, gradiente y momentos y los vuelve a escribir en cada paso "
             "(en float32, 28 bytes por parámetro con Adam o AdamW, 20 con RMSprop o SGD con "
-            f"momento): {tb:.1f}\u00a0TB en todo el barrido si no se quedan en la caché")
+            f"momento): {num(tb, '.1f')}\u00a0TB en todo el barrido si no se quedan en la caché")
     if rest <= 0:
         return text + ", y la meta no deja tiempo para ellos.\n"
-    text += (f"; hacerlo en los {rest:.1f}\u00a0s que deja la meta pide "
-             f"{tb / rest:.1f}\u00a0TB/s sostenidos, sin contar nada más")
+    text += (f"; hacerlo en los {num(rest, '.1f')}\u00a0s que deja la meta pide "
+             f"{num(tb / rest, '.1f')}\u00a0TB/s sostenidos, sin contar nada más")
     if r.get("bandwidth_gbs"):
         text += (f" (el ancho de banda medido en esta GPU, `{roof[1]}`: "
-                 f"{r['bandwidth_gbs'] / 1e3:.1f}\u00a0TB/s; a ese ritmo, "
-                 f"{tb * 1e3 / r['bandwidth_gbs']:.1f}\u00a0s)")
+                 f"{num(r['bandwidth_gbs'] / 1e3, '.1f')}\u00a0TB/s; a ese ritmo, "
+                 f"{num(tb * 1e3 / r['bandwidth_gbs'], '.1f')}\u00a0s)")
     return text + ".\n"
 
 
@@ -904,9 +995,9 @@ def parity_table(experiments: Path) -> str | None:
     if stops:
         def mean_of(side):
             ep = side["epochs"]
-            return f"{np.mean(ep):.1f} ({min(ep)}–{max(ep)}; n = {len(ep)})"
+            return f"{num(np.mean(ep), '.1f')} ({min(ep)}–{max(ep)}; n = {len(ep)})"
         table = [[f"{r['experiment']} / {r['run']}", mean_of(r["ours"]), mean_of(r["keras"]),
-                  f"{r['epochs']['diff']:+.1f}", f"{r['epochs']['tolerance']:.1f}",
+                  f"{r['epochs']['diff']:+.1f}", num(r['epochs']['tolerance'], '.1f'),
                   "dentro" if r["epochs"]["within"] else "**fuera**"] for r in stops]
         text += ("\nDónde paró EarlyStopping (épocas entrenadas, media y rango entre semillas), "
                  "con la misma tolerancia en épocas (el mayor de 1 y dos desviaciones "
@@ -916,11 +1007,11 @@ def parity_table(experiments: Path) -> str | None:
     cuts = [r for r in compared if r.get("cuts")]
     if cuts:
         def spread(values):
-            return f"{np.mean(values):.1f} ({min(values)}–{max(values)})"
+            return f"{num(np.mean(values), '.1f')} ({min(values)}–{max(values)})"
 
         def verdict(c):
             mark = "" if c["within"] else " **fuera**"
-            return f"{c['diff']:+.1f} ({c['tolerance']:.1f}){mark}"
+            return f"{c['diff']:+.1f} ({num(c['tolerance'], '.1f')}){mark}"
         table = []
         for r in cuts:
             name = f"{r['experiment']} / {r['run']}"
@@ -943,6 +1034,75 @@ def parity_table(experiments: Path) -> str | None:
     return text
 
 
+def note(text: str) -> str:
+    """A record's own note (English, as the session that measured wrote it), collapsed under
+    a Spanish title so the page reads in Spanish and the note stays at hand."""
+    body = "\n".join(("    " + line) if line.strip() else "" for line in text.splitlines())
+    return f'\n??? note "Nota del registro (en inglés)"\n\n{body}\n'
+
+
+def distinct_titles(sections: list[dict]) -> None:
+    """Give the sections that share a heading the first of their machine, date, code that
+    tells them apart (the page's table of contents lists the headings)."""
+    by_title: dict[str, list[dict]] = {}
+    for s in sections:
+        by_title.setdefault(s["title"], []).append(s)
+    for same in by_title.values():
+        if len(same) < 2:
+            continue
+        tags = []
+        for s in same:  # each its own shortest tag that no other section of the title shares
+            for keys in (("host",), ("host", "date"), ("host", "date", "code"),
+                         ("host", "date", "code", "file")):
+                if all(tag(o, keys) != tag(s, keys) for o in same if o is not s):
+                    break
+            tags.append(tag(s, keys))
+        for s, t in zip(same, tags):
+            s["title"] += f" — {t}"
+
+
+def tag(s: dict, keys: tuple[str, ...]) -> str:
+    """What tells a section apart, in words: its machine, date, code or file."""
+    words = {"host": lambda: machine(s["host"]) if s["host"] != "—" else "sin máquina",
+             "date": lambda: s["date"][:10], "code": lambda: f"código {s['code'] or '—'}",
+             "file": lambda: s["file"]}
+    return ", ".join(words[k]() for k in keys)
+
+
+IN_FORCE = re.compile(r"en vigor es `([^`/]+)\.json`(?: \(([^)]*)\))?")
+
+
+def now_in_force(superseded: str | None, benches: list[tuple[str, dict]],
+                 experiments: Path) -> str:
+    """For a replaced record whose reason names the record in force («… en vigor es
+    `x.json` …»): a sentence when that record has since been replaced too, or measured again
+    with other code than the reason says; '' otherwise. The reason is the record's own text
+    and stays as it was written."""
+    m = IN_FORCE.search(superseded or "")
+    by_stem = dict(benches)
+    if not m or m.group(1) not in by_stem:
+        return ""
+    named, seen = m.group(1), set()
+    current = named
+    while by_stem[current].get("superseded") and current not in seen:
+        seen.add(current)
+        nxt = IN_FORCE.search(by_stem[current]["superseded"])
+        if not nxt or nxt.group(1) not in by_stem:
+            break
+        current = nxt.group(1)
+    b = by_stem[current]
+    when = f"{measured_on(current, b, experiments)[:10]}" + (
+        f", código `{b['code']}`" if b.get("code") else "")
+    if current != named:
+        still = "" if not b.get("superseded") else " (también reemplazado)"
+        return (f"`{named}.json` se reemplazó a su vez: hoy está en vigor "
+                f"`{current}.json`{still} ({when}).")
+    said = re.search(r"código (\w+)", m.group(2) or "")
+    if said and b.get("code") and not b["code"].startswith(said.group(1)):
+        return (f"`{named}.json` se ha vuelto a medir desde entonces: hoy es del {when}.")
+    return ""
+
+
 ORDER = ["whole_sweep", "load", "schedule", "roofline", "step_options", "epoch_vs_floor",
          "unused_parts", "epoch_profile", "sweep", "keras_parity"]
 
@@ -953,14 +1113,21 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
                                else len(ORDER), sb[0]))
 
     def section(stem, b):
-        text = KINDS[b["benchmark"]](b) + against_one_process(b, benches, experiments)
+        if b["benchmark"] == "roofline" and not b.get("superseded"):
+            text = roofline(b, benches, experiments)
+        else:
+            text = KINDS[b["benchmark"]](b)
+        text += against_one_process(b, benches, experiments)
+        if b.get("superseded"):
+            text += placed_on_roofline(stem, benches)
         if b.get("note"):
-            text += f"\nNota del registro: {b['note']}\n"
+            text += note(b["note"])
         date, code, machine = measured_on(stem, b, experiments), b.get("code"), device(b)
         where = (f"Máquina: {machine}. Medido: {date}" if machine is not None
                  else f"Contado el {date}")  # a record that measured nothing on a machine
         return {"file": stem, "title": title(b), "device": machine, "code": code,
                 "date": date, "superseded": b.get("superseded"), "text": text,
+                "host": host(b), "now": now_in_force(b.get("superseded"), benches, experiments),
                 "provenance": where + (f", código `{code}`." if code else ".")}
     # A schedule record measures nothing on any machine; it explains the GPU's sweep times.
     groups = [{"name": name, "sections": [section(stem, b) for stem, b in in_force(known)
@@ -968,10 +1135,15 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
                                               or b["benchmark"] == "schedule")
                                           == (name == "GPU")]}
               for name in ("GPU", "CPU")]
+    distinct_titles([s for g in groups for s in g["sections"]])
+    earlier = [section(stem, b) for stem, b in known if b.get("superseded")]
+    for s in earlier:  # a collapsed entry's title: what, on which machine, when, which code
+        s["title"] += (f" — {short_machine(s['host'])}" if s["host"] != "—" else "") + (
+            f", {s['date'][:10]}" + (f", código `{s['code']}`" if s["code"] else ""))
     # The landing page's Keras card: the newest side-by-side CPU comparison in force on each
     # host, so that the headline range covers every machine that measured it.
     hosts = []
-    for date, _, b in newest_per_host(benches, experiments, keras_on_cpu):
+    for date, stem, b in newest_per_host(benches, experiments, keras_on_cpu):
         version = next(r["keras"].get("keras", "3") for r in b["rows"] if "keras" in r)
         rows = [{"batch": r["batch"], "jaxmlp_epoch_s": r["epoch_s"],
                  "keras_epoch_s": r["keras"]["epoch_s"], "speedup": r["keras"]["speedup"]}
@@ -980,12 +1152,13 @@ def context(benches: list[tuple[str, dict]], experiments: Path) -> dict:
             f"batch {r['batch']}, {r['jaxmlp_epoch_s']:.2f} s con `jaxmlp` y "
             f"{r['keras_epoch_s']:.2f} s con Keras {version} `fit` (×{r['speedup']:.2f})"
             for r in rows)
-        hosts.append({"device": device(b), "date": date, "version": version, "rows": rows,
+        hosts.append({"device": device(b), "machine": machine(host(b)), "date": date,
+                      "code": b.get("code"), "file": stem, "version": version, "rows": rows,
                       "sentence": sentence})
     speedups = [r["speedup"] for h in hosts for r in h["rows"]]
     keras = hosts and {"hosts": hosts, "low": min(speedups), "high": max(speedups)}
     return {"groups": [g for g in groups if g["sections"]],
-            "earlier": [section(stem, b) for stem, b in known if b.get("superseded")],
+            "earlier": earlier,
             "goals_table": markdown(["Objetivo", "Meta", "Medido", "Registro", "Estado"],
                                     goals(benches, experiments)),
             "parity": parity_table(experiments),

@@ -6,6 +6,7 @@ gap of the means is larger than the seed-to-seed variation; otherwise the two «
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -26,18 +27,43 @@ def pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
+PM = "\u00a0±\u00a0"  # no line break on either side of ±: «56.7 ± 0.1» stays on one line
+DASH = "–\u2060"  # a range's en dash with a word joiner: «30.4–40.7» does not break after it
+
+
 def pm(s: dict | None, scale: float = 100.0, fmt: str = ".1f") -> str:
-    """'mean ± std' of a stats dict (in % by default)."""
+    """'mean ± std' of a stats dict (in % by default); the mean alone for a value every seed
+    shares (`shared`: the time of a vectorized group, split among its members), whose spread
+    of 0 measures nothing."""
     if not s:
         return "—"
-    return f"{s['mean'] * scale:{fmt}} ± {s['std'] * scale:{fmt}}"
+    if s.get("shared"):
+        return num(s["mean"] * scale, fmt)
+    return num(s["mean"] * scale, fmt) + PM + num(s["std"] * scale, fmt)
 
 
 def span(s: dict | None, scale: float = 100.0, fmt: str = ".1f") -> str:
     """'min–max' of a stats dict (in % by default)."""
     if not s:
         return "—"
-    return f"{s['min'] * scale:{fmt}}–{s['max'] * scale:{fmt}}"
+    return num(s["min"] * scale, fmt) + DASH + num(s["max"] * scale, fmt)
+
+
+def machine(device: str | None) -> str:
+    """A record's `environment.device` as a Spanish page shows it: «AMD EPYC (2 cores; family
+    26 model 2, AVX-512)» reads «AMD EPYC (2 núcleos; familia 26, modelo 2, AVX-512)». The
+    record keeps its own words (the report compares machines by them)."""
+    if not device:
+        return "—"
+    out = re.sub(r"\b1 cores?\b", "1 núcleo", device)
+    out = re.sub(r"\b(\d+) cores?\b", r"\1 núcleos", out)
+    out = re.sub(r"\bfamily (\w+) model (\w+)", r"familia \1, modelo \2", out)
+    return re.sub(r"\bfamily\b", "familia", out)
+
+
+def short_machine(device: str | None) -> str:
+    """The machine's name without its details in parentheses: «AMD EPYC», «NVIDIA H200»."""
+    return re.sub(r"\s*\(.*\)\s*$", "", (device or "—").replace("(R)", "")) or "—"
 
 
 def pp(d: float) -> str:
@@ -45,9 +71,19 @@ def pp(d: float) -> str:
     return f"{d:.2f}" if abs(d) < 0.1 else f"{d:.1f}"
 
 
+THOUSANDS = "\u202f"  # narrow no-break space: 54 000, as Spanish writes thousands
+
+
 def num(x: float | None, fmt: str = ",.0f") -> str:
-    """A number with a narrow space between thousands, as Spanish writes them: 54 000."""
-    return "—" if x is None else format(x, fmt).replace(",", "\u202f")
+    """A number as every page of the report writes it: a narrow no-break space between
+    thousands (54 000, 1 318, also 2 125.0: a comma or a point would read as a decimal mark in
+    Spanish) and a decimal point. `fmt` is a format spec (".1f", ".3f", "d"...); the grouping
+    is added when it has none."""
+    if x is None:
+        return "—"
+    if "," not in fmt:
+        fmt = re.sub(r"(\.\d+)?[a-zA-Z%]?$", lambda m: "," + m.group(0), fmt, count=1)
+    return format(x, fmt).replace(",", THOUSANDS)
 
 
 @dataclass(frozen=True)
@@ -101,7 +137,9 @@ def versus(run: dict, ref: dict, metric: str = "test_accuracy") -> str:
         return "—"
     if not v.better:
         return "empate"
-    return f"mejor, +{pp(v.gap_pp)} pp" if v.high is run else f"peor, −{pp(v.gap_pp)} pp"
+    # one line in a narrow column: its header (the compared run's name) wraps less
+    return (f"mejor,\u00a0+{pp(v.gap_pp)}\u00a0pp" if v.high is run
+            else f"peor,\u00a0−{pp(v.gap_pp)}\u00a0pp")
 
 
 def label(run: dict) -> str:

@@ -18,9 +18,15 @@ DATASETS = {"cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "mnist": "M
 
 
 def time_stats(run: dict) -> dict | None:
-    """Training seconds per run and seed: a vmapped group's time split among its members."""
-    return records.stats([s["wall_time_s"] / max(s.get("group_size", 1), 1)
-                          for s in run.get("seeds", []) if "wall_time_s" in s])
+    """Training seconds per run and seed: a vmapped group's time split among its members.
+    When every seed has one same share of a group's time, `shared` says so: their spread of 0
+    is not a measurement (`compare.pm` then shows the value alone)."""
+    seeds = [s for s in run.get("seeds", []) if "wall_time_s" in s]
+    stats = records.stats([s["wall_time_s"] / max(s.get("group_size", 1), 1) for s in seeds])
+    if stats and len(seeds) > 1 and stats["min"] == stats["max"] \
+            and all(s.get("group_size", 1) > 1 for s in seeds):
+        stats = {**stats, "shared": True}
+    return stats
 
 
 def lr_varies(doc: dict, run: dict) -> bool:

@@ -17,6 +17,7 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from jaxmlp.report import load
 from jaxmlp.report.compare import label, seed_values
@@ -28,7 +29,7 @@ WIDTH = 6.4  # inches; 460.8 pt of SVG user space, shown at ~700 px on a 1280 px
 BASE = {"font.size": 10, "axes.titlesize": 10.5, "legend.fontsize": 9.5, "xtick.labelsize": 9.5,
         "ytick.labelsize": 9.5, "axes.grid": True, "grid.alpha": 0.35,
         "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
-        "svg.fonttype": "none", "svg.hashsalt": "jaxmlp",
+        "svg.fonttype": "none", "svg.hashsalt": "jaxmlp", "axes.formatter.useoffset": False,
         "font.family": ["DejaVu Sans", "sans-serif"]}
 INK = {"light": "#222222", "dark": "#e2e4e9"}
 THEMES = {name: {**BASE, "text.color": ink, "axes.labelcolor": ink, "axes.edgecolor": ink,
@@ -86,6 +87,17 @@ def legend_below(fig: Figure, ax, ncols: int = 3, handles=None) -> None:
         longest = max(len(h.get_label()) for h in handles)
         ncols = 1 if longest > 40 else 2 if longest > 18 else ncols  # stay inside the figure
         fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)))
+
+
+def epoch_axis(ax) -> None:
+    """Epochs are whole: ticks on integers only (no 2.5 or 7.5)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plain(value: float, _pos=None) -> str:
+    """A tick label as written, without an offset or a ×1e−3 multiplier: 0.001, 0.0005, 0."""
+    text = f"{round(value, 12):.12f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def marker_key(theme: str, published: bool) -> list[Line2D]:
@@ -154,6 +166,7 @@ def curves(doc: dict, runs: list[dict], color: dict[str, str], column: str, ylab
             band(ax, [scale * c for c in load.curves(doc, r, column)], color[r["name"]],
                  label(r))
         ax.set_xlabel("Época")
+        epoch_axis(ax)
         ax.set_ylabel(ylabel)
         legend_below(fig, ax)
     return themed(draw, 3.2 + 0.25 * len(runs))
@@ -171,8 +184,9 @@ def learning_rate(doc: dict, runs: list[dict], color: dict[str, str]):
                 ax.plot(np.arange(1, len(lr[0]) + 1), lr[0], color=color[r["name"]], lw=2,
                         ls=styles[i % len(styles)], label=label(r))
         ax.set_xlabel("Época")
+        epoch_axis(ax)
         ax.set_ylabel("Tasa de aprendizaje")
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        ax.yaxis.set_major_formatter(FuncFormatter(plain))  # 0.001, not 1 with «1e−3» on top
         legend_below(fig, ax)
     return themed(draw, 3.4)
 
@@ -224,5 +238,6 @@ def tensorboard(doc: dict, run: dict):
                     ax.plot(x, smooth(h[col]), color=tb[who], lw=1.8, label=who)
             ax.set_title(f"epoch_{metric}", loc="left")
             ax.set_xlabel("epoch")
+            epoch_axis(ax)
         legend_below(fig, axes[0], ncols=2)
     return themed(draw, 3.0)

@@ -29,6 +29,7 @@ def environment(extra: list[Path] = ()) -> jinja2.Environment:
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters.update(pct=compare.pct, pm=compare.pm, span=compare.span, pp=compare.pp,
                        num=compare.num, label=compare.label, labels=context.labels,
+                       machine=compare.machine,
                        capitalize_first=lambda s: s[:1].upper() + s[1:])
     env.globals.update(sentence=compare.sentence, verdict=compare.verdict,
                        results_table=tables.results_table,

@@ -3,7 +3,7 @@ only what varies, so no table needs more columns than the content column holds."
 
 from __future__ import annotations
 
-from jaxmlp.report.compare import label, pm, span, versus
+from jaxmlp.report.compare import DASH, PM, label, pm, span, versus
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 YES_NO = {True: "sí", False: "no"}
@@ -122,7 +122,7 @@ def epochs_cell(run: dict) -> str:
         return "—"
     if s["min"] == s["max"]:
         return f"{s['min']:.0f}"
-    return f"{s['mean']:.1f} ({s['min']:.0f}–{s['max']:.0f})"  # where EarlyStopping fired
+    return f"{s['mean']:.1f} ({s['min']:.0f}{DASH}{s['max']:.0f})"  # where EarlyStopping fired
 
 
 def results_table(runs: list[dict], varying: list[str], against: dict | None = None) -> str:
@@ -130,7 +130,7 @@ def results_table(runs: list[dict], varying: list[str], against: dict | None = N
     when they differ between runs, and (with `against`) the verdict against that run."""
     ref = reference(runs, varying)
     header = ["Run"] + ([varying[0] if len(varying) == 1 else "Cambia respecto a la referencia"]
-                        if varying else []) + ["Test (%): media ± std (rango)"]
+                        if varying else []) + [f"Test (%): media{PM}std (rango)"]
     rows = [[label(r)] + ([changes(r, varying, ref)] if varying else [])
             + [f"{pm(r['summary'].get('test_accuracy'))} "
                f"({span(r['summary'].get('test_accuracy'))})"] for r in runs]
