@@ -92,11 +92,17 @@ def test_every_experiment_gets_its_page_and_svg_figures_in_both_palettes(rendere
         svgs = sorted((docs / "assets" / "generated" / exp).glob("*.svg"))
         light = [p for p in svgs if not p.stem.endswith("-dark")]
         assert light and len(svgs) == 2 * len(light)
+        wide = [p for p in light if not p.stem.endswith("-narrow")]
+        assert len(wide) * 2 == len(light)  # each figure also narrow, for phones
         for svg in svgs:
             text = svg.read_text()
             assert "<text" in text  # text kept as text: the browser test measures it
             sizes = [float(s) for s in re.findall(r"font[^;\"]*?([0-9.]+)px", text)]
             assert sizes and min(sizes) >= 9.5, svg
+            if "-narrow" in svg.stem:  # 358 px wide on a 390 px phone: text >= 11 px there
+                box = float(re.search(r'viewBox="0 0 ([0-9.]+)', text).group(1))
+                assert box == pytest.approx(72 * figures.NARROW), svg
+                assert min(sizes) * 358 / box >= 11, svg
             assert 'fill="#ffffff"' not in text.split("<g id=\"axes_1\">")[0]  # transparent
 
 
@@ -409,7 +415,8 @@ def test_gpu_gap_says_what_each_goal_leaves_and_what_the_measured_step_predicts(
             line.startswith("| P8D")]
     assert rows == ["| TA8 en caliente, ≤\u00a015\u00a0s | `warm` | 2.0 (1.5 + 0.5) | 1.0 | 12.0 | "
                     "0.5 / 2.5 |",
-                    "| P8D en frío, ≤\u00a05\u00a0s | `p8d_\u200bcold` | 3.0 | 3.0 | -1.0 | 0.5 / 1.0 |"]
+                    "| P8D en frío, ≤\u00a05\u00a0s | `p8d_\u200bcold` | 3.0 | 3.0 | -1.0 | "
+                    "0.5 / 1.0 |"]
     assert "la meta ya se ha pasado antes de compilar nada" in text
     assert "de `roof` (una época" in text and "Other" not in text
     assert "cuesta 100\u00a0µs fijos más 100.0\u00a0µs por miembro" in text

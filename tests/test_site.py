@@ -243,7 +243,7 @@ def check_page(browser, served, path, width, scheme) -> list[str]:
         page.wait_for_load_state("networkidle")
         images = page.evaluate(IMAGES_JS)
         wide = page.evaluate(TABLES_JS) if width >= 1280 else []
-        fonts = page.evaluate(FONTS_JS) if width >= 1280 else []
+        fonts = page.evaluate(FONTS_JS)  # the figures shown: wide ones, or narrow on a phone
         phone = page.evaluate(PHONE_JS) if width < 720 else {"page": 0, "code": []}
         title, h1 = page.title(), page.locator("article h1").first.inner_text().strip()
         ARTIFACTS.mkdir(exist_ok=True)
@@ -261,6 +261,8 @@ def check_page(browser, served, path, width, scheme) -> list[str]:
     problems += [f"code listing scrolls sideways: {c!r}" for c in phone["code"]]
     problems += [f"figure text {f['px']:.1f} px < {MIN_FIGURE_PX}: {f['src']}"
                  for f in fonts if f["px"] < MIN_FIGURE_PX]
+    problems += [f"{'wide' if width < 720 else 'narrow'} figure at {width} px: {f['src']}"
+                 for f in fonts if ("-narrow" in f["src"]) != (width < 720)]
     if not (title.endswith("jaxmlp") and h1):
         problems.append(f"no title or h1: title={title!r} h1={h1!r}")
     return problems
@@ -269,8 +271,9 @@ def check_page(browser, served, path, width, scheme) -> list[str]:
 @pytest.mark.parametrize("width,scheme", VIEWS, ids=[f"{w}-{s}" for w, s in VIEWS])
 def test_every_page_reads_well(browser, served, pages, width, scheme):
     """Every page, in this viewport and palette: no console error, every image loaded, no
-    request elsewhere; at desktop width no table wider than its column and figure text of at
-    least 11 px; on a phone no sideways scrolling of the page or of a code listing.
+    request elsewhere; figure text of at least 11 px as shown (the narrow variants on a phone);
+    at desktop width no table wider than its column; on a phone no sideways scrolling of the
+    page or of a code listing.
     Screenshots land in test-artifacts/."""
     problems = {p or "index": check_page(browser, served, p, width, scheme) for p in pages}
     problems = {p: v for p, v in problems.items() if v}
@@ -283,6 +286,11 @@ def test_portfolio_pages_show_their_figures(site):
     for page in ("portfolio/08d-Callbacks-MLP/", "portfolio/TA8-Backpropagation-Optimizadores/"):
         html = (site / page / "index.html").read_text(encoding="utf-8")
         assert html.count(".svg#only-light") == html.count(".svg#only-dark") > 0, page
+        # each figure also narrow for phones, in both palettes, in galleries of their own
+        wide = len(re.findall(r'src="[^"]*\.svg#only-light"', html))
+        assert html.count('class="fig-narrow fig-light"') == wide, page
+        assert html.count('class="fig-narrow fig-dark"') == wide, page
+        assert html.count('data-gallery="narrow-dark"') > 0, page
         assert "glightbox" in html, page
 
 

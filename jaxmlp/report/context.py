@@ -49,10 +49,21 @@ class Figures:
         self.written += figures.write(self.folder, key, svgs)
         caption = title + (f". {how}." if how and how not in self.seen else ".")
         self.seen.add(how)
-        return (f'<figure markdown="span">\n'
-                f"  ![{title}]({self.url}{key}.svg#only-light)\n"
-                f"  ![{title}]({self.url}{key}-dark.svg#only-dark)\n"
+        return (f'<figure markdown="span">\n{images(self.url + key, title)}\n'
                 f"  <figcaption>{caption}</figcaption>\n</figure>\n")
+
+
+def images(base: str, title: str) -> str:
+    """The Markdown of one figure's four SVGs (`base` is its URL without «.svg»): the wide pair
+    with Material's #only-light / #only-dark, shown from 720 px up, and the narrow pair, shown
+    below (docs/stylesheets/extra.css, which also picks their palette by class: one fragment
+    each would put them in glightbox's light/dark galleries, as hidden duplicate slides).
+    Each narrow one zooms in a gallery of its own kind. Four lines, no final newline."""
+    narrow = '{{ .fig-narrow .fig-{0} data-gallery="narrow-{0}" }}'
+    return "\n".join([f"  ![{title}]({base}.svg#only-light){{ .fig-wide }}",
+                      f"  ![{title}]({base}-dark.svg#only-dark){{ .fig-wide }}",
+                      f"  ![{title}]({base}-narrow.svg){narrow.format('light')}",
+                      f"  ![{title}]({base}-narrow-dark.svg){narrow.format('dark')}"])
 
 
 def part_view(doc: dict, part: int, runs: list[dict], color: dict, times: dict,

@@ -1,6 +1,7 @@
-"""Figures as SVG, each drawn twice (light and dark palette, transparent background), with one
-colour per run across every figure of a page, a legend on every figure and text that stays
->= 11 px when the figure fills the content column.
+"""Figures as SVG, each drawn four times: light and dark palette (transparent background), each
+wide (desktop) and narrow (phones, below Material's 720 px breakpoint), with one colour per run
+across every figure of a page, a legend on every figure and text that stays >= 11 px when the
+figure fills the content column: ~700 px at desktop width, ~358 px on a 390 px phone.
 
 Text is kept as SVG <text> (svg.fonttype none) so the browser test can measure it.
 """
@@ -8,6 +9,7 @@ Text is kept as SVG <text> (svg.fonttype none) so the browser test can measure i
 from __future__ import annotations
 
 import io
+import textwrap
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,11 @@ from jaxmlp.report.compare import label, seed_values
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac", "#17becf", "#bcbd22")
 WIDTH = 6.4  # inches; 460.8 pt of SVG user space, shown at ~700 px on a 1280 px screen
+# The phone variant: 302.4 pt shown at ~358 px on a 390 px phone, so 9.5 pt text is ~11.2 px.
+NARROW = 4.2
+# File suffix -> (palette, narrow): NAME.svg, NAME-dark.svg, NAME-narrow.svg, NAME-narrow-dark.svg
+VARIANTS = {"light": ("light", False), "dark": ("dark", False),
+            "narrow": ("light", True), "narrow-dark": ("dark", True)}
 BASE = {"font.size": 10, "axes.titlesize": 10.5, "legend.fontsize": 9.5, "xtick.labelsize": 9.5,
         "ytick.labelsize": 9.5, "axes.grid": True, "grid.alpha": 0.35,
         "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
@@ -55,38 +62,59 @@ def svg_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def themed(draw: Callable[[Figure, str], None], height: float) -> dict[str, bytes]:
-    """Draw a figure once per palette; returns {"light": svg, "dark": svg}."""
+def themed(draw: Callable[[Figure, str, bool], None], height: float,
+           narrow_height: float) -> dict[str, bytes]:
+    """Draw a figure once per palette and width, `draw(fig, theme, narrow)`; returns
+    {"light": svg, "dark": svg, "narrow": svg, "narrow-dark": svg}."""
     out = {}
-    for theme, rc in THEMES.items():
-        with rc_context(rc):
-            fig = Figure(figsize=(WIDTH, height), layout="constrained")
+    for variant, (theme, narrow) in VARIANTS.items():
+        with rc_context(THEMES[theme]):
+            size = (NARROW, narrow_height) if narrow else (WIDTH, height)
+            fig = Figure(figsize=size, layout="constrained")
             FigureCanvasSVG(fig)
-            draw(fig, theme)
-            out[theme] = svg_bytes(fig)
+            draw(fig, theme, narrow)
+            out[variant] = svg_bytes(fig)
     return out
 
 
 def write(folder: Path, name: str, svgs: dict[str, bytes]) -> list[Path]:
-    """<name>.svg (light) and <name>-dark.svg; unchanged bytes are not rewritten."""
+    """<name>.svg (light), <name>-dark.svg, <name>-narrow.svg and <name>-narrow-dark.svg;
+    unchanged bytes are not rewritten."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for theme, data in svgs.items():
-        path = folder / (f"{name}.svg" if theme == "light" else f"{name}-{theme}.svg")
+    for variant, data in svgs.items():
+        path = folder / (f"{name}.svg" if variant == "light" else f"{name}-{variant}.svg")
         if not (path.is_file() and path.read_bytes() == data):
             path.write_bytes(data)
         paths.append(path)
     return paths
 
 
-def legend_below(fig: Figure, ax, ncols: int = 3, handles=None) -> None:
+def legend_below(fig: Figure, ax, ncols: int = 3, handles=None, narrow: bool = False) -> None:
     """One legend under the plot: the axes' labelled artists, or the `handles` given."""
     if handles is None:
         handles, _ = ax.get_legend_handles_labels()
     if handles:
         longest = max(len(h.get_label()) for h in handles)
-        ncols = 1 if longest > 40 else 2 if longest > 18 else ncols  # stay inside the figure
+        if narrow:  # two columns of ~20 characters fit the phone variant's width
+            ncols = 1 if longest > 20 else min(ncols, 2)
+        else:
+            ncols = 1 if longest > 40 else 2 if longest > 18 else ncols  # inside the figure
         fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, len(handles)))
+
+
+def legend_rows(labels: list[str], ncols: int = 3) -> int:
+    """How many rows legend_below takes in the narrow variant (to size its height)."""
+    if not labels:
+        return 0
+    cols = 1 if max(map(len, labels)) > 20 else min(ncols, 2)
+    return -(-len(labels) // cols)
+
+
+def wrapped(text: str, narrow: bool, width: int = 20) -> str:
+    """A run's name on the y axis: on two or more lines in the narrow variant, so the axes keep
+    most of the phone's width."""
+    return textwrap.fill(text, width, break_long_words=False) if narrow else text
 
 
 def epoch_axis(ax) -> None:
@@ -121,7 +149,7 @@ def accuracy(runs: list[dict], color: dict[str, str], published: dict | None = N
     published = published or {}
     path = ("test", "accuracy") if metric == "test_accuracy" else ("val", "accuracy")
 
-    def draw(fig, theme):
+    def draw(fig, theme, narrow):
         ax = fig.subplots()
         y, marked = np.arange(len(runs))[::-1], []
         for yi, r in zip(y, runs):
@@ -134,11 +162,19 @@ def accuracy(runs: list[dict], color: dict[str, str], published: dict | None = N
                 ax.plot(100 * published[r["name"]], yi + 0.22, "D", mfc="none",
                         mec=ORIGINAL[theme], ms=6)
                 marked.append(r["name"])
-        ax.set_yticks(y, [label(r) for r in runs])
+        ax.set_yticks(y, [wrapped(label(r), narrow) for r in runs])
         ax.set_ylim(-0.7, len(runs) - 0.3)
         ax.set_xlabel(xlabel)
-        legend_below(fig, ax, handles=marker_key(theme, bool(marked)))
-    return themed(draw, 1.3 + 0.34 * len(runs))
+        legend_below(fig, ax, handles=marker_key(theme, bool(marked)), narrow=narrow)
+    keys = [h.get_label() for h in marker_key("light", any(r["name"] in published for r in runs))]
+    return themed(draw, 1.3 + 0.34 * len(runs), narrow_rows(runs, keys))
+
+
+def narrow_rows(runs: list[dict], keys: list[str]) -> float:
+    """The narrow variant's height for one row per run (as tall as its wrapped name) above a
+    legend of `keys`."""
+    lines = max((wrapped(label(r), True).count("\n") + 1 for r in runs), default=1)
+    return 0.9 + max(0.34, 0.19 * lines) * len(runs) + 0.2 * legend_rows(keys)
 
 
 def band(ax, series: list[np.ndarray], color: str, name: str) -> None:
@@ -160,7 +196,7 @@ def band(ax, series: list[np.ndarray], color: str, name: str) -> None:
 def curves(doc: dict, runs: list[dict], color: dict[str, str], column: str, ylabel: str,
            scale: float = 100.0):
     """One history column per run over epochs: mean line, min–max band over seeds."""
-    def draw(fig, theme):
+    def draw(fig, theme, narrow):
         ax = fig.subplots()
         for r in runs:
             band(ax, [scale * c for c in load.curves(doc, r, column)], color[r["name"]],
@@ -168,14 +204,15 @@ def curves(doc: dict, runs: list[dict], color: dict[str, str], column: str, ylab
         ax.set_xlabel("Época")
         epoch_axis(ax)
         ax.set_ylabel(ylabel)
-        legend_below(fig, ax)
-    return themed(draw, 3.2 + 0.25 * len(runs))
+        legend_below(fig, ax, narrow=narrow)
+    return themed(draw, 3.2 + 0.25 * len(runs),
+                  2.8 + 0.2 * legend_rows([label(r) for r in runs]))
 
 
 def learning_rate(doc: dict, runs: list[dict], color: dict[str, str]):
     """The learning rate per epoch (seed 0's history: the schedule is the same for every seed
     unless a plateau cut it), linear scale because a cosine can reach exactly 0."""
-    def draw(fig, theme):
+    def draw(fig, theme, narrow):
         ax = fig.subplots()
         styles = ("-", "--", ":", "-.")
         for i, r in enumerate(runs):
@@ -187,15 +224,15 @@ def learning_rate(doc: dict, runs: list[dict], color: dict[str, str]):
         epoch_axis(ax)
         ax.set_ylabel("Tasa de aprendizaje")
         ax.yaxis.set_major_formatter(FuncFormatter(plain))  # 0.001, not 1 with «1e−3» on top
-        legend_below(fig, ax)
-    return themed(draw, 3.4)
+        legend_below(fig, ax, narrow=narrow)
+    return themed(draw, 3.4, 2.8 + 0.2 * legend_rows([label(r) for r in runs]))
 
 
 def seconds(runs: list[dict], color: dict[str, str], times: dict[str, dict]):
     """Training seconds per run as bars from zero, the seeds' range as a whisker."""
     runs = [r for r in runs if times.get(r["name"])]
 
-    def draw(fig, theme):
+    def draw(fig, theme, narrow):
         ax = fig.subplots()
         y = np.arange(len(runs))[::-1]
         for yi, r in zip(y, runs):
@@ -205,10 +242,11 @@ def seconds(runs: list[dict], color: dict[str, str], times: dict[str, dict]):
             ax.plot([t["min"], t["max"]], [yi, yi], color=INK[theme], lw=1.5,
                     label="rango entre semillas" if yi == y[0] else None)
         ax.set_xlim(left=0)
-        ax.set_yticks(y, [label(r) for r in runs])
-        ax.set_xlabel("Segundos de entrenamiento por run y semilla")
-        legend_below(fig, ax)
-    return themed(draw, 1.3 + 0.34 * len(runs))
+        ax.set_yticks(y, [wrapped(label(r), narrow) for r in runs])
+        ax.set_xlabel(wrapped("Segundos de entrenamiento por run y semilla", narrow, 30))
+        legend_below(fig, ax, narrow=narrow)
+    return themed(draw, 1.3 + 0.34 * len(runs),
+                  narrow_rows(runs, ["media por run", "rango entre semillas"]) + 0.2)
 
 
 def smooth(values: np.ndarray, weight: float = 0.6) -> np.ndarray:
@@ -228,8 +266,8 @@ def tensorboard(doc: dict, run: dict):
     h = load.history(doc["_dir"], seed.get("history_csv")) or {}
     tb = {"train": "#ff7043", "validation": "#0077bb"}
 
-    def draw(fig, theme):
-        axes = fig.subplots(1, 2)
+    def draw(fig, theme, narrow):
+        axes = fig.subplots(2 if narrow else 1, 1 if narrow else 2)  # stacked on a phone
         for ax, metric in zip(axes, ("accuracy", "loss")):
             for who, col in (("train", metric), ("validation", f"val_{metric}")):
                 if col in h:
@@ -239,5 +277,5 @@ def tensorboard(doc: dict, run: dict):
             ax.set_title(f"epoch_{metric}", loc="left")
             ax.set_xlabel("epoch")
             epoch_axis(ax)
-        legend_below(fig, axes[0], ncols=2)
-    return themed(draw, 3.0)
+        legend_below(fig, axes[0], ncols=2, narrow=narrow)
+    return themed(draw, 3.0, 5.2)

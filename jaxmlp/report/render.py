@@ -33,7 +33,8 @@ def environment(extra: list[Path] = ()) -> jinja2.Environment:
                        capitalize_first=lambda s: s[:1].upper() + s[1:])
     env.globals.update(sentence=compare.sentence, verdict=compare.verdict,
                        results_table=tables.results_table,
-                       aspects=tables.aspects, describe_hooks=tables.describe_hooks)
+                       aspects=tables.aspects, describe_hooks=tables.describe_hooks,
+                       figure_images=context.images)
     return env
 
 
