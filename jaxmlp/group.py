@@ -60,6 +60,10 @@ class Group(NamedTuple):
     evaluate: Any  # jitted (final_inputs(state), data) -> what `final` returns
     epochs_per_call: int
     has_val: bool  # the data has validation examples (else hooks on val_* stay idle)
+    # shard='members' over several devices: where the state lives (each device its members).
+    # `init_group` places the initial state there, so that the programs compiled ahead of time
+    # for it (step, final evaluation) take the state the step returns.
+    state_sharding: Any = None
 
     def final(self, state, data):
         """Every member's final evaluation: (weights kept, {split: (loss, accuracy)})."""
@@ -170,7 +174,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
         return jax.vmap(one)(inputs)
 
     return Group(runs, fns, tx, jax.jit(step), jax.jit(final_evaluation), epochs_per_call,
-                 data.x_val.shape[0] > 0)
+                 data.x_val.shape[0] > 0, by_member)
 
 
 def final_inputs(state: TrainState):
@@ -246,8 +250,12 @@ def _compile(fn, args, compiler_options: dict | None, lowered=None):
 
 
 def init_group(group: Group) -> TrainState:
-    """Initial states of every member, stacked on a leading axis."""
-    return init_states(group.runs, group.has_val)
+    """Initial states of every member, stacked on a leading axis (split over the devices with
+    shard='members')."""
+    state = init_states(group.runs, group.has_val)
+    if group.state_sharding is not None:
+        state = jax.device_put(state, group.state_sharding)
+    return state
 
 
 

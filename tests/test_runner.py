@@ -22,7 +22,7 @@ from jaxmlp import config as C
 from jaxmlp import group as group_module
 from jaxmlp import loop, observers, runner
 from jaxmlp.epoch import Data, device_data, init_states
-from jaxmlp.group import build_group, init_group
+from jaxmlp.group import build_group, compile_group, init_group
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run again on 4 forced CPU devices by test_equivalence_on_four_devices (data parallel mesh).
@@ -594,6 +594,14 @@ def test_members_are_split_over_the_devices(dataset):
     kernel = state.params["dense_0"]["kernel"]
     assert kernel.sharding.spec[0] == "data"  # the member axis
     assert {s.data.shape[0] for s in kernel.addressable_shards} == {len(runs) // MESH.size}
+    # Compiled ahead of time as a sweep does: the step takes its own output back, and the
+    # final evaluation the trained state (both failed on the shardings when compiled for an
+    # initial state that was not split by member).
+    compiled = compile_group(group, init_group(group), dataset)
+    state, _ = compiled.step(init_group(group), dataset)
+    state, _ = compiled.step(state, dataset)
+    _, scores = jax.device_get(compiled.final(state, dataset))
+    assert np.all(np.isfinite(scores["test"][0]))
     with pytest.raises(ValueError, match="cannot be split evenly"):
         build_group(runs[:3], dataset, mesh=MESH, shard="members")
 
