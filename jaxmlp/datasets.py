@@ -169,8 +169,8 @@ def _fetch(name, data_dir, source, download, mirror, stream):
         return data.load_local(name, found[0], found[1])
     if source == "local" or data_dir is not None:
         raise no_data(name, _absent(name, roots), data_dir)
-    try:
-        return load_tfds(name)
+    try:  # what tfds already holds (~/tensorflow_datasets); it downloads only with `download`
+        return load_tfds(name, download=download)
     except DataError as e:
         raise no_data(name, f"{_absent(name, roots)}; {e}", data_dir) from None
 
@@ -330,8 +330,10 @@ def extract_cifar(archive: Path, target: Path) -> None:
 
 # --- tfds --------------------------------------------------------------------------------------
 
-def load_tfds(name: str, data_dir=None) -> tuple[tuple[np.ndarray, ...], dict]:
-    """Arrays from tensorflow_datasets (the optional extra; it needs TensorFlow)."""
+def load_tfds(name: str, data_dir=None, *, download: bool = True
+              ) -> tuple[tuple[np.ndarray, ...], dict]:
+    """Arrays from tensorflow_datasets (the optional extra; it needs TensorFlow). `download`
+    is tfds.load's: False reads only a dataset tfds has already prepared."""
     try:
         import tensorflow  # noqa: F401  (tfds.load needs it; say so before tfds fails obscurely)
         import tensorflow_datasets as tfds
@@ -341,7 +343,7 @@ def load_tfds(name: str, data_dir=None) -> tuple[tuple[np.ndarray, ...], dict]:
     try:
         train, test = tfds.as_numpy(tfds.load(
             name, split=["train", "test"], batch_size=-1, as_supervised=True,
-            data_dir=None if data_dir is None else str(data_dir)))
+            data_dir=None if data_dir is None else str(data_dir), download=download))
     except Exception as e:  # no network, no cache, a bad download: tfds raises many kinds
         raise DataError(f"tfds.load({name!r}) failed ({type(e).__name__}: {e})") from None
     (x_tr, y_tr), (x_te, y_te) = train, test

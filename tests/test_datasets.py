@@ -259,6 +259,25 @@ def test_without_download_nothing_is_fetched_and_the_error_says_how(tmp_path, se
     assert server.log == []
 
 
+def test_the_tfds_fallback_downloads_only_with_download(tmp_path, monkeypatch):
+    # Where TensorFlow is installed, a dataset found nowhere locally is asked of tfds; tfds.load
+    # downloads by default, so the fallback passes download= through (a stand-in tfds records it).
+    import sys
+    import types
+    calls = []
+
+    def tfds_load(name, **kw):
+        calls.append(kw["download"])
+        raise RuntimeError("not prepared")
+
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets",
+                        types.SimpleNamespace(load=tfds_load, as_numpy=lambda t: t))
+    with pytest.raises(data.DataError, match="not prepared"):
+        datasets.load("mnist")  # HOME is an empty folder: no Keras cache
+    assert calls == [False]
+
+
 def test_the_official_hashes_are_the_ones_keras_checks():
     # Keras's source is read, not imported (importing it needs a backend).
     spec = importlib.util.find_spec("keras")
