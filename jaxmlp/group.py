@@ -60,9 +60,10 @@ class Group(NamedTuple):
     evaluate: Any  # jitted (final_inputs(state), data) -> what `final` returns
     epochs_per_call: int
     has_val: bool  # the data has validation examples (else hooks on val_* stay idle)
-    # shard='members' over several devices: where the state lives (each device its members).
-    # `init_group` places the initial state there, so that the programs compiled ahead of time
-    # for it (step, final evaluation) take the state the step returns.
+    # Where the state lives on several devices: split by member (shard='members') or whole on
+    # every device (data parallel). `init_group` places the initial state there, so that the
+    # programs compiled ahead of time for it (step, final evaluation) take the state the step
+    # returns, and a checkpoint restored with it as template lands there too.
     state_sharding: Any = None
 
     def final(self, state, data):
@@ -173,8 +174,11 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
             return (params, batch_stats), scores
         return jax.vmap(one)(inputs)
 
+    placed = by_member
+    if placed is None and mesh is not None and mesh.size > 1:
+        placed = NamedSharding(mesh, P())  # data parallel: every device holds the whole state
     return Group(runs, fns, tx, jax.jit(step), jax.jit(final_evaluation), epochs_per_call,
-                 data.x_val.shape[0] > 0, by_member)
+                 data.x_val.shape[0] > 0, placed)
 
 
 def final_inputs(state: TrainState):
@@ -250,8 +254,8 @@ def _compile(fn, args, compiler_options: dict | None, lowered=None):
 
 
 def init_group(group: Group) -> TrainState:
-    """Initial states of every member, stacked on a leading axis (split over the devices with
-    shard='members')."""
+    """Initial states of every member, stacked on a leading axis, placed as the group trains
+    them on several devices (`Group.state_sharding`)."""
     state = init_states(group.runs, group.has_val)
     if group.state_sharding is not None:
         state = jax.device_put(state, group.state_sharding)

@@ -574,7 +574,8 @@ def test_an_unrolled_loop_over_batches_trains_the_same_computation(dataset):
 if MESH is None:  # this module again on 4 forced devices, started as soon as tests are collected
     conftest.background("runner-four", [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-        "-k", "solo_results or stops_changing or per_call or members_are_split"],
+        "-k", "solo_results or stops_changing or per_call or members_are_split or "
+        "several_devices"],
         conftest.four_devices_env())
 
 
@@ -583,7 +584,7 @@ if MESH is None:  # this module again on 4 forced devices, started as soon as te
 def test_equivalence_on_four_devices():
     proc = conftest.background_result("runner-four")
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "6 passed" in proc.stdout
+    assert "8 passed" in proc.stdout
 
 
 @pytest.mark.skipif(MESH is None, reason="needs several devices (run by the test above)")
@@ -604,6 +605,50 @@ def test_members_are_split_over_the_devices(dataset):
     assert np.all(np.isfinite(scores["test"][0]))
     with pytest.raises(ValueError, match="cannot be split evenly"):
         build_group(runs[:3], dataset, mesh=MESH, shard="members")
+
+
+@pytest.mark.skipif(MESH is None, reason="needs several devices (run by the test above)")
+def test_a_checkpoint_resumes_on_several_devices(dataset, tmp_path):
+    # A restored state lands where the group trains it (Group.state_sharding as the template's
+    # placement): restored onto one device, it crashed the step compiled for the mesh.
+    for shard in ("batch", "members"):
+        group = build_group(members_with_their_own_hooks(), dataset, mesh=MESH, shard=shard)
+        compiled = compile_group(group, init_group(group), dataset)
+        state, _ = compiled.step(init_group(group), dataset)
+        store = observers.CheckpointStore(tmp_path / shard)
+        store.save_latest(1, state)
+        _, restored, _ = store.restore_latest(init_group(group))
+        store.close()
+        a, _ = compiled.step(state, dataset)
+        b, _ = compiled.step(restored, dataset)
+        for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+            assert np.array_equal(x, y), shard
+
+
+@pytest.mark.skipif(MESH is None, reason="needs several devices (run by the test above)")
+def test_an_interrupted_fit_resumes_bit_for_bit_on_several_devices(tmp_path, monkeypatch):
+    import jaxmlp
+    from jaxmlp import callbacks as CB
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 10)).astype(np.float32)
+    y = np.argmax(x[:, :4], 1)
+    kw = dict(model=jaxmlp.MLP(hidden=(16,), dropout=0.2), epochs=6, batch_size=64, verbose=0,
+              validation_split=0.2)
+    whole = jaxmlp.fit(x, y, **kw)
+    written = CB.Effects.epoch
+
+    def interrupted(self, epoch, row, state):
+        written(self, epoch, row, state)
+        if epoch == 2:
+            raise RuntimeError("interrupted")
+
+    backup = [jaxmlp.BackupAndRestore(tmp_path / "bk")]
+    with monkeypatch.context() as m:
+        m.setattr(CB.Effects, "epoch", interrupted)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            jaxmlp.fit(x, y, **kw, callbacks=backup)
+    assert jaxmlp.fit(x, y, **kw, callbacks=backup).history == whole.history
 
 
 # --- Exact resume after kill -9 ----------------------------------------------------------------
