@@ -10,6 +10,7 @@ and never change the numbers. `plan(callbacks)` is the one place that maps the l
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmlp import atomic, observers
 from jaxmlp import config as C
@@ -226,9 +228,15 @@ def target(cb) -> Path:
 def _check_targets(files) -> None:
     """Before anything is compiled: every file callback can write where it was pointed."""
     seen = {}
+    cleared = [target(cb) for cb in files if isinstance(cb, (ModelCheckpoint, BackupAndRestore))]
     for cb in files:
         kind = type(cb).__name__
         path = target(cb)
+        outer = next((c for c in cleared if c != path and c in path.parents), None)
+        if outer is not None or any(path != c and path in c.parents for c in cleared):
+            raise ConfigError(f"{kind}: {path} and another callback's folder are one inside the "
+                              "other; a ModelCheckpoint or BackupAndRestore folder is replaced or "
+                              "deleted as a whole, so allowed: folders side by side")
         if path in seen:
             raise ConfigError(f"{kind} and {seen[path]} both write to {path}; allowed one "
                               "callback per path")
@@ -273,31 +281,48 @@ def _check_checkpoint_folder(path: Path) -> None:
 class Effects:
     """The file callbacks of one `fit` (`run`), as observers: call it with each finished epoch."""
 
-    def __init__(self, files, *, has_val: bool, run: C.RunConfig, keys=C.METRICS):
-        """`keys`: the history's columns a row of the CSV logs holds."""
+    def __init__(self, files, *, has_val: bool, run: C.RunConfig, keys=C.METRICS,
+                 data: dict | None = None):
+        """`keys`: the history's columns a row of the CSV logs holds; `data`: the data's
+        `data_fingerprint`, which a backup must match to be resumed."""
         self.csv, self.tb, self.every, self.best = [], [], [], []
-        self.backup, self.keys = None, tuple(keys)
+        self.backup, self.keys, self.idle = None, tuple(keys), []
         for cb in files:
             if isinstance(cb, CSVLogger):
                 self.csv.append(observers.HistoryLog(cb.filename))
             elif isinstance(cb, TensorBoard):
                 self.tb.append(observers.TensorBoardLog(cb.log_dir))
             elif isinstance(cb, BackupAndRestore):
-                self.backup = _Backup(cb, run)
+                self.backup = _Backup(cb, run, data)
             elif cb.save_best_only and (has_val or not cb.monitor.startswith("val_")):
                 self.best.append(_Checkpoints(cb, run))
             elif not cb.save_best_only:
                 self.every.append(_Checkpoints(cb, run))
+            else:  # idle without validation data (the warning says so): it saves nothing
+                self.idle.append(_Checkpoints(cb, run))
         self.saved_best = -1
 
     def restore(self, template):
-        """(state, histories) from this fit's backup (None without one); the CSV logs get the
-        restored epochs, so that they hold the whole history."""
+        """Before training: (state, histories) from this fit's backup, or None to start afresh.
+
+        Resumed: the CSV logs get the restored epochs, so that they hold the whole history, and
+        each TensorBoard log a restart marker at the first epoch to run again (TensorBoard's own
+        `SessionLog.START`: its reader drops what a killed process logged from that epoch on,
+        so no epoch is shown twice). Afresh: what earlier fits left in the ModelCheckpoint
+        folders goes now, so that the folder is never an earlier fit's model while this one
+        has saved nothing yet."""
         restored = self.backup.restore(template) if self.backup else None
         if restored is not None:
             history = restored[1][0]
             for log in self.csv:
                 log.extend([(e, {k: history[k][e] for k in self.keys}) for e in history["epoch"]])
+            for tb in self.tb:
+                tb.restart(len(history["epoch"]))
+        else:
+            for ckpt in self.every + self.best:
+                ckpt.store()
+            for ckpt in self.idle:
+                ckpt.clear()
         return restored
 
     def chunk(self, state, histories) -> None:
@@ -350,14 +375,20 @@ class _Checkpoints:
     def __init__(self, cb: ModelCheckpoint, run: C.RunConfig):
         self.cb, self.run, self._store = cb, run, None
 
+    def clear(self) -> None:
+        """Remove what an earlier ModelCheckpoint left (`_check_checkpoint_folder` made sure
+        the folder holds nothing else)."""
+        path = target(self.cb)
+        for name in CHECKPOINT_ENTRIES:
+            if (path / name).is_dir():
+                shutil.rmtree(path / name)
+            else:
+                (path / name).unlink(missing_ok=True)
+
     def store(self) -> observers.CheckpointStore:
         if self._store is None:
+            self.clear()
             path = target(self.cb)
-            for name in CHECKPOINT_ENTRIES:
-                if (path / name).is_dir():
-                    shutil.rmtree(path / name)
-                else:
-                    (path / name).unlink(missing_ok=True)
             mode = "min" if C.monitor_sign(self.cb.monitor, self.cb.mode) > 0 else "max"
             self._store = observers.CheckpointStore(path, monitor=self.cb.monitor, mode=mode,
                                                     keep_latest=1)
@@ -380,12 +411,15 @@ class _Checkpoints:
 
 class _Backup:
     """BackupAndRestore's folder: the group-of-one train state after each chunk of epochs
-    (`CheckpointStore.save_latest`, with the histories) and `backup.json`, the run it is a
-    backup of."""
+    (`CheckpointStore.save_latest`, with the histories) and `backup.json`: the run and the data
+    (`data_fingerprint`) it is a backup of."""
 
-    def __init__(self, cb: BackupAndRestore, run: C.RunConfig):
+    def __init__(self, cb: BackupAndRestore, run: C.RunConfig, data: dict | None):
         self.cb, self.path, self._store = cb, target(cb), None
-        self.config = json.loads(json.dumps(C.to_dict(run)))  # as backup.json holds it
+        # As backup.json holds them (JSON: tuples become lists).
+        self.doc = json.loads(json.dumps({"format": BACKUP_FORMAT, "config": C.to_dict(run),
+                                          "data": data}))
+        self.resumed = self.started = False
 
     def store(self) -> observers.CheckpointStore:
         if self._store is None:
@@ -394,7 +428,7 @@ class _Backup:
 
     def restore(self, template):
         if not observers.CheckpointStore.has_latest(self.path):
-            return None
+            return None  # nothing finished: this fit starts afresh (see `save`)
         try:
             doc = json.loads((self.path / "backup.json").read_text())
         except (OSError, ValueError):
@@ -403,24 +437,34 @@ class _Backup:
             raise ConfigError(f"BackupAndRestore: {self.path} holds checkpoints without a "
                               "readable backup.json; allowed the backup of this same fit (delete "
                               "the folder to start over)")
-        if doc.get("config") != self.config:
-            changed = sorted(k for k in self.config if doc["config"].get(k) != self.config[k])
-            raise ConfigError(f"BackupAndRestore: {self.path} is the backup of a fit with other "
-                              f"settings ({', '.join(changed)} differ); allowed the same call, "
-                              "another backup_dir, or deleting this one to start over")
+        changed = _differences(doc, self.doc)
+        if changed:
+            raise ConfigError(f"BackupAndRestore: {self.path} is the backup of another fit "
+                              f"({'; '.join(changed[:4])}{'; ...' if len(changed) > 4 else ''}); "
+                              "allowed the same call on the same data, another backup_dir, or "
+                              "deleting this one to start over")
         restored = self.store().restore_latest(template)
         if restored is None:
             return None
         _, state, extra = restored
+        self.resumed = True
         return state, extra["histories"]
 
     def save(self, state, histories) -> None:
-        epochs = len(histories[0]["epoch"])
-        if not (self.path / "backup.json").exists():
+        if not (self.resumed or self.started):
+            # A fresh start: whatever an earlier fit left (a save killed before it finished,
+            # its backup.json) goes, so that this backup is this fit's alone.
+            self.close()
+            for name in BACKUP_ENTRIES:
+                if (self.path / name).is_dir():
+                    shutil.rmtree(self.path / name)
+                else:
+                    (self.path / name).unlink(missing_ok=True)
             self.path.mkdir(parents=True, exist_ok=True)
-            atomic.write_json(self.path / "backup.json",
-                              {"format": BACKUP_FORMAT, "config": self.config})
-        self.store().save_latest(epochs, state, extra={"histories": histories})
+            atomic.write_json(self.path / "backup.json", self.doc)
+        self.started = True
+        self.store().save_latest(len(histories[0]["epoch"]), state,
+                                 extra={"histories": histories})
 
     def finish(self) -> None:
         self.close()
@@ -431,3 +475,25 @@ class _Backup:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def data_fingerprint(*arrays) -> dict:
+    """Shapes, dtypes and a hash of about a thousand rows of each array: enough to tell another
+    dataset (or validation data where there was none) from the one a backup was made on,
+    without hashing all of a large one."""
+    digest = hashlib.sha1()
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a[::max(1, len(a) // 1024)]).tobytes())
+    return {"arrays": [f"{str(arr.dtype)}{list(arr.shape)}" for arr in arrays],
+            "sha1": digest.hexdigest()}
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """Where two JSON documents differ, as `path: old -> new` (dotted paths)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new))
+                for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    if old != new:
+        show = (lambda v: v if len(repr(v)) < 40 else repr(v)[:37] + "...")  # noqa: E731
+        return [f"{prefix[:-1]}: {show(old)!r} -> {show(new)!r}"]
+    return []

@@ -188,7 +188,8 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     data = device_data(Data(x, y, xv, yv, x[:0], y[:0]), mesh)
     has_val = len(yv) > 0
     keys = _keras_keys(has_val)
-    effects = CB.Effects(files, has_val=has_val, run=run, keys=keys)
+    effects = CB.Effects(files, has_val=has_val, run=run, keys=keys,
+                         data=CB.data_fingerprint(x, y, xv, yv) if files else None)
     progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
 
     def observe(state, histories, chunk):

@@ -6,6 +6,7 @@ axis (a vmapped group of runs) is just part of the pytree they save.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -335,6 +336,17 @@ class TensorBoardLog:
             self.scalars(epoch, {k: v[i] for k, v in history.items()
                                  if k != "epoch"})
 
+    def restart(self, step: int) -> None:
+        """A resumed run's marker: TensorBoard's `SessionLog.START` at `step` in both folders,
+        after which its reader (`purge_orphaned_data`, on by default) drops the events of steps
+        >= `step` that earlier files hold (what a killed run logged past its last backup)."""
+        from tensorboardX.proto import event_pb2
+
+        for split in ("train", "validation"):
+            self._writer(split).write(event_pb2.Event(
+                step=int(step), wall_time=time.time(),
+                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+
     def scalars(self, epoch: int, metrics: dict) -> None:
         from tensorboardX.summary import scalar
 
@@ -364,6 +376,9 @@ class TensorBoardLog:
         self._writers = {}
 
 
+_EVENT_FILES = itertools.count()
+
+
 class _EventFile:
     """One TensorBoard event file, named and framed as tensorboardX's `EventsWriter` writes it
     (TFRecord: length, its masked CRC32C, the serialized `Event`, its masked CRC32C; a first
@@ -374,8 +389,12 @@ class _EventFile:
     def __init__(self, folder: Path):
         from tensorboardX.proto import event_pb2
 
-        name = f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}"
-        self._file = open(folder / name, "wb")  # noqa: SIM115 (closed in close)
+        # One file per writer, never reopened: a second writer in the same second (a resumed
+        # fit in the same process) got the same name and truncated the first file. The counter
+        # keeps a process's files in the order they were made (TensorBoard reads by name).
+        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(_EVENT_FILES):06d}")
+        self._file = open(folder / name, "xb")  # noqa: SIM115 (closed in close)
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def write(self, event) -> None:

@@ -295,8 +295,10 @@ def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, mon
         with pytest.raises(RuntimeError, match="interrupted"):
             jaxmlp.fit(x, y, **kw, callbacks=callbacks(backup, log))
     assert (tmp_path / "bk" / "backup.json").exists()
-    with pytest.raises(jaxmlp.ConfigError, match=r"other settings \(train differ\)"):
+    with pytest.raises(jaxmlp.ConfigError, match=r"another fit \(config.train.epochs: 8 -> 9\)"):
         jaxmlp.fit(x, y, **{**kw, "epochs": 9}, callbacks=callbacks(backup))
+    with pytest.raises(jaxmlp.ConfigError, match=r"another fit \(data.sha1"):
+        jaxmlp.fit(x + 1, y, **kw, callbacks=callbacks(backup))  # other data, same shapes
     capsys.readouterr()
     resumed = jaxmlp.fit(x, y, **{**kw, "verbose": 1}, callbacks=callbacks(backup, log))
     out = capsys.readouterr().out
@@ -311,3 +313,58 @@ def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, mon
     assert not (tmp_path / "bk").exists()  # delete_checkpoint=True, as Keras
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
     assert [float(r["loss"]) for r in rows] == pytest.approx(whole.history["loss"], rel=1e-12)
+
+
+def test_a_fresh_fit_owns_its_backup_and_checkpoint_folders(tmp_path):
+    x, y = problem(n=200)
+    kw = {**SMALL, "epochs": 2}
+    # An earlier fit's unfinished backup (a save killed before Orbax renamed it) and its
+    # backup.json: a new fit starts afresh and writes its own backup.json.
+    bk = tmp_path / "bk"
+    (bk / "latest" / "1.orbax-checkpoint-tmp-7").mkdir(parents=True)
+    (bk / "backup.json").write_text('{"format": "jaxmlp.backup/1", "config": {}, "data": null}')
+    backup = jaxmlp.BackupAndRestore(bk, delete_checkpoint=False)
+    first = jaxmlp.fit(x, y, **kw, callbacks=[backup])
+    assert not list((bk / "latest").glob("*tmp*"))
+    again = jaxmlp.fit(x, y, **kw, callbacks=[backup])  # resumes this fit's finished backup
+    assert again.history == first.history
+    # A ModelCheckpoint folder of an earlier fit is emptied when a fit that never saves starts
+    # (no validation data for val_loss): load must not give the earlier fit's model.
+    ck = jaxmlp.ModelCheckpoint(tmp_path / "ck", save_best_only=True)
+    jaxmlp.fit(x, y, **kw, validation_split=0.25, callbacks=[ck])
+    with pytest.warns(UserWarning, match="not available"):
+        jaxmlp.fit(x, y, **kw, callbacks=[ck])
+    with pytest.raises(FileNotFoundError, match="no model.json"):
+        jaxmlp.load(tmp_path / "ck")
+    # Folders one inside the other: a ModelCheckpoint or backup folder is replaced or deleted
+    # whole, so nesting anything in it (or it in another) is refused before training.
+    for cbs in ([jaxmlp.ModelCheckpoint(tmp_path / "m"), jaxmlp.BackupAndRestore(tmp_path / "m/b")],
+                [jaxmlp.BackupAndRestore(tmp_path / "b"), jaxmlp.CSVLogger(tmp_path / "b/l.csv")]):
+        with pytest.raises(jaxmlp.ConfigError, match="one inside the"):
+            jaxmlp.fit(x, y, **kw, callbacks=cbs)
+
+
+def test_a_resumed_fit_shows_each_epoch_once_in_tensorboard(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from jaxmlp import callbacks as CB
+
+    x, y = problem(n=200)
+    kw = {**SMALL, "epochs": 6, "validation_split": 0.25}
+    cbs = [jaxmlp.BackupAndRestore(tmp_path / "bk"), jaxmlp.TensorBoard(tmp_path / "tb")]
+    written = CB.Effects.epoch
+
+    def interrupted(self, epoch, row, state):
+        written(self, epoch, row, state)
+        if epoch == 3:
+            raise RuntimeError("interrupted")
+
+    with monkeypatch.context() as m:
+        m.setattr(CB.Effects, "epoch", interrupted)
+        with pytest.raises(RuntimeError):
+            jaxmlp.fit(x, y, **kw, callbacks=cbs)
+    r = jaxmlp.fit(x, y, **kw, callbacks=cbs)
+    for split, key in (("train", "loss"), ("validation", "val_loss")):
+        events = EventAccumulator(str(tmp_path / "tb" / split)).Reload().Scalars("epoch_loss")
+        assert [e.step for e in events] == list(range(6))
+        assert [e.value for e in events] == pytest.approx(r.history[key], rel=1e-6)
