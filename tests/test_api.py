@@ -270,9 +270,24 @@ def test_numpy_integers_bool_labels_and_empty_arrays():
         assert "\n" not in str(err.value)
 
 
-def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, monkeypatch, capsys):
+def interrupted_fit(monkeypatch, epoch: int, *args, **kwargs):
+    """`jaxmlp.fit` interrupted once `epoch`'s files are written: the observer raises, as a
+    crash would (training may have run ahead by up to loop.OBSERVERS_BEHIND chunks)."""
     from jaxmlp import callbacks as CB
 
+    written = CB.Effects.epoch
+
+    def epoch_then_fail(self, e, row, state):
+        written(self, e, row, state)
+        if e == epoch:
+            raise RuntimeError(f"interrupted at epoch {epoch}")
+
+    with monkeypatch.context() as m:
+        m.setattr(CB.Effects, "epoch", epoch_then_fail)
+        return jaxmlp.fit(*args, **kwargs)
+
+
+def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, monkeypatch, capsys):
     x, y = problem(n=300, noise=1.0)
     kw = {**SMALL, "model": jaxmlp.MLP(hidden=(16,), dropout=0.2), "epochs": 8,
           "validation_split": 0.2}
@@ -283,17 +298,8 @@ def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, mon
 
     whole = jaxmlp.fit(x, y, **kw, callbacks=callbacks())
     backup, log = jaxmlp.BackupAndRestore(tmp_path / "bk"), jaxmlp.CSVLogger(tmp_path / "h.csv")
-    written = CB.Effects.epoch
-
-    def interrupted(self, epoch, row, state):
-        written(self, epoch, row, state)
-        if epoch == 3:
-            raise RuntimeError("interrupted at epoch 3")
-
-    with monkeypatch.context() as m:
-        m.setattr(CB.Effects, "epoch", interrupted)
-        with pytest.raises(RuntimeError, match="interrupted"):
-            jaxmlp.fit(x, y, **kw, callbacks=callbacks(backup, log))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        interrupted_fit(monkeypatch, 3, x, y, **kw, callbacks=callbacks(backup, log))
     assert (tmp_path / "bk" / "backup.json").exists()
     with pytest.raises(jaxmlp.ConfigError, match=r"another fit \(config.train.epochs: 8 -> 9\)"):
         jaxmlp.fit(x, y, **{**kw, "epochs": 9}, callbacks=callbacks(backup))
@@ -347,22 +353,11 @@ def test_a_fresh_fit_owns_its_backup_and_checkpoint_folders(tmp_path):
 def test_a_resumed_fit_shows_each_epoch_once_in_tensorboard(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from jaxmlp import callbacks as CB
-
     x, y = problem(n=200)
     kw = {**SMALL, "epochs": 6, "validation_split": 0.25}
     cbs = [jaxmlp.BackupAndRestore(tmp_path / "bk"), jaxmlp.TensorBoard(tmp_path / "tb")]
-    written = CB.Effects.epoch
-
-    def interrupted(self, epoch, row, state):
-        written(self, epoch, row, state)
-        if epoch == 3:
-            raise RuntimeError("interrupted")
-
-    with monkeypatch.context() as m:
-        m.setattr(CB.Effects, "epoch", interrupted)
-        with pytest.raises(RuntimeError):
-            jaxmlp.fit(x, y, **kw, callbacks=cbs)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        interrupted_fit(monkeypatch, 3, x, y, **kw, callbacks=cbs)
     r = jaxmlp.fit(x, y, **kw, callbacks=cbs)
     for split, key in (("train", "loss"), ("validation", "val_loss")):
         events = EventAccumulator(str(tmp_path / "tb" / split)).Reload().Scalars("epoch_loss")
