@@ -126,6 +126,9 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None, source: str = 
     if source not in SOURCES:
         raise DataError(f"source={source!r}: allowed {', '.join(map(repr, SOURCES))}")
     data.check_split(validation_split, split, split_seed)
+    if mirror is not None and not download:  # it would be ignored without a word
+        raise DataError(f"mirror={mirror!r} is where a download comes from, and nothing is "
+                        "downloaded without download=True; allowed: both, or neither")
     arrays, identity = _fetch(name, data_dir, source, download, mirror, stream)
     _check_counts(name, arrays, identity)
     return data.assemble(name, arrays, identity, validation_split, split, split_seed, pixels)

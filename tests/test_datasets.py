@@ -155,6 +155,12 @@ def test_a_mirror_that_is_not_a_download_url_is_refused_before_anything_is_writt
         datasets.check_mirror(good)
 
 
+def test_a_mirror_without_download_is_refused_not_ignored(tmp_path, server):
+    with pytest.raises(data.DataError, match="nothing is downloaded without download=True"):
+        datasets.load("mnist", data_dir=tmp_path / "d", mirror=server.url)
+    assert server.log == [] and not (tmp_path / "d").exists()
+
+
 def test_a_data_dir_that_is_a_file_is_named_as_one(tmp_path):
     (tmp_path / "f").write_text("not a folder")
     with pytest.raises(data.DataError, match=f"{tmp_path / 'f'} is a file, not a folder"):

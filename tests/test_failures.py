@@ -260,6 +260,8 @@ def test_a_corrupt_member_record_is_set_aside_named_and_retrained(clone, capsys)
     (["--checkpoint-every", "-1"], "--checkpoint-every -1.0: allowed seconds from 0 to 86,400"),
     (["--checkpoint-every", "nan"], "--checkpoint-every nan: allowed seconds from 0 to 86,400"),
     (["--out", os.fsdecode(b"out-\xff")], r"--out 'out-\udcff': not valid UTF-8"),
+    (["--mirror", "http://127.0.0.1:9/"], "--mirror http://127.0.0.1:9/: nothing is downloaded "
+     "without --download, so the mirror would be ignored; allowed: --mirror with --download"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(clone, capsys, argv, says):
     code, err = run(*argv, capsys=capsys)

@@ -237,6 +237,9 @@ def _check_data_flags(args) -> None:
             raise UsageError(f"--data-dir {args.data_dir}: is a file, not a folder; allowed: a "
                              "folder in the Keras cache layout")
     env = os.environ.get(datasets.ENV_MIRROR)
+    if args.mirror is not None and not args.download:
+        raise UsageError(f"--mirror {args.mirror}: nothing is downloaded without --download, so "
+                         "the mirror would be ignored; allowed: --mirror with --download")
     try:
         if args.mirror is not None:
             datasets.check_mirror(args.mirror, "--mirror")
