@@ -232,8 +232,7 @@ def _check_targets(files) -> None:
     for cb in files:
         kind = type(cb).__name__
         path = target(cb)
-        outer = next((c for c in cleared if c != path and c in path.parents), None)
-        if outer is not None or any(path != c and path in c.parents for c in cleared):
+        if any(c != path and (c in path.parents or path in c.parents) for c in cleared):
             raise ConfigError(f"{kind}: {path} and another callback's folder are one inside the "
                               "other; a ModelCheckpoint or BackupAndRestore folder is replaced or "
                               "deleted as a whole, so allowed: folders side by side")
@@ -252,30 +251,43 @@ def _check_targets(files) -> None:
         elif isinstance(cb, ModelCheckpoint) and path.is_dir():
             _check_checkpoint_folder(path)
         elif isinstance(cb, BackupAndRestore) and path.is_dir():
-            others = sorted(set(os.listdir(path)) - set(BACKUP_ENTRIES))
+            others = _foreign(path, BACKUP_ENTRIES)
             if others:
-                raise ConfigError(
-                    f"BackupAndRestore: {path} holds other files ({', '.join(others[:3])}"
-                    f"{', ...' if len(others) > 3 else ''}); allowed a new or empty folder, or "
-                    "the backup of this same fit")
+                raise ConfigError(f"BackupAndRestore: {path} holds other files ({others}); "
+                                  "allowed a new or empty folder, or the backup of this same fit")
 
 
 def _check_checkpoint_folder(path: Path) -> None:
     """A ModelCheckpoint folder is new, empty, or a previous ModelCheckpoint's (replaced at
     this fit's first save); anything else in it would be lost, so it is refused."""
-    others = sorted(set(os.listdir(path)) - set(CHECKPOINT_ENTRIES))
+    others = _foreign(path, CHECKPOINT_ENTRIES)
     if not others and (path / "model.json").exists():
         try:
             doc = json.loads((path / "model.json").read_text())
             ours = isinstance(doc, dict) and doc.get("format") == CHECKPOINT_FORMAT
         except (ValueError, OSError):
             ours = False
-        others = [] if ours else ["model.json (not a ModelCheckpoint's)"]
+        others = "" if ours else "model.json (not a ModelCheckpoint's)"
     if others:
         raise ConfigError(
-            f"ModelCheckpoint: {path} holds other files ({', '.join(others[:3])}"
-            f"{', ...' if len(others) > 3 else ''}); allowed a new or empty folder, or one a "
-            "previous ModelCheckpoint wrote (this fit then replaces its checkpoints)")
+            f"ModelCheckpoint: {path} holds other files ({others}); allowed a new or empty "
+            "folder, or one a previous ModelCheckpoint wrote (this fit then replaces its "
+            "checkpoints)")
+
+
+def _foreign(path: Path, ours) -> str:
+    """The entries of folder `path` not named in `ours`, for a message ("" when none)."""
+    others = sorted(set(os.listdir(path)) - set(ours))
+    return ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+
+
+def _remove(path: Path, names) -> None:
+    """Remove the entries `names` of folder `path` (folders and files; missing ones skipped)."""
+    for name in names:
+        if (path / name).is_dir():
+            shutil.rmtree(path / name)
+        else:
+            (path / name).unlink(missing_ok=True)
 
 
 class Effects:
@@ -378,12 +390,7 @@ class _Checkpoints:
     def clear(self) -> None:
         """Remove what an earlier ModelCheckpoint left (`_check_checkpoint_folder` made sure
         the folder holds nothing else)."""
-        path = target(self.cb)
-        for name in CHECKPOINT_ENTRIES:
-            if (path / name).is_dir():
-                shutil.rmtree(path / name)
-            else:
-                (path / name).unlink(missing_ok=True)
+        _remove(target(self.cb), CHECKPOINT_ENTRIES)
 
     def store(self) -> observers.CheckpointStore:
         if self._store is None:
@@ -455,11 +462,7 @@ class _Backup:
             # A fresh start: whatever an earlier fit left (a save killed before it finished,
             # its backup.json) goes, so that this backup is this fit's alone.
             self.close()
-            for name in BACKUP_ENTRIES:
-                if (self.path / name).is_dir():
-                    shutil.rmtree(self.path / name)
-                else:
-                    (self.path / name).unlink(missing_ok=True)
+            _remove(self.path, BACKUP_ENTRIES)
             self.path.mkdir(parents=True, exist_ok=True)
             atomic.write_json(self.path / "backup.json", self.doc)
         self.started = True
