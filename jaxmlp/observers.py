@@ -348,11 +348,19 @@ class TensorBoardLog:
                 session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
     def scalars(self, epoch: int, metrics: dict) -> None:
-        from tensorboardX.summary import scalar
+        """One event per folder holding all of the epoch's values there (Keras writes one event
+        per value; TensorBoard reads either the same). tensorboardX's `summary.scalar` is not
+        used: its NumPy checks and one event per value made the scalars most of a sweep's
+        writer thread (jaxmlp.bench.observer_cost)."""
+        from tensorboardX.proto.summary_pb2 import Summary
 
+        values = {}
         for name, value in metrics.items():
             split, base = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
-            self._add(split, scalar(f"epoch_{base}", float(value)), epoch)
+            values.setdefault(split, []).append(
+                Summary.Value(tag=f"epoch_{base}", simple_value=float(value)))
+        for split, these in values.items():
+            self._add(split, Summary(value=these), epoch)
         if time.monotonic() - self._flushed >= self.flush_every:
             self.flush()
 

@@ -9,6 +9,7 @@
     python -m jaxmlp.bench.unused_parts   an epoch without the dropout and L2 its model does not use
     python -m jaxmlp.bench.schedule       a sweep's groups and steps in series (counts, no timing)
     python -m jaxmlp.bench.merge_probe    a loop per group vs one loop stepping several groups
+    python -m jaxmlp.bench.observer_cost  a sweep's writer thread (TensorBoard, files, checkpoints)
     python -m jaxmlp.bench.keras_parity   every P8D/TA8 run by Keras 3 fit, one record a seed
     python -m jaxmlp.bench.parity_table   ours vs Keras per run, from committed records (no JAX)
 """
