@@ -106,6 +106,24 @@ def test_every_experiment_gets_its_page_and_svg_figures_in_both_palettes(rendere
             assert 'fill="#ffffff"' not in text.split("<g id=\"axes_1\">")[0]  # transparent
 
 
+def test_each_figure_image_loads_lazily_with_its_svgs_size(rendered):
+    """Every figure's four images are lazy (a browser fetches only the one it shows) and carry
+    the width and height of the SVG they show, in CSS px (pt * 4/3), so the page's layout does
+    not move while they load; the landing page's figure too."""
+    docs, _ = rendered
+    pages = ["portfolio/08d-Callbacks-MLP.md", "portfolio/TA8-Backpropagation-Optimizadores.md",
+             "index.md"]
+    for page in pages:
+        text = (docs / page).read_text()
+        found = re.findall(r"!\[[^\]]*\]\(([^)#]+\.svg)(?:#[a-z-]+)?\)\{([^}]*)\}", text)
+        assert found and len(found) % 4 == 0, page
+        for url, attrs in found:
+            svg = ((docs / page).parent / url).resolve().read_text()
+            w, h = re.search(r'<svg[^>]*?width="([0-9.]+)pt" height="([0-9.]+)pt"', svg).groups()
+            assert f"width={round(float(w) * 4 / 3)} height={round(float(h) * 4 / 3)}" in attrs
+            assert "loading=lazy" in attrs, (page, url)
+
+
 def test_pages_carry_the_fixture_numbers_and_the_synthetic_warning(rendered):
     docs, _ = rendered
     doc = json.loads((FIXTURE / "ta8" / "results.json").read_text())

@@ -291,6 +291,8 @@ def test_portfolio_pages_show_their_figures(site):
         assert html.count('class="fig-narrow fig-light"') == wide, page
         assert html.count('class="fig-narrow fig-dark"') == wide, page
         assert html.count('data-gallery="narrow-dark"') > 0, page
+        # all four lazy, so that a browser fetches only the one it shows
+        assert html.count('loading="lazy"') == 4 * wide, page
         assert "glightbox" in html, page
 
 

@@ -7,6 +7,7 @@ Run names, labels, parts and seeds all come from results.json; nothing here know
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from jaxmlp import records
@@ -49,21 +50,49 @@ class Figures:
         self.written += figures.write(self.folder, key, svgs)
         caption = title + (f". {how}." if how and how not in self.seen else ".")
         self.seen.add(how)
-        return (f'<figure markdown="span">\n{images(self.url + key, title)}\n'
+        sizes = {"wide": svg_size(svgs["light"]), "narrow": svg_size(svgs["narrow"])}
+        return (f'<figure markdown="span">\n{images(self.url + key, title, sizes)}\n'
                 f"  <figcaption>{caption}</figcaption>\n</figure>\n")
 
 
-def images(base: str, title: str) -> str:
+def svg_size(data: bytes) -> tuple[int, int]:
+    """An SVG's size in CSS px (matplotlib writes it in pt: 3/4 of a px)."""
+    m = re.search(rb'<svg[^>]*?\swidth="([0-9.]+)pt" height="([0-9.]+)pt"', data)
+    if not m:
+        raise ValueError("not a matplotlib SVG: no width and height in pt on its <svg>")
+    return round(float(m[1]) * 4 / 3), round(float(m[2]) * 4 / 3)
+
+
+def images(base: str, title: str, sizes: dict) -> str:
     """The Markdown of one figure's four SVGs (`base` is its URL without «.svg»): the wide pair
     with Material's #only-light / #only-dark, shown from 720 px up, and the narrow pair, shown
     below (docs/stylesheets/extra.css, which also picks their palette by class: one fragment
     each would put them in glightbox's light/dark galleries, as hidden duplicate slides).
-    Each narrow one zooms in a gallery of its own kind. Four lines, no final newline."""
-    narrow = '{{ .fig-narrow .fig-{0} data-gallery="narrow-{0}" }}'
-    return "\n".join([f"  ![{title}]({base}.svg#only-light){{ .fig-wide }}",
-                      f"  ![{title}]({base}-dark.svg#only-dark){{ .fig-wide }}",
-                      f"  ![{title}]({base}-narrow.svg){narrow.format('light')}",
-                      f"  ![{title}]({base}-narrow-dark.svg){narrow.format('dark')}"])
+    Each narrow one zooms in a gallery of its own kind. Four lines, no final newline.
+
+    Each is loaded lazily, so a reader's browser fetches only the one of the four it shows
+    (a hidden image is never near the viewport), and carries its size (`sizes`: "wide" and
+    "narrow", CSS px, from `svg_size`), so the page keeps its layout while they load."""
+    def attrs(kind: str, extra: str) -> str:
+        width, height = sizes[kind]
+        return f"{{ {extra} width={width} height={height} loading=lazy }}"
+
+    narrow = '.fig-narrow .fig-{0} data-gallery="narrow-{0}"'
+    return "\n".join([f"  ![{title}]({base}.svg#only-light){attrs('wide', '.fig-wide')}",
+                      f"  ![{title}]({base}-dark.svg#only-dark){attrs('wide', '.fig-wide')}",
+                      f"  ![{title}]({base}-narrow.svg){attrs('narrow', narrow.format('light'))}",
+                      f"  ![{title}]({base}-narrow-dark.svg)"
+                      f"{attrs('narrow', narrow.format('dark'))}"])
+
+
+def figure_images(docs: Path):
+    """`images` for a page template (the landing page's figure): the sizes read from the SVGs
+    under `docs`, which the experiments' pages have written by then."""
+    def markdown(base: str, title: str) -> str:
+        sizes = {kind: svg_size((docs / f"{base}{suffix}.svg").read_bytes())
+                 for kind, suffix in (("wide", ""), ("narrow", "-narrow"))}
+        return images(base, title, sizes)
+    return markdown
 
 
 def part_view(doc: dict, part: int, runs: list[dict], color: dict, times: dict,

@@ -21,8 +21,9 @@ HEADER = ("<!-- Generado por `python -m jaxmlp report` a partir de {source}; "
           "no editar a mano: se sobrescribe. -->\n")
 
 
-def environment(extra: list[Path] = ()) -> jinja2.Environment:
-    """Templates from the user's folders first, then the experiments', then the defaults."""
+def environment(extra: list[Path] = (), docs: Path = Path("docs")) -> jinja2.Environment:
+    """Templates from the user's folders first, then the experiments', then the defaults;
+    `figure_images` reads the figures' sizes under `docs`."""
     folders = [*extra, EXPERIMENT_TEMPLATES, TEMPLATES]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(f) for f in folders]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -34,7 +35,7 @@ def environment(extra: list[Path] = ()) -> jinja2.Environment:
     env.globals.update(sentence=compare.sentence, verdict=compare.verdict,
                        results_table=tables.results_table,
                        aspects=tables.aspects, describe_hooks=tables.describe_hooks,
-                       figure_images=context.images)
+                       figure_images=context.figure_images(docs))
     return env
 
 
@@ -75,12 +76,12 @@ def generate(experiments: Path, docs: Path) -> list[Path]:
     for doc in load.experiments(experiments):
         page, template, extra = page_of(doc)
         ctx = context.experiment(doc, docs, page)
-        text = environment(extra).get_template(template).render(**ctx)
+        text = environment(extra, docs).get_template(template).render(**ctx)
         source = f"experiments/{doc['_dir'].name}/results.json"
         written.append(write(docs / page, stamped(text, source)))
         written += ctx["figures"].written
         pages.append(ctx)
-    env = environment()
+    env = environment(docs=docs)
     benches = bench.context(load.bench(experiments), experiments)
     bench_page = env.get_template("bench.md.j2").render(bench=benches)
     written.append(write(docs / "bench.md", stamped(bench_page, "experiments/bench/*.json")))
