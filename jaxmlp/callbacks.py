@@ -174,12 +174,25 @@ def plan(callbacks, learning_rate: float) -> tuple[C.HooksConfig, Callable | Non
         elif kind in HOOKS:
             hooks[slot] = cb
         elif kind is ModelCheckpoint and cb.save_best_only:
-            hooks["checkpoint"] = C.ModelCheckpoint(cb.monitor, cb.mode)
+            best = C.ModelCheckpoint(cb.monitor, cb.mode)
+            if "checkpoint" in hooks and _best_key(hooks["checkpoint"]) != _best_key(best):
+                # One best-tracking hook: a second monitor would get the first one's values.
+                first = hooks["checkpoint"]
+                raise ConfigError(
+                    f"callbacks: two ModelCheckpoint(save_best_only=True) watch different "
+                    f"things ({first.monitor!r} mode {first.mode!r}, {cb.monitor!r} mode "
+                    f"{cb.mode!r}); allowed several only with the same monitor and direction")
+            hooks["checkpoint"] = best
         if kind in FILES:
             files.append(cb)
     _check_targets(files)
     cfg = C.HooksConfig(**hooks, terminate_on_nan=TerminateOnNaN in map(type, callbacks or ()))
     return cfg, schedule_fn, files
+
+
+def _best_key(cfg: C.ModelCheckpoint) -> tuple:
+    """What a best checkpoint keeps: its metric and direction (mode "auto" resolved)."""
+    return cfg.monitor, C.monitor_sign(cfg.monitor, cfg.mode)
 
 
 def _traced_schedule(schedule: Callable) -> Callable:

@@ -207,7 +207,9 @@ class ReduceLROnPlateau:
         _check_range(o, "factor", self.factor, 0.0, 1.0, lo_open=True, hi_open=True)
         _check_int(o, "patience", self.patience, 0)
         _check_int(o, "cooldown", self.cooldown, 0)
-        _check_range(o, "min_delta", self.min_delta, 0.0, math.inf, hi_open=True)
+        # Keras uses abs(min_delta) (its MonitorCallback): any sign, only a number required.
+        _check_range(o, "min_delta", self.min_delta, -math.inf, math.inf, lo_open=True,
+                     hi_open=True)
         _check_range(o, "min_lr", self.min_lr, 0.0, math.inf, hi_open=True)
 
 

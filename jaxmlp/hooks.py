@@ -173,7 +173,7 @@ def plateau_init(cfg: C.ReduceLROnPlateau | None) -> PlateauState:
         enabled=jnp.bool_(on), monitor=_monitor(cfg.monitor),
         sign=jnp.float32(C.monitor_sign(cfg.monitor, cfg.mode)),
         factor=jnp.float32(cfg.factor), patience=jnp.int32(cfg.patience),
-        min_delta=jnp.float32(cfg.min_delta), cooldown=jnp.int32(cfg.cooldown),
+        min_delta=jnp.float32(abs(cfg.min_delta)), cooldown=jnp.int32(cfg.cooldown),
         min_lr=jnp.float32(cfg.min_lr), best=jnp.float32(INF), has_best=jnp.bool_(False),
         wait=jnp.int32(0),
         cooldown_counter=jnp.int32(0), scale=jnp.float32(1.0), reductions=jnp.int32(0))

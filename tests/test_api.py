@@ -109,6 +109,23 @@ def test_labels_beyond_classes_and_input_mismatches_are_one_line_errors(stopped)
         jaxmlp.fit(x, y, **SMALL, callbacks=["early_stopping"])
 
 
+def test_two_best_checkpoints_must_watch_the_same_metric(tmp_path):
+    # One best-tracking hook: a val_loss store fed val_accuracy values kept the worst epoch.
+    x, y = problem(n=40)
+    loss = jaxmlp.ModelCheckpoint(tmp_path / "a", monitor="val_loss", save_best_only=True)
+    acc = jaxmlp.ModelCheckpoint(tmp_path / "b", monitor="val_accuracy", save_best_only=True)
+    with pytest.raises(jaxmlp.ConfigError, match="watch different things") as err:
+        jaxmlp.fit(x, y, **SMALL, validation_split=0.25, callbacks=[loss, acc])
+    assert "\n" not in str(err.value) and not (tmp_path / "a").exists()
+    same = jaxmlp.ModelCheckpoint(tmp_path / "c", monitor="val_loss", mode="min",
+                                  save_best_only=True)  # "auto" on a loss is "min": allowed
+    r = jaxmlp.fit(x, y, **SMALL, epochs=3, validation_split=0.25, callbacks=[loss, same])
+    best = str(int(np.argmin(r.history["val_loss"])))
+    for folder in ("a", "c"):
+        assert [p.name for p in (tmp_path / folder / "best").iterdir() if p.name.isdigit()] \
+            == [best]
+
+
 def test_file_callbacks_and_a_scheduler(tmp_path):
     x, y = problem(n=200)
     r = jaxmlp.fit(x, y, **SMALL, epochs=4, validation_split=0.25, callbacks=[

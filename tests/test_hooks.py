@@ -192,7 +192,8 @@ def test_cooldown_1_skips_no_epoch_because_keras_decrements_before_checking():
     np.testing.assert_allclose(lrs, [1, .5, .25, .125, .0625], rtol=1e-6)
 
 
-def test_plateau_min_delta_is_absolute_and_patience_0_reduces_on_the_first_flat_epoch():
+@pytest.mark.parametrize("min_delta", [0.01, -0.01])  # Keras takes abs(min_delta) here too
+def test_plateau_min_delta_is_absolute_and_patience_0_reduces_on_the_first_flat_epoch(min_delta):
     # Keras: improvement iff current < best - min_delta, an ABSOLUTE threshold, here 0.01 on
     # negative values. (optax.contrib.reduce_on_plateau uses a relative tolerance,
     # current < best * (1 - rtol): on negative values best * (1 - rtol) lies ABOVE best, so a
@@ -204,7 +205,7 @@ def test_plateau_min_delta_is_absolute_and_patience_0_reduces_on_the_first_flat_
     #   e2 -1.02   below -1.01: best -1.02, wait 0                 lr 0.5
     #   e3 -1.025  not below -1.03: reduce                         lr 0.25
     #   e4 -1.5    below -1.03: improves                           lr 0.25
-    cfg = C.ReduceLROnPlateau(factor=0.5, patience=0, min_delta=0.01)
+    cfg = C.ReduceLROnPlateau(factor=0.5, patience=0, min_delta=min_delta)
     states, lrs = run_plateau(cfg, [-1.0, -1.005, -1.02, -1.025, -1.5])
     np.testing.assert_allclose(lrs, [1, .5, .5, .25, .25], rtol=1e-6)
     np.testing.assert_allclose(field(states, "best"), [-1.0, -1.0, -1.02, -1.02, -1.5],
