@@ -15,8 +15,9 @@ from jaxmlp.config import ModelConfig
 
 _ACTIVATIONS = {
     "relu": jax.nn.relu,
-    # Keras's gelu defaults to approximate=True, as does jax.nn.gelu.
-    "gelu": jax.nn.gelu,
+    # Keras 3's activation "gelu" is keras.activations.gelu(x, approximate=False), the exact
+    # x * Phi(x) with erf; jax.nn.gelu (and keras.ops.gelu) default to the tanh approximation.
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
     "tanh": jnp.tanh,
     "elu": jax.nn.elu,
     "selu": jax.nn.selu,

@@ -35,6 +35,16 @@ def test_parameter_counts_equal_keras_count_params(cfg, total, trainable):
     assert leaf_count(stats) == total - trainable
 
 
+def test_gelu_is_kerass_exact_erf_form_not_the_tanh_approximation():
+    # Keras 3: Dense(..., activation="gelu") is keras.activations.gelu(x, approximate=False).
+    x = np.linspace(-4, 4, 81)
+    exact = [0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x]
+    got = np.asarray(models._ACTIVATIONS["gelu"](jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(got, exact, rtol=2e-6, atol=2e-7)
+    tanh_form = np.asarray(jax.nn.gelu(jnp.asarray(x, jnp.float32), approximate=True))
+    assert np.abs(tanh_form - exact).max() > 1e-4  # the two differ by more than rounding
+
+
 def test_combined_model_has_896_batchnorm_moving_statistics():
     _, stats = models.build(COMBINED).init(jax.random.key(0))
     assert leaf_count(stats) == 896 == 2 * (256 + 128 + 64)
