@@ -303,6 +303,18 @@ def _remove(path: Path, names) -> None:
             (path / name).unlink(missing_ok=True)
 
 
+def keras_csv_columns(keys, hooks: C.HooksConfig) -> list[str]:
+    """The columns Keras 3's CSVLogger writes after `epoch`: the logs' keys sorted, where the
+    learning rate is in the logs only when a callback sets it (ReduceLROnPlateau or a
+    scheduler); without any `val_` key, one `val_` column per key is added (written `NA`), as
+    Keras does for a validation that may come later (keras/src/callbacks/csv_logger.py)."""
+    logged = sorted(k for k in keys if k != "learning_rate"
+                    or hooks.reduce_lr is not None or hooks.schedule is not None)
+    if not any(k.startswith("val_") for k in logged):
+        logged += [f"val_{k}" for k in logged]
+    return logged
+
+
 class Effects:
     """The file callbacks of one `fit` (`run`), as observers: call it with each finished epoch."""
 
@@ -312,9 +324,11 @@ class Effects:
         `data_fingerprint`, which a backup must match to be resumed."""
         self.csv, self.tb, self.every, self.best = [], [], [], []
         self.backup, self.keys, self.idle = None, tuple(keys), []
+        columns = keras_csv_columns(self.keys, run.hooks)
         for cb in files:
             if isinstance(cb, CSVLogger):
-                self.csv.append(observers.HistoryLog(cb.filename))
+                self.csv.append(observers.HistoryLog(cb.filename, columns=columns,
+                                                     line_end="\r\n"))
             elif isinstance(cb, TensorBoard):
                 self.tb.append(observers.TensorBoardLog(cb.log_dir))
             elif isinstance(cb, BackupAndRestore):

@@ -175,12 +175,16 @@ def history_file(run_name: str, seed: int) -> str:
     return f"histories/{run_name}/seed{seed}.csv"
 
 
-def history_csv(rows: list[dict]) -> str:
-    """Keras CSVLogger's layout: `epoch` first, then the metric names sorted; a missing value is
-    `NA` (as Keras writes it). Lines end in `\\n` (Keras uses the csv module's `\\r\\n`)."""
-    columns = ["epoch"] + sorted({k for r in rows for k in r if k != "epoch"})
+def history_csv(rows: list[dict], columns: list[str] | None = None,
+                line_end: str = "\n") -> str:
+    """Keras CSVLogger's layout: `epoch` first, then the metric names sorted (or `columns`); a
+    missing value is `NA` (as Keras writes it). Lines end in `line_end`: `\\n` for a sweep's
+    logs, `\\r\\n` (the csv module's, as Keras writes them) for `jaxmlp.CSVLogger`."""
+    columns = ["epoch"] + (list(columns) if columns is not None else
+                           sorted({k for r in rows for k in r if k != "epoch"}))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="NA", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="NA", lineterminator=line_end,
+                            extrasaction="ignore")  # what `columns` leaves out is not written
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

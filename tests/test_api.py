@@ -144,6 +144,31 @@ def test_file_callbacks_and_a_scheduler(tmp_path):
             if p.name.isdigit()] == [str(best)]
 
 
+@pytest.mark.parametrize("split, callback, header", [
+    # What Keras 3's CSVLogger writes (keras/src/callbacks/csv_logger.py): the logs' keys
+    # sorted; the learning rate only when a callback puts it in the logs; without any val_ key,
+    # a val_ copy of every key appended (NA).
+    (0.0, None, "epoch,accuracy,loss,val_accuracy,val_loss"),
+    (0.25, jaxmlp.ReduceLROnPlateau(patience=1),
+     "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss"),
+    (0.0, jaxmlp.LearningRateScheduler(lambda epoch, lr: lr),
+     "epoch,accuracy,learning_rate,loss,val_accuracy,val_learning_rate,val_loss"),
+])
+def test_csv_logger_writes_kerass_columns_and_line_ends(tmp_path, split, callback, header):
+    x, y = problem(n=100)
+    path = tmp_path / "h.csv"
+    r = jaxmlp.fit(x, y, **SMALL, epochs=2, validation_split=split,
+                   callbacks=[jaxmlp.CSVLogger(path)] + ([callback] if callback else []))
+    lines = path.read_bytes().decode().split("\r\n")
+    assert lines[0] == header and lines[-1] == "" and len(lines) == 4
+    rows = list(csv.DictReader(open(path, newline="")))
+    for key in header.split(",")[1:]:
+        if key in r.history:
+            np.testing.assert_allclose([float(row[key]) for row in rows], r.history[key])
+        else:
+            assert [row[key] for row in rows] == ["NA", "NA"]
+
+
 def test_val_monitors_without_validation_data_warn_and_stay_idle():
     # Keras: EarlyStopping(patience=0) on val_loss with no validation data warns and never stops.
     x, y = problem(n=100)
