@@ -319,9 +319,10 @@ class Effects:
     """The file callbacks of one `fit` (`run`), as observers: call it with each finished epoch."""
 
     def __init__(self, files, *, has_val: bool, run: C.RunConfig, keys=C.METRICS,
-                 data: dict | None = None):
+                 data: dict | None = None, schedule_fn: Callable | None = None):
         """`keys`: the history's columns a row of the CSV logs holds; `data`: the data's
-        `data_fingerprint`, which a backup must match to be resumed."""
+        `data_fingerprint`, and `schedule_fn` a LearningRateScheduler's function (not in the
+        config): a backup must match both to be resumed."""
         self.csv, self.tb, self.every, self.best = [], [], [], []
         self.backup, self.keys, self.idle = None, tuple(keys), []
         columns = keras_csv_columns(self.keys, run.hooks)
@@ -332,7 +333,7 @@ class Effects:
             elif isinstance(cb, TensorBoard):
                 self.tb.append(observers.TensorBoardLog(cb.log_dir))
             elif isinstance(cb, BackupAndRestore):
-                self.backup = _Backup(cb, run, data)
+                self.backup = _Backup(cb, run, data, schedule_fn)
             elif cb.save_best_only and (has_val or not cb.monitor.startswith("val_")):
                 self.best.append(_Checkpoints(cb, run))
             elif not cb.save_best_only:
@@ -448,11 +449,13 @@ class _Backup:
     (`CheckpointStore.save_latest`, with the histories) and `backup.json`: the run and the data
     (`data_fingerprint`) it is a backup of."""
 
-    def __init__(self, cb: BackupAndRestore, run: C.RunConfig, data: dict | None):
+    def __init__(self, cb: BackupAndRestore, run: C.RunConfig, data: dict | None,
+                 schedule_fn: Callable | None = None):
         self.cb, self.path, self._store = cb, target(cb), None
-        # As backup.json holds them (JSON: tuples become lists).
-        self.doc = json.loads(json.dumps({"format": BACKUP_FORMAT, "config": C.to_dict(run),
-                                          "data": data}))
+        doc = {"format": BACKUP_FORMAT, "config": C.to_dict(run), "data": data}
+        if schedule_fn is not None:  # the config holds only a placeholder for it
+            doc["schedule_function"] = schedule_fingerprint(schedule_fn)
+        self.doc = json.loads(json.dumps(doc))  # as backup.json holds it (tuples as lists)
         self.resumed = self.started = False
 
     def store(self) -> observers.CheckpointStore:
@@ -505,6 +508,18 @@ class _Backup:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def schedule_fingerprint(fn: Callable) -> str:
+    """A LearningRateScheduler's function as traced on the compiled epoch's arrays: a hash of
+    its jaxpr (its operations and literal numbers) and of any arrays it closes over, so that a
+    backup made with another schedule is told apart (a lambda's name says nothing)."""
+    closed = jax.make_jaxpr(lambda e, lr: jnp.asarray(fn(e, lr), jnp.float32))(
+        jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))
+    digest = hashlib.sha1(str(closed.jaxpr).encode())
+    for const in closed.consts:
+        digest.update(np.asarray(const).tobytes())
+    return "sha1:" + digest.hexdigest()[:16]
 
 
 def data_fingerprint(*arrays) -> dict:

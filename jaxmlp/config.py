@@ -350,10 +350,14 @@ def from_dict(d: dict) -> RunConfig:
 
 
 def MLP(hidden=(256, 128), *, activation: str = "relu", dropout=0.0, batch_norm: bool = False,
-        kernel_init: str = "glorot_uniform", l2: float = 0.0) -> ModelConfig:
+        kernel_init: str = "glorot_uniform", l2: float = 0.0,
+        output_clip: float = 0.0) -> ModelConfig:
     """The public model constructor (`jaxmlp.MLP`): a ModelConfig whose input and output sizes
     `jaxmlp.fit` takes from the data. Dense [-> BatchNorm] -> activation [-> Dropout] per hidden
     layer, then a Keras-default `Dense(classes, activation="softmax")`; `dropout` is one rate
-    for every hidden layer or one per layer, `l2` is Keras's kernel_regularizer=l2(c) on them."""
+    for every hidden layer or one per layer, `l2` is Keras's kernel_regularizer=l2(c) on them.
+    The loss is the exact cross-entropy from the logits; `output_clip=1e-7` is Keras's instead
+    (its softmax probabilities clipped to [1e-7, 1 - 1e-7] before the log)."""
     return ModelConfig(hidden=hidden, activation=activation, dropout=dropout,
-                       batch_norm=batch_norm, kernel_init=kernel_init, l2=l2)
+                       batch_norm=batch_norm, kernel_init=kernel_init, l2=l2,
+                       output_clip=output_clip)

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import numbers
@@ -158,7 +159,7 @@ def fit_run(run: RunConfig, data: Data, *, epochs_per_call: int = 1, mesh=None,
 def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | None = None,
         epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
         validation_data=None, callbacks=None, seed: int = 0, verbose: int = 1,
-        classes: int | None = None) -> Result:
+        classes: int | None = None, shuffle: bool = True, **keras_only) -> Result:
     """Train an MLP on arrays, as Keras's `model.fit` does; returns a `Result`.
 
     x: (n, features...) numbers (trailing axes are flattened); y: (n,) integer class ids in
@@ -168,6 +169,7 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     defaults to `MLP()` and the optimizer to `Adam()`. Runs data-parallel over every local
     device. Bad shapes or labels raise DataError, bad settings ConfigError, before training.
     """
+    _check_keras_only(keras_only, shuffle)
     model = C.ModelConfig() if model is None else model
     optimizer = C.OptimConfig(keras_epsilon=True) if optimizer is None else optimizer
     _check_type("model", model, C.ModelConfig, "jaxmlp.MLP(...)")
@@ -189,7 +191,8 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     has_val = len(yv) > 0
     keys = _keras_keys(has_val)
     effects = CB.Effects(files, has_val=has_val, run=run, keys=keys,
-                         data=CB.data_fingerprint(x, y, xv, yv) if files else None)
+                         data=CB.data_fingerprint(x, y, xv, yv) if files else None,
+                         schedule_fn=schedule_fn)
     progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
 
     def observe(state, histories, chunk):
@@ -215,6 +218,32 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
         effects.close()
     params, batch_stats = jax.device_get((state.params, state.batch_stats))
     return Result(run, params, batch_stats, {k: history[k] for k in keys})
+
+
+# Keras `fit` arguments jaxmlp does not take, and what to do instead.
+KERAS_ONLY = {
+    "class_weight": "not supported: every example weighs the same",
+    "sample_weight": "not supported: every example weighs the same",
+    "initial_epoch": "to go on from an interrupted fit, pass jaxmlp.BackupAndRestore(folder)",
+    "validation_freq": "not supported: validation runs after every epoch",
+    "steps_per_epoch": "not supported: an epoch is one pass over x in batches of batch_size",
+    "validation_steps": "not supported: validation covers all of the validation data",
+    "validation_batch_size": "not supported: validation is one pass over all of it",
+}
+
+
+def _check_keras_only(extra: dict, shuffle) -> None:
+    """One ConfigError for a Keras-only or unknown argument, and for shuffle=False (jaxmlp
+    reshuffles every epoch, Keras's default shuffle=True)."""
+    if shuffle is not True:
+        raise ConfigError(f"fit: shuffle={shuffle!r} is not supported: the training data is "
+                          "reshuffled every epoch (Keras's default shuffle=True)")
+    for name in extra:
+        if name in KERAS_ONLY:
+            raise ConfigError(f"fit: {name}= is a Keras fit argument jaxmlp does not take; "
+                              f"{KERAS_ONLY[name]}")
+        allowed = [p for p in inspect.signature(fit).parameters if p != "keras_only"]
+        raise ConfigError(f"fit: unknown argument {name}=; allowed " + ", ".join(allowed))
 
 
 def _keras_keys(has_val: bool) -> tuple[str, ...]:

@@ -169,6 +169,20 @@ def test_csv_logger_writes_kerass_columns_and_line_ends(tmp_path, split, callbac
             assert [row[key] for row in rows] == ["NA", "NA"]
 
 
+def test_keras_only_fit_arguments_are_one_line_errors_that_say_what_to_do():
+    x, y = problem(n=40)
+    for kw, match in [({"shuffle": False}, "reshuffled every epoch"),
+                      ({"class_weight": {0: 2.0}}, "class_weight= is a Keras fit argument"),
+                      ({"initial_epoch": 3}, "BackupAndRestore"),
+                      ({"validation_freq": 2}, "after every epoch"),
+                      ({"epoch": 3}, "unknown argument epoch=; allowed x, y, model")]:
+        with pytest.raises(jaxmlp.ConfigError, match=match) as err:
+            jaxmlp.fit(x, y, **SMALL, **kw)
+        assert "\n" not in str(err.value)
+    assert len(jaxmlp.fit(x, y, **SMALL, shuffle=True).history["loss"]) == 1  # Keras's default
+    assert jaxmlp.MLP(output_clip=1e-7).output_clip == pytest.approx(1e-7)
+
+
 def test_val_monitors_without_validation_data_warn_and_stay_idle():
     # Keras: EarlyStopping(patience=0) on val_loss with no validation data warns and never stops.
     x, y = problem(n=100)
@@ -361,6 +375,23 @@ def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, mon
     assert not (tmp_path / "bk").exists()  # delete_checkpoint=True, as Keras
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
     assert [float(r["loss"]) for r in rows] == pytest.approx(whole.history["loss"], rel=1e-12)
+
+
+def test_a_backup_made_with_another_schedule_function_is_refused(tmp_path):
+    # The function is not in the config (a placeholder is): the backup hashes its jaxpr.
+    x, y = problem(n=100)
+    backup = jaxmlp.BackupAndRestore(tmp_path / "bk", delete_checkpoint=False)
+    kw = {**SMALL, "epochs": 2}
+    jaxmlp.fit(x, y, **kw, callbacks=[backup, jaxmlp.LearningRateScheduler(
+        lambda epoch, lr: lr * 0.5)])
+    with pytest.raises(jaxmlp.ConfigError, match=r"another fit \(schedule_function: 'sha1:"):
+        jaxmlp.fit(x, y, **kw, callbacks=[backup, jaxmlp.LearningRateScheduler(
+            lambda epoch, lr: lr * 0.25)])
+    with pytest.raises(jaxmlp.ConfigError, match="schedule_function"):
+        jaxmlp.fit(x, y, **kw, callbacks=[backup])  # none now
+    again = jaxmlp.fit(x, y, **{**kw, "verbose": 0}, callbacks=[
+        backup, jaxmlp.LearningRateScheduler(lambda epoch, lr: lr * 0.5)])  # same, new lambda
+    assert len(again.history["loss"]) == 2
 
 
 def test_a_fresh_fit_owns_its_backup_and_checkpoint_folders(tmp_path):
