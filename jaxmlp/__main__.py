@@ -9,9 +9,9 @@ pages from committed results, list the experiments and their results.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
-import os
 import shlex
 import sys
 import traceback
@@ -57,29 +57,6 @@ def load_experiment(path: Path):
     return exp
 
 
-def results_folder(exp, argv: list[str]) -> Path:
-    """Where the runner wrote results.json for these flags (the runner's own rule)."""
-    from jaxmlp.experiments import cli
-
-    return cli.roots(exp, cli.parse(exp, argv))[0]
-
-
-def record_page(exp, file: Path, out: Path) -> None:
-    """Add the experiment's page fields to its results.json, for the report to read."""
-    from jaxmlp import atomic
-
-    path = out / "results.json"
-    if not path.is_file():
-        return
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    page = {"objective": exp.objective, "description": exp.description}
-    if exp.template:
-        page["template"] = str((file.parent / exp.template).resolve())
-    if doc.get("page") != page:
-        doc["page"] = page
-        atomic.write_json(path, doc)
-
-
 def run(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         help_asked = argv[:1] in (["-h"], ["--help"])
@@ -96,14 +73,20 @@ def run(argv: list[str]) -> int:
                      f"the built-in python -m jaxmlp.experiments.{exp.name}")
             raise BadInput(f"{file}: experiment name {exp.name!r} is taken by {taken}; allowed: "
                            "a name of its own")
+        if exp.template:  # relative to the file; results.json records it from the site's root
+            template = (file.parent / exp.template).absolute()
+            if not template.is_file():
+                raise BadInput(f"{file}: template={exp.template!r}: {template} does not exist; "
+                               "allowed a Jinja2 page template, relative to the experiment's file")
+            exp = dataclasses.replace(exp, template=str(template))
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    status = cli.run(exp, argv[1:], prog=f"python -m jaxmlp run {shlex.quote(argv[0])}")
-    process0 = os.environ.get("JAXMLP_PROCESS_ID", "0").strip() in ("", "0")  # writes results
-    if status == 0 and process0 and "--list" not in argv and not {"-h", "--help"} & set(argv):
-        record_page(exp, file, results_folder(exp, argv[1:]))
-    return status
+    # The command as results.json records it: the file relative to here when it is below (an
+    # absolute path names one machine's folders).
+    shown = file.absolute()
+    shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else file
+    return cli.run(exp, argv[1:], prog=f"python -m jaxmlp run {shlex.quote(str(shown))}")
 
 
 def report(argv: list[str]) -> int:

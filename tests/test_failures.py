@@ -4,6 +4,7 @@ A tiny experiment (two 4-unit runs, 2 epochs) on tiny Fashion-MNIST-format files
 in-process through `cli.run`, so its programs compile once for the whole module.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -58,6 +59,52 @@ def git(*args, cwd) -> str:
 def snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file()}
+
+
+def test_text_edited_in_the_definition_reaches_results_json_without_training(clone, capsys):
+    assert run(capsys=capsys)[0] == 0
+    path = clone / "experiments/tiny/results.json"
+    before = json.loads(path.read_text())
+    runs = tuple(dataclasses.replace(r, label=f"Run {r.name}", part=2) for r in EXP.runs)
+    edited = cli.Experiment(**{**EXP.__dict__, "title": "Otro título", "runs": runs,
+                               "notes": ("una nota",), "objective": "Ver."})
+    code, err = run(exp=edited, capsys=capsys)
+    assert code == 0 and "nothing to train" in err and "are now the definition's" in err
+    after = json.loads(path.read_text())
+    assert after["title"] == "Otro título" and after["settings"]["notes"] == ["una nota"]
+    assert after["page"]["objective"] == "Ver."
+    assert [(r["label"], r["part"]) for r in after["runs"]] == [("Run a", 2), ("Run b", 2)]
+    for key in ("created", "command", "environment"):  # the results' provenance is kept
+        assert after[key] == before[key]
+    assert [r["seeds"] for r in after["runs"]] == [r["seeds"] for r in before["runs"]]
+    code, err = run(exp=edited, capsys=capsys)
+    assert code == 0 and "are left as they are" in err
+    assert json.loads(path.read_text()) == after
+
+
+def test_a_site_regeneration_cut_short_is_finished_by_the_next_invocation(clone, capsys,
+                                                                          monkeypatch):
+    from jaxmlp import report
+
+    (clone / "docs").mkdir()
+    real = report.generate
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "generate", interrupted)
+    code, err = run("--retrain", capsys=capsys)  # Ctrl-C right after results.json
+    assert code == 130 and "rerun the same command without --retrain to resume" in err
+    assert (clone / "experiments/tiny/results.json").exists()
+    assert (clone / "experiments/tiny" / cli.REPORT_PENDING).exists()
+    assert not (clone / "docs/experiments/tiny.md").exists()
+    monkeypatch.setattr(report, "generate", real)
+    code, err = run(capsys=capsys)  # trains nothing, finishes the site
+    assert code == 0 and "nothing to train" in err and "regenerating the site" in err
+    assert (clone / "docs/experiments/tiny.md").exists()
+    assert not (clone / "experiments/tiny" / cli.REPORT_PENDING).exists()
+    code, err = run(capsys=capsys)
+    assert code == 0 and "regenerating" not in err
 
 
 def test_the_main_job_twice_in_a_clone_leaves_git_status_clean(clone, capsys):
@@ -157,6 +204,16 @@ def test_duplicate_run_names_are_refused_before_anything_is_written(clone, capsy
     dots = cli.Experiment(**{**EXP.__dict__, "runs": (EXP.runs[0], tiny_run(".."))})
     code, err = run(exp=dots, capsys=capsys)
     assert code == 2 and err.startswith("error: tiny: run name '..': allowed")
+    # A name too long for its files (it failed after training, with a traceback), no runs at
+    # all, an Experiment.dataset its runs do not use (it was never read).
+    for bad, message in [
+            ({"runs": (tiny_run("r" * 65),)}, "has 65 characters; allowed at most 64"),
+            ({"runs": ()}, "runs=() is empty"),
+            ({"dataset": "cifar10"}, "Experiment(dataset='cifar10') but its runs train on "
+                                     "'fashion_mnist'")]:
+        code, err = run(exp=cli.Experiment(**{**EXP.__dict__, **bad}), capsys=capsys)
+        assert code == 2 and err.startswith("error: tiny: ") and message in err, err
+        assert err.count("\n") == 1
     assert sorted(p.name for p in clone.iterdir()) == ["data"]
 
 

@@ -180,6 +180,60 @@ def jaxmlp(*args, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
+def test_an_own_template_is_recorded_relative_and_rendered_and_a_bad_one_named(tmp_path):
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "demo.md.j2").write_text(
+        "---\ntitle: {{ title|yaml }}\n---\n# {{ title }}\n\nMi plantilla: "
+        "{{ run.ancha.summary.test_accuracy.mean|pct }}\n")
+    text = textwrap.dedent(EXPERIMENT_FILE).replace(
+        'title="Demo: ancho de la capa oculta"', 'title=\'El "mejor" MLP: a\\\\b\'')
+    text = text.replace("seeds=2,", 'seeds=2, template="tpl/demo.md.j2",')
+    (tmp_path / "demo.py").write_text(text)
+    jaxmlp("run", "demo.py", "--quick", "--quiet", "--out", "quick/demo", cwd=tmp_path)
+    doc = json.loads((tmp_path / "quick" / "demo" / "results.json").read_text())
+    assert doc["page"]["template"] == "tpl/demo.md.j2"  # a clone elsewhere reads its own copy
+    jaxmlp("report", "--experiments", "quick", "--docs", "site_docs", cwd=tmp_path)
+    page = (tmp_path / "site_docs" / "experiments" / "demo.md").read_text()
+    assert "Mi plantilla: " in page
+    front = page.split("---\n")[1]
+    import yaml
+    assert yaml.safe_load(front)["title"] == 'El "mejor" MLP: a\\b'  # quotes kept, valid YAML
+    (tmp_path / "tpl" / "demo.md.j2").write_text("{{ run.nadie.summary }}\n")
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "report", "--experiments", "quick",
+                           "--docs", "site_docs"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: demo: template ")
+    assert "tpl/demo.md.j2:1: UndefinedError" in proc.stderr and proc.stderr.count("\n") == 1
+    (tmp_path / "tpl" / "demo.md.j2").unlink()
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "run", "demo.py", "--quick"],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 2 and "template='tpl/demo.md.j2'" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_report_of_another_results_folder_keeps_the_sites_own_experiments(tmp_path):
+    # --experiments elsewhere used to rewrite the landing and bench pages from that folder
+    # alone (the site's own experiments gone from them).
+    shutil.copytree(FIXTURE, tmp_path / "experiments")
+    (tmp_path / "mkdocs.yml").write_text("site_name: x\n")
+    other = tmp_path / "mine"
+    shutil.copytree(FIXTURE / "p8d", other / "otro")
+    doc = json.loads((other / "otro" / "results.json").read_text())
+    doc["experiment"] = "otro"
+    (other / "otro" / "results.json").write_text(json.dumps(doc))
+    jaxmlp("report", "--experiments", "mine", cwd=tmp_path)
+    index = (tmp_path / "docs" / "index.md").read_text()
+    assert "experiments/otro.md" in index and "TA8" in index
+    assert (tmp_path / "docs" / "experiments" / "otro.md").is_file()
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp", "report", "--experiments", "."],
+                          cwd=tmp_path / "mine",
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and "no mkdocs.yml here" in proc.stderr
+    assert not (tmp_path / "mine" / "docs").exists()
+
+
 def test_a_new_experiment_file_runs_and_gets_its_page_in_the_built_site(tmp_path):
     (tmp_path / "demo.py").write_text(textwrap.dedent(EXPERIMENT_FILE))
     shutil.copytree(ROOT / "docs", tmp_path / "docs")

@@ -183,10 +183,21 @@ def select(exp: Experiment, args) -> list[C.RunConfig]:
     if twice:
         raise UsageError(f"{exp.name}: duplicate run name {', '.join(twice)}; allowed: a name "
                          "of its own for each run (it names the run's records and files)")
+    if not names:
+        raise UsageError(f"{exp.name}: runs=() is empty; allowed one or more C.RunConfig(...)")
     dots = [n for n in names if not n.strip(".")]
     if dots:  # RunConfig allows dots; '..' would name the folder above
         raise UsageError(f"{exp.name}: run name {dots[0]!r}: allowed letters, digits, '.', '_' "
                          "and '-', not dots alone")
+    long = [n for n in names if len(n) > 64]
+    if long:  # it names files (<run>__seed<k>.json): a file system allows ~255 bytes
+        raise UsageError(f"{exp.name}: run name {long[0][:20]!r}... has {len(long[0])} "
+                         "characters; allowed at most 64")
+    other = sorted({r.train.dataset for r in exp.runs} - {exp.dataset}) if exp.dataset else []
+    if other:
+        raise UsageError(f"{exp.name}: Experiment(dataset={exp.dataset!r}) but its runs train "
+                         f"on {', '.join(map(repr, other))} (C.TrainConfig(dataset=...)); allowed "
+                         "the runs' own dataset")
     unknown = [n for n in (args.only or []) + (args.retrain or []) if n not in names]
     if unknown:
         raise UsageError(f"unknown run name(s) {', '.join(unknown)}; valid names: "
@@ -394,8 +405,11 @@ def run(exp: Experiment, argv=None, *, prog: str | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         # The sweep has closed its files on the way out: finished groups keep their records
-        # and a group in training its last checkpoint, so the same command goes on from there.
-        print(f"[{exp.name}] interrupted; rerun the same command to resume", file=sys.stderr)
+        # and a group in training its last checkpoint, so the same command goes on from there
+        # (without --retrain, which would discard them again).
+        again = ("the same command without --retrain" if "--retrain" in argv
+                 else "the same command")
+        print(f"[{exp.name}] interrupted; rerun {again} to resume", file=sys.stderr)
         return 130
 
 
@@ -767,6 +781,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
     every = [_fit_to(r, ds) for r in select(exp, every_args)]
     doc = _document(exp, args, every, ds.identity, out)
     if trained == 0 and _unchanged(out / "results.json", doc, ds.identity, args, exp):
+        _report_if_pending(exp, args, out)
         return 0
     doc["settings"]["earlier_invocations"] = _earlier(out / "results.json")
     doc["settings"]["this_invocation"] = {
@@ -783,8 +798,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
         **({"cpu_s": cpu_s} if cpu_s else {})}  # runner.ThreadCPU: CPU by kind of thread
     atomic.write_json(out / "results.json", doc)
     _say(args, f"[{exp.name}] wrote {out / 'results.json'}")
-    if not args.quick and not args.no_report and out == Path("experiments") / exp.name:
-        _report()
+    _report_pending(out)
+    _report_if_pending(exp, args, out)
     return 0
 
 
@@ -815,7 +830,10 @@ def _finished_without_data(exp: Experiment, args, runs, out: Path) -> bool:
         return False
     every = fitted(select(exp, argparse.Namespace(**{**vars(args), "only": None})))
     doc = _document(exp, args, every, {}, out)
-    return _unchanged(out / "results.json", doc, None, args, exp)
+    if not _unchanged(out / "results.json", doc, None, args, exp):
+        return False
+    _report_if_pending(exp, args, out)
+    return True
 
 
 def _compiled(future, label: str, args):
@@ -841,8 +859,21 @@ def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
         return False
     if held != json.loads(json.dumps(atomic.plain([(r["name"], r["seeds"]) for r in doc["runs"]]))):
         return False
-    _say(args, f"[{exp.name}] nothing to train: every run has finished; {path} and the site "
-         "are left as they are")
+    if _definition(old) != _definition(doc):
+        # Edited in the definition since (a title, a label, a part, the notes): what the
+        # definition says is written, the results and their provenance are kept.
+        old["title"], old["settings"]["notes"] = doc["title"], doc["settings"]["notes"]
+        old.pop("page", None)
+        old.update({"page": doc["page"]} if "page" in doc else {})
+        for was, now in zip(old["runs"], doc["runs"]):
+            was.update({k: now.get(k) for k in RUN_TEXT})
+        atomic.write_json(path, old)
+        _report_pending(path.parent)
+        _say(args, f"[{exp.name}] nothing to train: every run has finished; the title, notes, "
+             f"labels, parts and page text in {path} are now the definition's")
+    else:
+        _say(args, f"[{exp.name}] nothing to train: every run has finished; {path} and the "
+             "site are left as they are")
     if identity is not None and old.get("dataset", {}).get("files") != identity.get("files"):
         _say(args, f"[{exp.name}] note: those results were trained on other data files than "
              "the ones found now; add --retrain to train on these")
@@ -930,18 +961,53 @@ def _document(exp, args, runs, identity, out: Path) -> dict:
     more = {name: n for name, n in counts.items() if n != args.seeds}
     if more:
         doc["settings"]["seeds_by_run"] = more  # runs with another number of seeds than "seeds"
-    if exp.objective or exp.description:  # for the report's page (python -m jaxmlp run too)
+    if exp.objective or exp.description or exp.template:  # the report's page
         doc["page"] = {"objective": exp.objective, "description": exp.description}
+        if exp.template:  # relative to the folder holding experiments/, as the report reads it
+            doc["page"]["template"] = Path(os.path.relpath(exp.template)).as_posix()
     return doc
 
 
-def _report():
+# A run's fields that come from the experiment's definition, not from training.
+RUN_TEXT = ("part", "label", "description")
+# Left in the results folder while the site is regenerated from a new results.json: a run
+# interrupted then (Ctrl-C, kill -9) leaves it, and the next invocation, which trains nothing,
+# regenerates the site instead of leaving it behind its results.
+REPORT_PENDING = ".report-pending"
+
+
+def _definition(doc: dict) -> object:
+    """What of a results.json the definition writes: title, notes, page text, the runs' text."""
+    return json.loads(json.dumps(atomic.plain({
+        "title": doc.get("title"), "notes": doc.get("settings", {}).get("notes"),
+        "page": doc.get("page"),
+        "runs": [[r.get(k) for k in RUN_TEXT] for r in doc.get("runs", [])]})))
+
+
+def _report_pending(out: Path) -> None:
+    atomic.write_text(out / REPORT_PENDING, "the site is not yet regenerated from results.json\n")
+
+
+def _report_if_pending(exp: Experiment, args, out: Path) -> None:
+    """Regenerate the site (docs/) if results.json changed since it was last regenerated, for
+    the experiment's own folder only; --no-report leaves the marker for a later invocation."""
+    marker = out / REPORT_PENDING
+    if not marker.exists() or args.no_report:
+        return
+    if args.quick or out != Path("experiments") / exp.name or not Path("docs").is_dir():
+        marker.unlink()  # no site here to regenerate
+        return
     try:
         from jaxmlp import report
     except ImportError:
+        marker.unlink()
         return
-    if Path("docs").is_dir():
+    _say(args, f"[{exp.name}] regenerating the site (docs/) from {out / 'results.json'}")
+    try:
         report.generate(Path("experiments"), Path("docs"))
+    except report.ReportError as e:  # the results stand; the next invocation tries again
+        raise UsageError(f"{e} (results.json is written; the site is not)") from None
+    marker.unlink()
 
 
 def main(exp: Experiment) -> None:

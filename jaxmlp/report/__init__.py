@@ -5,6 +5,6 @@ load (results.json, histories, the original pages' data) -> compare (stats, «me
 JAX-free: json, csv, numpy, matplotlib and Jinja2 only.
 """
 
-from jaxmlp.report.render import generate
+from jaxmlp.report.render import ReportError, generate
 
-__all__ = ["generate"]
+__all__ = ["ReportError", "generate"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 from jaxmlp import records
@@ -96,9 +97,12 @@ def figure_images(docs: Path):
 
 
 def part_view(doc: dict, part: int, runs: list[dict], color: dict, times: dict,
-              figs: Figures, published: dict) -> dict:
+              figs: Figures, published: dict, alone: bool = False) -> dict:
+    """One part's tables and figures; `alone`: the page's only part, whose captions do not
+    name it (the page shows no «Parte N» heading then)."""
     shared, varying = tables.split(runs)
     suffix = f"_part{part}"
+    of = "" if alone else f", parte {part}"
     view = {"number": part, "runs": runs, "shared": shared, "varying": varying,
             "shared_table": tables.shared_table(shared) if shared else "",
             "table": tables.results_table(runs, varying),
@@ -108,23 +112,23 @@ def part_view(doc: dict, part: int, runs: list[dict], color: dict, times: dict,
     marked = any(r["name"] in published for r in runs)
     view["fig"]["accuracy"] = figs.add(
         "accuracy" + suffix, figures.accuracy(runs, color, published),
-        f"Exactitud en test, parte {part}",
+        f"Exactitud en test{of}",
         "Punto = media de las semillas, barra = ± desviación estándar, anillos = cada semilla"
         + ("; rombo = cifra de la página original" if marked else ""))
     view["fig"]["curves"] = figs.add(
         "curves" + suffix, figures.curves(doc, merged(runs), color, "val_accuracy",
                                           "Exactitud de validación (%)"),
-        f"Exactitud de validación por época, parte {part}",
+        f"Exactitud de validación por época{of}",
         "Línea = media, banda = rango entre semillas")
     view["fig"]["time"] = figs.add(
         "time" + suffix, figures.seconds(runs, color, times),
-        f"Segundos de entrenamiento por run, parte {part}",
+        f"Segundos de entrenamiento por run{of}",
         "Barras desde cero; raya = rango entre semillas")
     changing = [r for r in runs if lr_varies(doc, r)]
     if changing:
         view["fig"]["lr"] = figs.add(
             "lr" + suffix, figures.learning_rate(doc, changing, color),
-            f"Tasa de aprendizaje por época, parte {part}",
+            f"Tasa de aprendizaje por época{of}",
             "Semilla 0; solo los runs en los que cambia")
     return view
 
@@ -140,7 +144,7 @@ def experiment(doc: dict, docs: Path, page: str) -> dict:
     figs = Figures(docs, name, page)
     parts = sorted({r.get("part", 1) for r in runs})
     views = [part_view(doc, p, [r for r in runs if r.get("part", 1) == p], color, times, figs,
-                       published) for p in parts]
+                       published, alone=len(parts) == 1) for p in parts]
     shared, varying = tables.split(runs)
     ranking = sorted(runs, key=lambda r: -r["summary"]["test_accuracy"]["mean"])
     meta = doc.get("page", {})
@@ -167,7 +171,27 @@ def experiment(doc: dict, docs: Path, page: str) -> dict:
             "curva original, tenue) a partir del CSV de historia guardado en el repositorio"),
         "gap": gap,
         "distinct": distinct(ranking),
+        "reproduce": reproduce(doc.get("command", "")),
     }
+
+
+def reproduce(command: str) -> str:
+    """The command that trains every result again from scratch: the one recorded, without
+    `--retrain NAME...` (which only said what that invocation discarded) and `--quiet`."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    kept, skipping = [], False
+    for word in words:
+        if word in ("--retrain", "--quiet"):
+            skipping = word == "--retrain"
+            continue
+        if skipping and not word.startswith("-"):
+            continue
+        skipping = False
+        kept.append(word)
+    return shlex.join(kept)
 
 
 def gap(run: dict) -> dict | None:

@@ -8,6 +8,8 @@ Pages are pre-rendered into docs/ and committed, so the Pages build needs only M
 
 from __future__ import annotations
 
+import json
+import traceback
 from pathlib import Path
 
 import jinja2
@@ -31,7 +33,10 @@ def environment(extra: list[Path] = (), docs: Path = Path("docs")) -> jinja2.Env
     env.filters.update(pct=compare.pct, pm=compare.pm, span=compare.span, pp=compare.pp,
                        num=compare.num, label=compare.label, labels=context.labels,
                        machine=compare.machine,
-                       capitalize_first=lambda s: s[:1].upper() + s[1:])
+                       capitalize_first=lambda s: s[:1].upper() + s[1:],
+                       # a JSON string is a YAML double-quoted scalar: quotes, backslashes and
+                       # colons in a title stay the title's (front matter)
+                       yaml=lambda s: json.dumps(str(s), ensure_ascii=False))
     env.globals.update(sentence=compare.sentence, verdict=compare.verdict,
                        results_table=tables.results_table,
                        aspects=tables.aspects, describe_hooks=tables.describe_hooks,
@@ -39,19 +44,40 @@ def environment(extra: list[Path] = (), docs: Path = Path("docs")) -> jinja2.Env
     return env
 
 
-def page_of(doc: dict) -> tuple[str, str, list[Path]]:
+class ReportError(Exception):
+    """A page that cannot be rendered (its template's error, where), in one line."""
+
+
+def page_of(doc: dict, root: Path = Path(".")) -> tuple[str, str, list[Path]]:
     """(page path under docs/, template name, extra template folders) for one experiment:
     the original page's location if it has one, else experiments/<name>.md; the template
-    recorded in results.json, else jaxmlp/experiments/templates/<name>.md.j2, else default."""
+    recorded in results.json (relative to `root`, the folder holding experiments/), else
+    jaxmlp/experiments/templates/<name>.md.j2, else default."""
     name = doc["experiment"]
     meta = doc.get("page", {})
     page = load.original(name).get("page") or meta.get("path") or f"experiments/{name}.md"
-    if meta.get("template") and Path(meta["template"]).is_file():
-        t = Path(meta["template"]).resolve()
-        return page, t.name, [t.parent]
+    if meta.get("template"):
+        t = root / meta["template"]
+        if not t.is_file():
+            raise ReportError(f"{name}: its page template {t} (results.json page.template) "
+                              "does not exist; allowed an existing file, or none")
+        return page, t.resolve().name, [t.resolve().parent]
     if (EXPERIMENT_TEMPLATES / f"{name}.md.j2").is_file():
         return page, f"{name}.md.j2", []
     return page, DEFAULT, []
+
+
+def _where(e: jinja2.TemplateError, template: str) -> str:
+    """file:line of a template error: a syntax error carries them; an error while rendering
+    (an undefined name) is found in the traceback, whose frames Jinja2 maps to the template."""
+    name, line = getattr(e, "filename", None), getattr(e, "lineno", None)
+    if name is None:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(".j2")]
+        name, line = (frames[-1].filename, frames[-1].lineno) if frames else (template, None)
+    path = Path(name)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())
+    return f"{path}:{line}" if line else str(path)
 
 
 def stamped(text: str, source: str) -> str:
@@ -70,13 +96,27 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def generate(experiments: Path, docs: Path) -> list[Path]:
-    """Render every page and figure from the committed results; returns the files written."""
+def generate(experiments: Path, docs: Path, also=()) -> list[Path]:
+    """Render every page and figure from the committed results; returns the files written.
+    `also`: more results folders whose experiments get pages too (the benchmark records and
+    templates' root are `experiments`'s)."""
     written, pages = [], []
-    for doc in load.experiments(experiments):
-        page, template, extra = page_of(doc)
+    docs_of = load.experiments(experiments)
+    for folder in also:
+        more = load.experiments(folder)
+        twice = sorted({d["experiment"] for d in more} & {d["experiment"] for d in docs_of})
+        if twice:
+            raise ReportError(f"{folder}: experiment {twice[0]!r} is in {experiments} too; "
+                              "allowed one results folder per experiment name")
+        docs_of += more
+    for doc in docs_of:
+        page, template, extra = page_of(doc, experiments.parent)
         ctx = context.experiment(doc, docs, page)
-        text = environment(extra, docs).get_template(template).render(**ctx)
+        try:
+            text = environment(extra, docs).get_template(template).render(**ctx)
+        except jinja2.TemplateError as e:
+            raise ReportError(f"{doc['experiment']}: template {_where(e, template)}: "
+                              f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
         source = f"experiments/{doc['_dir'].name}/results.json"
         written.append(write(docs / page, stamped(text, source)))
         written += ctx["figures"].written
