@@ -137,6 +137,36 @@ def test_pages_carry_the_fixture_numbers_and_the_synthetic_warning(rendered):
     assert "seed" not in re.sub(r"seed\d|seed<k>", "", page.lower())  # «página original»
 
 
+def test_what_an_earlier_report_generated_and_this_one_does_not_is_removed(tmp_path):
+    # An experiment removed (its page and figures stayed, published and in the nav), a part
+    # gone (its figures stayed); hand-written pages and other assets are never touched.
+    exp = tmp_path / "experiments"
+    shutil.copytree(FIXTURE, exp)
+    shutil.copytree(FIXTURE / "p8d", exp / "otro")
+    doc = json.loads((exp / "otro" / "results.json").read_text())
+    doc["experiment"] = "otro"
+    (exp / "otro" / "results.json").write_text(json.dumps(doc))
+    docs = tmp_path / "docs"
+    (docs / "guide").mkdir(parents=True)
+    (docs / "guide" / "mine.md").write_text("# Mía\n")
+    (docs / "assets" / "logo.png").parent.mkdir(parents=True)
+    (docs / "assets" / "logo.png").write_bytes(b"png")
+    generate(exp, docs)
+    assert (docs / "experiments" / "otro.md").is_file()
+    assert list((docs / "assets" / "generated" / "otro").glob("*_part2*.svg"))
+    doc["runs"] = [dict(r, part=1) for r in doc["runs"]]  # one part now
+    (exp / "otro" / "results.json").write_text(json.dumps(doc))
+    generate(exp, docs)
+    assert not list((docs / "assets" / "generated" / "otro").glob("*_part2*.svg"))
+    assert list((docs / "assets" / "generated" / "otro").glob("*_part1*.svg"))
+    shutil.rmtree(exp / "otro")
+    written = generate(exp, docs)
+    assert not (docs / "experiments" / "otro.md").exists()
+    assert not (docs / "assets" / "generated" / "otro").exists()
+    assert (docs / "guide" / "mine.md").is_file() and (docs / "assets" / "logo.png").is_file()
+    assert all(p.exists() for p in written)
+
+
 def test_a_results_folder_without_a_template_gets_the_default_page(tmp_path):
     exp = tmp_path / "experiments" / "otro"
     shutil.copytree(FIXTURE / "p8d", exp)

@@ -128,4 +128,24 @@ def generate(experiments: Path, docs: Path, also=()) -> list[Path]:
     index = env.get_template("index.md.j2").render(pages={p["name"]: p for p in pages},
                                                    bench=benches)
     written.append(write(docs / "index.md", stamped(index, "experiments/*/results.json")))
+    prune(docs, written)
     return written
+
+
+def prune(docs: Path, written: list[Path]) -> list[Path]:
+    """Remove what an earlier report generated and this one did not: the figures of a part or
+    an experiment that is gone (docs/assets/generated/ is the report's alone) and pages that
+    carry the report's do-not-edit stamp (an experiment whose results folder was removed), so
+    the site does not publish them. Returns what was removed."""
+    keep = {p.resolve() for p in written}
+    stamp = HEADER.split("{source}")[0]
+    figures = docs / "assets" / "generated"
+    stale = [p for p in figures.rglob("*.svg") if p.resolve() not in keep]
+    stale += [p for p in docs.rglob("*.md") if p.resolve() not in keep
+              and stamp in p.read_text(encoding="utf-8")[:2000]]
+    for path in stale:
+        path.unlink()
+    for folder in sorted(figures.glob("*/"), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return stale
