@@ -82,6 +82,12 @@ def test_text_edited_in_the_definition_reaches_results_json_without_training(clo
     assert json.loads(path.read_text()) == after
 
 
+def test_epochs_equal_to_every_runs_own_are_the_definition_not_a_variant(clone, capsys):
+    code, err = run("--epochs", str(EPOCHS), capsys=capsys)
+    assert code == 0 and (clone / "experiments/tiny/results.json").exists()
+    assert not (clone / "runs").exists() or not list((clone / "runs").glob("tiny-*"))
+
+
 def test_a_site_regeneration_cut_short_is_finished_by_the_next_invocation(clone, capsys,
                                                                           monkeypatch):
     from jaxmlp import report

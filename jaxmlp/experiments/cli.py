@@ -457,7 +457,9 @@ def variant(exp: Experiment, args) -> list[str]:
     """The flags by which this invocation differs from the experiment's own definition."""
     given = getattr(args, "seeds_given", True)  # --quick alone means its 1 seed
     out = [f"--seeds {args.seeds}"] if args.seeds != exp.seeds and given else []
-    out += [f"--epochs {args.epochs}"] if args.epochs is not None else []
+    # --epochs equal to every run's own is the definition itself
+    out += [f"--epochs {args.epochs}"] if args.epochs is not None and any(
+        r.train.epochs != args.epochs for r in exp.runs) else []
     out += ["--only " + " ".join(args.only)] if args.only else []
     return out + (["--quick"] if args.quick else [])
 
