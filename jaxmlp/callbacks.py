@@ -1,8 +1,9 @@
 """Keras's callback vocabulary for `jaxmlp.fit`: which pure hooks and which observers it means.
 
-`EarlyStopping`, `ReduceLROnPlateau` and `CosineSchedule` are the hook configs themselves
-(`jaxmlp.config`: frozen dataclasses, Keras's names and defaults); `LearningRateScheduler` and
-`TerminateOnNaN` also become hooks (pure, inside the compiled epoch). `ModelCheckpoint`,
+`EarlyStopping` and `ReduceLROnPlateau` are the hook configs (`jaxmlp.config`: frozen
+dataclasses, Keras's names and defaults) plus Keras's `verbose`, which only prints (`Messages`);
+`CosineSchedule` is its config itself; `LearningRateScheduler` and `TerminateOnNaN` also become
+hooks (pure, inside the compiled epoch). `ModelCheckpoint`,
 `TensorBoard` and `CSVLogger` write files: they become the observers of `jaxmlp.observers`
 (Orbax `CheckpointStore`, `TensorBoardLog`, `HistoryLog`), run on the host after each epoch
 and never change the numbers. `plan(callbacks)` is the one place that maps the list.
@@ -10,6 +11,7 @@ and never change the numbers. `plan(callbacks)` is the one place that maps the l
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -26,11 +28,51 @@ import numpy as np
 from jaxmlp import atomic, observers
 from jaxmlp import config as C
 from jaxmlp import hooks as H
-from jaxmlp.config import ConfigError, CosineSchedule, EarlyStopping, ReduceLROnPlateau
+from jaxmlp.config import ConfigError, CosineSchedule
 
 __all__ = ["EarlyStopping", "ReduceLROnPlateau", "CosineSchedule", "LearningRateScheduler",
            "TerminateOnNaN", "ModelCheckpoint", "TensorBoard", "CSVLogger", "BackupAndRestore",
            "plan", "Effects"]
+
+
+def _check_verbose(owner: str, verbose) -> None:
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ConfigError(f"{owner}.verbose={verbose!r} is invalid: allowed 0 (silent) or 1 "
+                          "(Keras's lines: when it acts)")
+
+
+@dataclass(frozen=True)
+class EarlyStopping(C.EarlyStopping):
+    """Keras 3's EarlyStopping: the hook's config (`jaxmlp.config.EarlyStopping`, same names
+    and defaults) and Keras's `verbose`: 1 prints Keras's lines at the end of `fit`,
+    `Epoch N: early stopping` and `Restoring model weights from the end of the best epoch: N.`"""
+
+    verbose: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_verbose("EarlyStopping", self.verbose)
+
+
+@dataclass(frozen=True)
+class ReduceLROnPlateau(C.ReduceLROnPlateau):
+    """Keras 3's ReduceLROnPlateau: the hook's config (`jaxmlp.config.ReduceLROnPlateau`) and
+    Keras's `verbose`: 1 prints `Epoch N: ReduceLROnPlateau reducing learning rate to X.` at
+    each cut."""
+
+    verbose: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_verbose("ReduceLROnPlateau", self.verbose)
+
+
+def _hook_config(cb):
+    """The hook's own config of a public callback (without `verbose`, which only prints)."""
+    base = {EarlyStopping: C.EarlyStopping, ReduceLROnPlateau: C.ReduceLROnPlateau}.get(type(cb))
+    if base is None:
+        return cb
+    return base(**{f.name: getattr(cb, f.name) for f in dataclasses.fields(base)})
 
 
 @dataclass(frozen=True)
@@ -45,11 +87,13 @@ class LearningRateScheduler:
     """
 
     schedule: Callable
+    verbose: int = 0  # Keras's: 1 prints `Epoch N: LearningRateScheduler setting ...`
 
     def __post_init__(self):
         if not callable(self.schedule):
             raise ConfigError(f"LearningRateScheduler.schedule={self.schedule!r} is invalid: "
                               "allowed a function schedule(epoch, lr) -> learning rate")
+        _check_verbose("LearningRateScheduler", self.verbose)
 
 
 @dataclass(frozen=True)
@@ -78,8 +122,10 @@ class ModelCheckpoint:
     monitor: str = "val_loss"
     mode: str = "auto"
     save_best_only: bool = False
+    verbose: int = 0  # Keras's: 1 prints each save (and, best only, each epoch without one)
 
     def __post_init__(self):
+        _check_verbose("ModelCheckpoint", self.verbose)
         _check_path("ModelCheckpoint", "filepath", self.filepath)
         if "{" in str(self.filepath) or "}" in str(self.filepath):
             raise ConfigError(
@@ -143,6 +189,7 @@ def _check_path(owner: str, field: str, value) -> None:
 
 
 HOOKS = {EarlyStopping: "early_stopping", ReduceLROnPlateau: "reduce_lr",
+         C.EarlyStopping: "early_stopping", C.ReduceLROnPlateau: "reduce_lr",
          CosineSchedule: "schedule", LearningRateScheduler: "schedule"}
 FILES = (ModelCheckpoint, TensorBoard, CSVLogger, BackupAndRestore)
 
@@ -172,7 +219,7 @@ def plan(callbacks, learning_rate: float) -> tuple[C.HooksConfig, Callable | Non
             hooks["schedule"] = CosineSchedule(initial_lr=learning_rate)
             schedule_fn = _traced_schedule(cb.schedule)
         elif kind in HOOKS:
-            hooks[slot] = cb
+            hooks[slot] = _hook_config(cb)
         elif kind is ModelCheckpoint and cb.save_best_only:
             best = C.ModelCheckpoint(cb.monitor, cb.mode)
             if "checkpoint" in hooks and _best_key(hooks["checkpoint"]) != _best_key(best):
@@ -405,6 +452,74 @@ class Effects:
             ckpt.close()
         if self.backup:
             self.backup.close()
+
+
+class Messages:
+    """Keras's `verbose=1` lines of the callbacks that asked for them (same words, numbers and
+    epochs as Keras 3 prints them), on `stream` after each epoch and at the end of `fit`, read
+    from the epoch's history row and the hooks' state (they never change them)."""
+
+    def __init__(self, callbacks, stream):
+        loud = [cb for cb in callbacks or () if getattr(cb, "verbose", 0)]
+        self.es = next((cb for cb in loud if isinstance(cb, EarlyStopping)), None)
+        self.plateau = next((cb for cb in loud if isinstance(cb, ReduceLROnPlateau)), None)
+        self.scheduler = next((cb for cb in loud if isinstance(cb, LearningRateScheduler)), None)
+        self.checkpoints = [cb for cb in loud if isinstance(cb, ModelCheckpoint)]
+        self.stream, self.reductions, self.best = stream, 0, None
+
+    def __bool__(self) -> bool:
+        return bool(self.es or self.plateau or self.scheduler or self.checkpoints)
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def epoch(self, epoch: int, row: dict, state) -> None:
+        """After `epoch` (0-based): its history row and the group-of-one state after it."""
+        if not (self.plateau or self.checkpoints):
+            if self.scheduler:
+                self._say(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                          f"{row['learning_rate']}.")
+            return
+        s = jax.device_get(H.summary(H.with_weights(
+            jax.tree.map(lambda a: a[0], state.hooks), None)))
+        if self.scheduler:  # Keras prints it at the epoch's start: first of the epoch's lines
+            self._say(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                      f"{row['learning_rate']}.")
+        if self.plateau and int(s.lr_reductions) > self.reductions:
+            # Keras: new_lr = max(float(old_lr) * factor, min_lr), in Python floats
+            new = max(float(np.float32(row["learning_rate"])) * self.plateau.factor,
+                      self.plateau.min_lr)
+            self._say(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+        self.reductions = int(s.lr_reductions)
+        improved = bool(s.checkpoint) and int(s.checkpoint_best_epoch) == epoch
+        for cb in self.checkpoints:  # Effects.epoch has saved by now
+            if not cb.save_best_only:
+                self._say(f"Epoch {epoch + 1}: saving model to {target(cb)}")
+            elif cb.monitor not in row:
+                continue
+            elif improved:
+                best = "None" if self.best is None else f"{self.best:.5f}"
+                self._say(f"Epoch {epoch + 1}: {cb.monitor} improved from {best} to "
+                          f"{row[cb.monitor]:.5f}, saving model to {target(cb)}")
+            else:
+                best = "None" if self.best is None else f"{self.best:.5f}"
+                self._say(f"Epoch {epoch + 1}: {cb.monitor} did not improve from {best}")
+                continue
+            self._say(f"Epoch {epoch + 1}: finished saving model to {target(cb)}")
+        if improved:
+            self.best = float(s.checkpoint_best)
+
+    def end(self, state) -> None:
+        """At the end of `fit` (`state`: the run's, no member axis): EarlyStopping's lines
+        (Keras's on_train_end)."""
+        if not self.es:
+            return
+        es = jax.device_get(H.with_weights(state.hooks, None).early_stopping)
+        if bool(es.stop) and int(es.stopped_epoch) > 0:
+            self._say(f"Epoch {int(es.stopped_epoch) + 1}: early stopping")
+        if self.es.restore_best_weights and bool(es.has_best):
+            self._say("Restoring model weights from the end of the best epoch: "
+                      f"{int(es.best_epoch) + 1}.")
 
 
 class _Checkpoints:

@@ -194,6 +194,7 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
                          data=CB.data_fingerprint(x, y, xv, yv) if files else None,
                          schedule_fn=schedule_fn)
     progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
+    messages = CB.Messages(callbacks, sys.stdout)  # the callbacks' own verbose=1 lines
 
     def observe(state, histories, chunk):
         hist = histories[0]
@@ -201,6 +202,8 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
             row = {k: hist[k][e] for k in keys}
             progress.update(e, {**row, "epoch_time_s": hist["epoch_time_s"][e]})
             effects.epoch(e, row, state)
+            if messages:
+                messages.epoch(e, row, state)
         effects.chunk(state, histories)
 
     def resume(state):
@@ -213,6 +216,7 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     try:
         state, history, _ = fit_run(run, data, mesh=mesh, schedule_fn=schedule_fn,
                                     observe=observe, resume=resume)
+        messages.end(state)
         effects.finish()
     finally:
         effects.close()

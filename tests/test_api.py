@@ -192,6 +192,39 @@ def test_val_monitors_without_validation_data_warn_and_stay_idle():
     assert set(r.history) == {"loss", "accuracy", "learning_rate"}
 
 
+def test_callbacks_verbose_1_print_kerass_lines_when_they_act(tmp_path, capsys):
+    # Keras 3's words (keras/src/callbacks/*.py), at the epochs the history says they acted.
+    x, y = problem(n=300, noise=2.0)
+    r = jaxmlp.fit(x, y, **SMALL, optimizer=jaxmlp.Adam(0.05), epochs=30,
+                   validation_split=0.3, callbacks=[
+                       jaxmlp.EarlyStopping(patience=4, restore_best_weights=True, verbose=1),
+                       jaxmlp.ReduceLROnPlateau(patience=1, factor=0.5, verbose=1),
+                       jaxmlp.ModelCheckpoint(tmp_path / "ck", save_best_only=True, verbose=1)])
+    out = capsys.readouterr().out.splitlines()
+    lr, val, n = r.history["learning_rate"], r.history["val_loss"], len(r.history["loss"])
+    assert n < 30  # it stopped: the test needs every kind of line
+    cuts = [e for e in range(n - 1) if lr[e + 1] < lr[e]]
+    assert cuts
+    for e in cuts:
+        assert f"Epoch {e + 1}: ReduceLROnPlateau reducing learning rate to " \
+               f"{float(np.float32(lr[e])) * 0.5}." in out
+    best, ck = None, str((tmp_path / "ck").absolute())
+    for e in range(n):
+        shown = "None" if best is None else f"{best:.5f}"
+        if best is None or val[e] < best:
+            assert f"Epoch {e + 1}: val_loss improved from {shown} to {val[e]:.5f}, saving " \
+                   f"model to {ck}" in out
+            assert f"Epoch {e + 1}: finished saving model to {ck}" in out
+            best = val[e]
+        else:
+            assert f"Epoch {e + 1}: val_loss did not improve from {shown}" in out
+    assert out[-2:] == [f"Epoch {n}: early stopping", "Restoring model weights from the end of "
+                        f"the best epoch: {int(np.argmin(val)) + 1}."]
+    with pytest.raises(jaxmlp.ConfigError, match="EarlyStopping.verbose='yes'"):
+        jaxmlp.EarlyStopping(verbose="yes")
+    assert jaxmlp.EarlyStopping(verbose=1) == jaxmlp.EarlyStopping(verbose=1)
+
+
 def test_verbose_1_prints_one_line_per_epoch(capsys):
     x, y = problem(n=100)
     jaxmlp.fit(x, y, **{**SMALL, "verbose": 1}, epochs=2, validation_split=0.2)
