@@ -431,7 +431,7 @@ def test_more_seeds_for_some_runs_are_trained_recorded_and_kept(clone, capsys):
     first = json.loads((clone / "experiments/tiny/results.json").read_text())
     more = cli.Experiment(**{**EXP.__dict__, "more_seeds": {"a": 3}})
     code, err = run(exp=more, capsys=capsys)
-    assert code == 0 and "2 group(s) of 5 member(s); 1 to train" in err
+    assert code == 0 and "5 member(s) in 2 group(s); 1 to train" in err
     doc = json.loads((clone / "experiments/tiny/results.json").read_text())
     assert doc["runs"][0]["seeds"][:2] == first["runs"][0]["seeds"]  # not trained again
     assert {r["name"]: [s["seed"] for s in r["seeds"]] for r in doc["runs"]} == \

@@ -381,6 +381,14 @@ def _members(n: int) -> str:
     return f"{n} member" + ("" if n == 1 else "s")
 
 
+def _runs_of(group) -> str:
+    """A group's runs for a progress line: `base` or `base +3 runs` (members of several runs
+    that share a program train as one group)."""
+    names = list(dict.fromkeys(m.run.name for m in group))
+    more = len(names) - 1
+    return names[0] + (f" +{more} run" + ("s" if more > 1 else "") if more else "")
+
+
 def _say(args, text: str) -> None:
     if not args.quiet:
         print(text, file=sys.stderr, flush=True)
@@ -685,7 +693,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
     pending = [u for u in units if u.members[0].id not in finished]
     start, trained = time.perf_counter(), 0
     shared = f" between {job.count} processes" if job.count > 1 else ""
-    _say(args, f"[{exp.name}] {len(groups)} group(s) of {len(every_member)} member(s); "
+    _say(args, f"[{exp.name}] {len(every_member)} member(s) in {len(groups)} group(s); "
          f"{len(pending)} to train{shared}" + (", compiling them" if pending else ""))
     # Every pending group compiles in a thread pool while earlier groups train: every step
     # first, then the final evaluations (needed only when a group is done; groups of one model
@@ -717,7 +725,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
         queue.extend(zip(taken, steps, finals))
         if mesh is not None and not args.quiet:
             for g in taken:
-                print(f"[{exp.name}] {g[0].run.name} ({_members(len(g))}): "
+                print(f"[{exp.name}] {_runs_of(g)} ({_members(len(g))}): "
                       f"{runner.shard_for(g, mesh, args.shard)} split over {mesh.size} devices",
                       file=sys.stderr)
 
@@ -726,7 +734,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
     for group in groups:
         if group[0].id in finished:
             _say(args, f"[{exp.name}] group {number[id(group)]}/{len(groups)} "
-                 f"({group[0].run.name}, {_members(len(group))}): done, skipped")
+                 f"({_runs_of(group)}, {_members(len(group))}): done, skipped")
     # Observers, finished models and member records are written on one host thread while the
     # next group trains (runner.IOThread); results.json waits for all of them.
     io = runner.IOThread(clock, cpu)
@@ -736,7 +744,7 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
             if ahead:
                 submit(1)  # the next group compiles while this one trains
             label = (f"[{exp.name}] group {number[id(group)]}/{len(groups)} "
-                     f"({group[0].run.name}, {_members(len(group))})")
+                     f"({_runs_of(group)}, {_members(len(group))})")
             io.check()  # a failed write stops the sweep before more training is spent
             with clock("compile_wait"):
                 compiled = _compiled(step, label, args)
