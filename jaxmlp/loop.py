@@ -17,6 +17,9 @@ import inspect
 import json
 import math
 import numbers
+import re
+import secrets
+import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -385,8 +388,11 @@ class Result:
         return x
 
     def save(self, directory) -> None:
-        """Weights as an Orbax checkpoint (`weights/`) and the config and history as JSON
-        (`model.json`, written last and atomically: a folder without it is not a model)."""
+        """Weights as an Orbax checkpoint (`weights.<id>/`) and the config and history as JSON
+        (`model.json`, which names that folder). A save into a saved model's folder replaces
+        it: the new weights are written beside the old ones, then `model.json` is replaced
+        atomically (the one moment the model changes), then the old weights go; killed at any
+        point, the folder loads as the old model or the new one."""
         save_all([(self, directory)])
 
     def _weights(self) -> dict:
@@ -406,27 +412,58 @@ def save_all(models, *, at_once: int = 8) -> None:
         _check_model_folder(path)
     for start in range(0, len(models), at_once):
         batch = models[start:start + at_once]
-        writers = []
+        writers, names = [], []
+        # The weights folder each replaced model names (None where there is no model yet).
+        olds = [(_read_model_json(path, missing=None) or {}).get("weights", "weights")
+                if (path / "model.json").is_file() else None for _, path in batch]
         try:
             for result, path in batch:
                 path.mkdir(parents=True, exist_ok=True)
-                (path / "model.json").unlink(missing_ok=True)
+                names.append(f"weights.{secrets.token_hex(4)}")  # beside the old model's
                 writers.append(ocp.StandardCheckpointer())
-                writers[-1].save(path / "weights", result._weights(), force=True)
+                writers[-1].save(path / names[-1], result._weights())
             for writer in writers:
                 writer.wait_until_finished()
         finally:
             for writer in writers:
                 writer.close()
-        for result, path in batch:
-            atomic.write_json(path / "model.json", {
-                "format": FORMAT, "config": C.to_dict(result.config), "history": result.history})
+        for (result, path), name, was in zip(batch, names, olds):
+            atomic.write_json(path / "model.json", {  # the commit: now the new model
+                "format": FORMAT, "weights": name, "config": C.to_dict(result.config),
+                "history": result.history})
+            _remove_old_weights(path, keep=name, old=was)
+
+
+# The weights folders Result.save writes: weights.<8 hex> (and Orbax's temporary names for one
+# being written); `weights` is an older version's, which model.json names by its absence.
+_WEIGHTS = re.compile(r"weights(\.[0-9a-f]{8})?")
+_WEIGHTS_TMP = re.compile(r"weights\.[0-9a-f]{8}\.orbax-checkpoint-tmp.*")
+
+
+def _remove_old_weights(path: Path, keep: str, old: str | None) -> None:
+    """Every weights folder of ours in `path` but `keep` (the one model.json names now): `old`,
+    the one the replaced model.json named, and what a save killed before its model.json left
+    (`weights.<id>` names are ours alone; a `weights/` only when it was `old`)."""
+    for entry in path.iterdir():
+        ours = entry.name == old or (entry.name != "weights" and (
+            _WEIGHTS.fullmatch(entry.name) or _WEIGHTS_TMP.fullmatch(entry.name)))
+        if entry.name != keep and entry.is_dir() and ours:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _weights_of(path: Path, doc: dict) -> Path:
+    """The weights folder a Result.save model.json names (`weights` before it named one)."""
+    name = doc.get("weights", "weights")
+    if not isinstance(name, str) or not _WEIGHTS.fullmatch(name):
+        raise DataError(f"{path / 'model.json'}: weights={name!r} is not a weights folder "
+                        "Result.save writes")
+    return path / name
 
 
 def _check_model_folder(path: Path) -> None:
-    """`Result.save` writes `model.json` and `weights/` into `path`, replacing a saved model's;
-    anything else under those two names, or `path` being a file, is refused (nothing is
-    written), so that a save never deletes what it did not write."""
+    """`Result.save` writes `model.json` and `weights.<id>/` into `path`, replacing a saved
+    model's; a `model.json` or `weights/` of anything else, or `path` being a file, is refused
+    (nothing is written), so that a save never deletes what it did not write."""
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} is a file; Result.save writes a folder (model.json and "
                               "weights/): give a new folder or a saved model's")
@@ -486,7 +523,7 @@ def load(directory) -> Result:
                                     f"(nothing under {folder})")
         weights_dir, history = folder / str(max(steps)) / "state", {}
     else:
-        weights_dir = path / "weights"
+        weights_dir = _weights_of(path, doc)
         history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
     with ocp.StandardCheckpointer() as ckpt:
         weights = ckpt.restore(weights_dir, template)

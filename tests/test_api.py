@@ -1,6 +1,7 @@
 """The public API: jaxmlp.fit / Result.evaluate / predict / save / load, callbacks, input checks."""
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -314,6 +315,36 @@ def test_result_save_refuses_to_replace_what_it_did_not_write(stopped, tmp_path)
         jaxmlp.load(tmp_path / "f")
     with pytest.raises(NotADirectoryError, match="is a file"):
         jaxmlp.load(tmp_path / "f" / "model.json")
+
+
+def test_a_resave_killed_at_any_point_leaves_the_old_model_or_the_new(stopped, tmp_path,
+                                                                      monkeypatch):
+    # It used to delete model.json first: a kill during a re-save left no model at all, and
+    # a kill while Orbax removed the old weights/ left a folder every later save refused.
+    from jaxmlp import loop
+
+    x, _, old = stopped
+    new = jaxmlp.fit(x, stopped[1], **{**SMALL, "model": jaxmlp.MLP(hidden=(3,))}, epochs=1)
+    folder = tmp_path / "m"
+    old.save(folder)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # the process stops here
+
+    for stage in ("_remove_old_weights", "atomic.write_json"):
+        target = loop if stage.startswith("_") else loop.atomic
+        name = stage.split(".")[-1]
+        with monkeypatch.context() as m:
+            m.setattr(target, name, killed)
+            with pytest.raises(KeyboardInterrupt):
+                new.save(folder)
+        # before the commit (write_json): the old model; after it: the new one
+        want = new if stage.startswith("_") else old
+        assert np.array_equal(jaxmlp.load(folder).predict(x), want.predict(x)), stage
+        old.save(folder)  # a later save clears what the killed one left
+        assert sorted(p.name for p in folder.iterdir() if p.name != "model.json") == [
+            json.loads((folder / "model.json").read_text())["weights"]]
+    assert np.array_equal(jaxmlp.load(folder).predict(x), old.predict(x))
 
 
 @pytest.mark.parametrize("schedule, match", [
