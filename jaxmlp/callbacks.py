@@ -401,6 +401,11 @@ class Effects:
         restored = self.backup.restore(template) if self.backup else None
         if restored is not None:
             history = restored[1][0]
+            done = len(history["epoch"])
+            for ckpt in self.every + self.best:
+                kept = ckpt.resume(done)
+                if ckpt in self.best:
+                    self.saved_best = max(self.saved_best, kept)
             for log in self.csv:
                 log.extend([(e, {k: history[k][e] for k in self.keys}) for e in history["epoch"]])
             for tb in self.tb:
@@ -524,20 +529,41 @@ class Messages:
 
 class _Checkpoints:
     """One ModelCheckpoint's folder, opened at its first save: what a previous fit left there
-    (checked by `_check_checkpoint_folder`) is removed then, as Keras overwrites its file, and a
-    `model.json` names the run, so that `jaxmlp.load(folder)` rebuilds the model."""
+    (checked by `_check_checkpoint_folder`) is removed then, as Keras overwrites its file (a
+    resumed fit keeps its own epochs': `resume`), and a `model.json` names the run, so that
+    `jaxmlp.load(folder)` rebuilds the model."""
 
     def __init__(self, cb: ModelCheckpoint, run: C.RunConfig):
-        self.cb, self.run, self._store = cb, run, None
+        self.cb, self.run, self._store, self.resumed = cb, run, None, False
 
     def clear(self) -> None:
         """Remove what an earlier ModelCheckpoint left (`_check_checkpoint_folder` made sure
         the folder holds nothing else)."""
         _remove(target(self.cb), CHECKPOINT_ENTRIES)
 
+    def resume(self, done: int) -> int:
+        """A fit resumed after `done` epochs keeps this folder's checkpoints of those epochs
+        (emptying it, a kill before the first new save lost them all) and drops what the
+        killed fit saved of later ones, which the resumed fit saves again. Returns the best
+        epoch kept (-1: none)."""
+        self.resumed = True
+        kept = -1
+        for kind in ("latest", "best"):
+            folder = target(self.cb) / kind
+            for step in (folder.iterdir() if folder.is_dir() else ()):
+                number = step.name.split(".")[0]
+                if not number.isdigit():
+                    continue  # not a step: Orbax's own
+                if int(number) >= done or not step.name.isdigit():
+                    shutil.rmtree(step, ignore_errors=True)  # later, or a save cut short
+                elif kind == "best":
+                    kept = max(kept, int(number))
+        return kept
+
     def store(self) -> observers.CheckpointStore:
         if self._store is None:
-            self.clear()
+            if not self.resumed:
+                self.clear()
             path = target(self.cb)
             mode = "min" if C.monitor_sign(self.cb.monitor, self.cb.mode) > 0 else "max"
             self._store = observers.CheckpointStore(path, monitor=self.cb.monitor, mode=mode,

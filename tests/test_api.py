@@ -407,6 +407,45 @@ def interrupted_fit(monkeypatch, epoch: int, *args, **kwargs):
         return jaxmlp.fit(*args, **kwargs)
 
 
+def test_a_resumed_fit_keeps_its_model_checkpoints_until_it_saves_new_ones(tmp_path,
+                                                                           monkeypatch):
+    # A resumed fit emptied its ModelCheckpoint folders at its first save: killed before that
+    # save finished, the fit had no checkpoint at all (a best from long ago included).
+    from jaxmlp import observers
+
+    x, y = problem(n=300, noise=1.0)
+    kw = {**SMALL, "model": jaxmlp.MLP(hidden=(16,)), "epochs": 8, "validation_split": 0.2}
+    whole = jaxmlp.fit(x, y, **kw)
+
+    def callbacks():
+        return [jaxmlp.BackupAndRestore(tmp_path / "bk"),
+                jaxmlp.ModelCheckpoint(tmp_path / "best", save_best_only=True),
+                jaxmlp.ModelCheckpoint(tmp_path / "every")]
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        interrupted_fit(monkeypatch, 4, x, y, **kw, callbacks=callbacks())
+    before = {k: jaxmlp.load(tmp_path / k).predict(x) for k in ("best", "every")}
+
+    def dies_while_saving(self, *a, **k):
+        raise RuntimeError("killed before its first save")
+
+    with monkeypatch.context() as m:  # killed inside the first save of each folder
+        m.setattr(observers.CheckpointStore, "save_best", dies_while_saving)
+        m.setattr(observers.CheckpointStore, "save_latest", dies_while_saving)
+        with pytest.raises(RuntimeError, match="killed before"):
+            jaxmlp.fit(x, y, **kw, callbacks=callbacks())
+    for k in ("best", "every"):  # still the checkpoints the first fit saved
+        assert np.array_equal(jaxmlp.load(tmp_path / k).predict(x), before[k])
+    done = jaxmlp.fit(x, y, **kw, callbacks=callbacks())
+    assert done.history == whole.history
+    best = int(np.argmin(whole.history["val_loss"]))
+    assert [p.name for p in (tmp_path / "best" / "best").iterdir() if p.name.isdigit()] == \
+        [str(best)]
+    assert [p.name for p in (tmp_path / "every" / "latest").iterdir() if p.name.isdigit()] == \
+        [str(len(whole.history["loss"]) - 1)]
+    assert np.array_equal(jaxmlp.load(tmp_path / "every").predict(x), whole.predict(x))
+
+
 def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, monkeypatch, capsys):
     x, y = problem(n=300, noise=1.0)
     kw = {**SMALL, "model": jaxmlp.MLP(hidden=(16,), dropout=0.2), "epochs": 8,
