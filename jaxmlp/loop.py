@@ -516,15 +516,38 @@ def load(directory) -> Result:
     params, stats = jax.eval_shape(models.build(run.model).init, jax.random.key(0))
     template = {"params": params, "batch_stats": stats}
     if doc["format"] == CB.CHECKPOINT_FORMAT:
-        folder = path / doc["kind"]
+        weights, history = _checkpoint_weights(path, path / doc["kind"], template), {}
+    else:
+        history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
+        with ocp.StandardCheckpointer() as ckpt:
+            weights = ckpt.restore(_weights_of(path, doc), template)
+    return Result(run, weights["params"], weights["batch_stats"], history)
+
+
+def _checkpoint_weights(path: Path, folder: Path, template, *, tries: int = 30,
+                        wait: float = 0.1):
+    """The newest complete step of a ModelCheckpoint folder. A fit may be writing it: Orbax
+    renames a step into place and then deletes the one before, so a read can find the step it
+    listed gone or half removed, or no step for a moment. Such a read is tried again (up to
+    `tries` times, `wait` s apart); what still fails is one line."""
+    observers.quiet_abandoned_reads()  # Orbax's abandoned reads' echoes ("Event loop is closed")
+    error = None
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(wait)
         steps = ocp.utils.checkpoint_steps(folder) if folder.is_dir() else []
+        writing = folder.is_dir() and any("tmp" in p.name for p in folder.iterdir())
         if not steps:
+            if writing:
+                continue  # between a step's removal and the next one's rename
             raise FileNotFoundError(f"{path}: the ModelCheckpoint has saved no weights yet "
                                     f"(nothing under {folder})")
-        weights_dir, history = folder / str(max(steps)) / "state", {}
-    else:
-        weights_dir = _weights_of(path, doc)
-        history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
-    with ocp.StandardCheckpointer() as ckpt:
-        weights = ckpt.restore(weights_dir, template)
-    return Result(run, weights["params"], weights["batch_stats"], history)
+        try:
+            with ocp.StandardCheckpointer() as ckpt:
+                return ckpt.restore(folder / str(max(steps)) / "state", template)
+        except Exception as e:  # noqa: BLE001 (Orbax and TensorStore raise many kinds)
+            error = e
+    first = (str(error).strip().splitlines() or [""])[0][:200] if error else "no complete step"
+    raise DataError(f"{path}: could not read the ModelCheckpoint's newest weights after {tries} "
+                    f"tries ({type(error).__name__ if error else 'empty'}: {first}); a fit may "
+                    "still be writing it, or it is damaged")

@@ -16,6 +16,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -648,3 +649,37 @@ def duration(seconds: float) -> str:
 
 def _mode(cfg) -> str:
     return "min" if C.monitor_sign(cfg.monitor, cfg.mode) > 0 else "max"
+
+
+def abandoned_read(unraisable) -> bool:
+    """Whether an error `sys.unraisablehook` got is the echo of an Orbax restore that has already
+    failed, with its own error (the steps it could not read) raised to its caller. Orbax runs a
+    restore's reads in an event loop it closes as soon as the first read fails
+    (`asyncio_utils.run_sync`); the other reads, still in TensorStore's threads, then fail to
+    hand their results to the closed loop ("Event loop is closed", one traceback each), and
+    their coroutines, closed unfinished when collected, raise from GeneratorExit. A bad
+    checkpoint gave hundreds of such tracebacks, more or fewer from one run to the next.
+    Nothing waits for those reads, so nothing is lost by not printing them."""
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        frames = [f.name for f in traceback.extract_tb(unraisable.exc_traceback)]
+        return frames[-2:] == ["call_soon_threadsafe", "_check_closed"]
+    code = getattr(unraisable.object, "cr_code", None)  # a coroutine being closed
+    return (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+            and isinstance(getattr(exc, "__cause__", None) or getattr(exc, "__context__", None),
+                           GeneratorExit))
+
+
+def quiet_abandoned_reads() -> None:
+    """Leave out the `abandoned_read` echoes from this process's output (once per process;
+    every other unraisable error goes to the hook that was there)."""
+    hook = sys.unraisablehook
+    if getattr(hook, "jaxmlp_abandoned_reads", False):
+        return
+
+    def filtered(unraisable):
+        if not abandoned_read(unraisable):
+            hook(unraisable)
+
+    filtered.jaxmlp_abandoned_reads = True
+    sys.unraisablehook = filtered

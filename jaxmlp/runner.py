@@ -19,7 +19,6 @@ import shutil
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -34,6 +33,7 @@ from jaxmlp.config import RunConfig
 from jaxmlp.epoch import Data
 from jaxmlp.group import build_group, compile_final, compile_group, group_key, init_group
 from jaxmlp.loop import Result, fit_group, save_all
+from jaxmlp.observers import abandoned_read, quiet_abandoned_reads  # noqa: F401 (re-exported)
 
 
 class Clock:
@@ -446,40 +446,6 @@ def run_group(group: list[Member], data: Data, n_train: int, *, out_dir: Path,
     else:
         io.write(finish)
     return records
-
-
-def abandoned_read(unraisable) -> bool:
-    """Whether an error `sys.unraisablehook` got is the echo of an Orbax restore that has already
-    failed, with its own error (the steps it could not read) raised to its caller. Orbax runs a
-    restore's reads in an event loop it closes as soon as the first read fails
-    (`asyncio_utils.run_sync`); the other reads, still in TensorStore's threads, then fail to
-    hand their results to the closed loop ("Event loop is closed", one traceback each), and
-    their coroutines, closed unfinished when collected, raise from GeneratorExit. A bad
-    checkpoint gave hundreds of such tracebacks, more or fewer from one run to the next.
-    Nothing waits for those reads, so nothing is lost by not printing them."""
-    exc = unraisable.exc_value
-    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
-        frames = [f.name for f in traceback.extract_tb(unraisable.exc_traceback)]
-        return frames[-2:] == ["call_soon_threadsafe", "_check_closed"]
-    code = getattr(unraisable.object, "cr_code", None)  # a coroutine being closed
-    return (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
-            and isinstance(getattr(exc, "__cause__", None) or getattr(exc, "__context__", None),
-                           GeneratorExit))
-
-
-def quiet_abandoned_reads() -> None:
-    """Leave out the `abandoned_read` echoes from this process's output (once per process;
-    every other unraisable error goes to the hook that was there)."""
-    hook = sys.unraisablehook
-    if getattr(hook, "jaxmlp_abandoned_reads", False):
-        return
-
-    def filtered(unraisable):
-        if not abandoned_read(unraisable):
-            hook(unraisable)
-
-    filtered.jaxmlp_abandoned_reads = True
-    sys.unraisablehook = filtered
 
 
 def model_path(runs_dir: Path, m: Member) -> Path:
