@@ -412,26 +412,52 @@ def save_all(models, *, at_once: int = 8) -> None:
         _check_model_folder(path)
     for start in range(0, len(models), at_once):
         batch = models[start:start + at_once]
-        writers, names = [], []
-        # The weights folder each replaced model names (None where there is no model yet).
-        olds = [(_read_model_json(path, missing=None) or {}).get("weights", "weights")
-                if (path / "model.json").is_file() else None for _, path in batch]
-        try:
-            for result, path in batch:
-                path.mkdir(parents=True, exist_ok=True)
-                names.append(f"weights.{secrets.token_hex(4)}")  # beside the old model's
-                writers.append(ocp.StandardCheckpointer())
-                writers[-1].save(path / names[-1], result._weights())
-            for writer in writers:
-                writer.wait_until_finished()
-        finally:
-            for writer in writers:
-                writer.close()
-        for (result, path), name, was in zip(batch, names, olds):
-            atomic.write_json(path / "model.json", {  # the commit: now the new model
-                "format": FORMAT, "weights": name, "config": C.to_dict(result.config),
-                "history": result.history})
-            _remove_old_weights(path, keep=name, old=was)
+        with _one_save_at_a_time([path for _, path in batch]):
+            _save_batch(batch)
+
+
+def _save_batch(batch) -> None:
+    writers, names = [], []
+    # The weights folder each replaced model names (None where there is no model yet).
+    olds = [(_read_model_json(path, missing=None) or {}).get("weights", "weights")
+            if (path / "model.json").is_file() else None for _, path in batch]
+    try:
+        for result, path in batch:
+            names.append(f"weights.{secrets.token_hex(4)}")  # beside the old model's
+            writers.append(ocp.StandardCheckpointer())
+            writers[-1].save(path / names[-1], result._weights())
+        for writer in writers:
+            writer.wait_until_finished()
+    finally:
+        for writer in writers:
+            writer.close()
+    for (result, path), name, was in zip(batch, names, olds):
+        atomic.write_json(path / "model.json", {  # the commit: now the new model
+            "format": FORMAT, "weights": name, "config": C.to_dict(result.config),
+            "history": result.history})
+        _remove_old_weights(path, keep=name, old=was)
+
+
+@contextlib.contextmanager
+def _one_save_at_a_time(paths):
+    """An exclusive lock on each folder (`.jaxmlp-save.lock` in it) while it is saved: two
+    saves into one folder at once (two processes) would each remove the other's weights as
+    leftovers. Without fcntl (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    files = []
+    try:
+        for path in sorted(set(paths)):
+            path.mkdir(parents=True, exist_ok=True)
+            if fcntl is not None:
+                files.append(open(path / ".jaxmlp-save.lock", "a"))  # noqa: SIM115
+                fcntl.flock(files[-1], fcntl.LOCK_EX)
+        yield
+    finally:
+        for f in files:
+            f.close()  # releases the lock
 
 
 # The weights folders Result.save writes: weights.<8 hex> (and Orbax's temporary names for one
@@ -491,6 +517,11 @@ def _read_model_json(path: Path, *, missing="raise") -> dict | None:
     except FileNotFoundError:
         if missing is None:
             return None
+        if (path / "backup.json").is_file():
+            raise FileNotFoundError(
+                f"{path} is a BackupAndRestore folder (the state of an unfinished fit), not a "
+                "model: run the same fit again to resume it; jaxmlp.load takes a folder "
+                "Result.save or a ModelCheckpoint wrote") from None
         raise FileNotFoundError(f"{path} holds no saved jaxmlp model (no model.json)") from None
     except (ValueError, IsADirectoryError) as e:  # UnicodeDecodeError is a ValueError
         if missing is None:
@@ -521,6 +552,12 @@ def load(directory) -> Result:
         history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
         with ocp.StandardCheckpointer() as ckpt:
             weights = ckpt.restore(_weights_of(path, doc), template)
+    for (where, got), want in zip(jax.tree_util.tree_leaves_with_path(weights),
+                                  jax.tree.leaves(template)):
+        if got.shape != want.shape:  # Orbax restores what is on disk, whatever the template
+            raise DataError(f"{path}: the weights do not fit model.json's config "
+                            f"({jax.tree_util.keystr(where, simple=True, separator='/')}: "
+                            f"{tuple(got.shape)} on disk, {tuple(want.shape)} in the config)")
     return Result(run, weights["params"], weights["batch_stats"], history)
 
 

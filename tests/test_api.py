@@ -342,9 +342,37 @@ def test_a_resave_killed_at_any_point_leaves_the_old_model_or_the_new(stopped, t
         want = new if stage.startswith("_") else old
         assert np.array_equal(jaxmlp.load(folder).predict(x), want.predict(x)), stage
         old.save(folder)  # a later save clears what the killed one left
-        assert sorted(p.name for p in folder.iterdir() if p.name != "model.json") == [
+        assert sorted(p.name for p in folder.iterdir() if p.name.startswith("weights")) == [
             json.loads((folder / "model.json").read_text())["weights"]]
     assert np.array_equal(jaxmlp.load(folder).predict(x), old.predict(x))
+
+
+def test_saves_into_one_folder_at_once_and_models_that_cannot_be_right(stopped, tmp_path):
+    # Two processes saving into one folder: one removed the other's weights as leftovers.
+    import subprocess
+    import sys
+
+    x, _, r = stopped
+    r.save(tmp_path / "a")
+    script = ("import jaxmlp, sys\nm = jaxmlp.load(sys.argv[1])\n"
+              "for _ in range(15): m.save(sys.argv[2])\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "a"),
+                               str(tmp_path / "both")], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        assert p.wait() == 0, p.stderr.read()
+    assert np.array_equal(jaxmlp.load(tmp_path / "both").predict(x), r.predict(x))
+    # model.json edited to another architecture than its weights': said, not loaded silently
+    doc = json.loads((tmp_path / "a" / "model.json").read_text())
+    doc["config"]["model"]["hidden"] = [65]
+    (tmp_path / "a" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(jaxmlp.DataError, match=r"do not fit model.json's config .*: \(64,\) "
+                                               r"on disk, \(65,\) in the config"):
+        jaxmlp.load(tmp_path / "a")
+    (tmp_path / "bk").mkdir()
+    (tmp_path / "bk" / "backup.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="is a BackupAndRestore folder"):
+        jaxmlp.load(tmp_path / "bk")
 
 
 @pytest.mark.parametrize("schedule, match", [
