@@ -829,6 +829,15 @@ def test_the_committed_schedule_record_is_what_the_committed_results_give():
             "python -m jaxmlp.bench.schedule --json experiments/bench/schedule.json")
 
 
+def test_observer_cost_writes_tensorboard_rows_both_ways_and_reads_them_back():
+    from jaxmlp.bench import observer_cost
+
+    got = observer_cost.tensorboard_cost(epochs=20, rounds=2)  # raises if a row is missing
+    assert got["epochs"] == 20 and len(got["rounds_us"]) == 2
+    # one event per folder and epoch is smaller on disk than one event per value
+    assert got["bytes_per_epoch"] < got["per_value"]["bytes_per_epoch"]
+
+
 def test_merge_probe_times_groups_apart_and_in_one_loop_with_the_same_numbers(tmp_path, capsys):
     from jaxmlp.bench import merge_probe
 

@@ -350,6 +350,23 @@ def test_step_options_section_compares_each_variant_with_the_default():
     assert "- `broken`: `XLA_FLAGS=--x` — sin resultado (aborted)" in text
 
 
+def test_observer_cost_section_shows_the_record_both_ways():
+    from jaxmlp.report import bench
+
+    record = {"benchmark": "observer_cost",
+              "tensorboard": {"epochs": 3000, "rounds": 3, "cpu_us_per_epoch": 33.04,
+                              "bytes_per_epoch": 199.0,
+                              "per_value": {"cpu_us_per_epoch": 79.31, "bytes_per_epoch": 319.0}},
+              "sweep": {"command": "python -m jaxmlp.experiments.ta8 --quick", "member_epochs":
+                        9537, "writer_cpu_s": 2.541, "writer_cpu_ms_per_member_epoch": 0.266,
+                        "writer_wall_s": 9.37, "main_waits_s": 9.38, "train_s": 23.46}}
+    text = bench.observer_cost(record)
+    assert "| Un evento por carpeta y época (ahora) | 33.0 | 199 |" in text
+    assert "(antes de `3d044a7`) | 79.3 | 319 |" in text
+    assert "9\u202f537 épocas de miembro" in text and "2.54 s de CPU (0.27 ms" in text
+    assert bench.title(record).startswith("El hilo escritor")
+
+
 def test_merge_probe_section_reads_the_ratio_round_by_round():
     from jaxmlp.report import bench
 

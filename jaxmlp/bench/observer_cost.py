@@ -10,8 +10,10 @@ measures that side on any machine, two ways:
 
 1. TensorBoard scalars alone: CPU seconds of this thread per epoch of a Keras row (loss,
    accuracy, learning rate, epoch time, val_loss, val_accuracy) written through
-   `observers.TensorBoardLog`, and the bytes written; the files are read back with
-   TensorBoard's own reader (every value, every epoch, once).
+   `observers.TensorBoardLog` (one event per folder and epoch), and the bytes written; the
+   files are read back with TensorBoard's own reader (every value, every epoch, once). Beside
+   it, in alternating rounds, the same rows the way the writer made them before 3d044a7:
+   tensorboardX's `summary.scalar`, one event per value.
 2. The experiment's sweep with `--quick` (its real runs and groups, tiny synthetic data, so
    the device part is small, as on a GPU) in a child process, into a temporary folder: the
    writer thread's CPU seconds (results.json `cpu_s.io`), its wall seconds
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,15 +43,27 @@ ROW = {"loss": 0.52, "accuracy": 0.81, "learning_rate": 1e-3, "epoch_time_s": 0.
        "val_loss": 0.61, "val_accuracy": 0.77}
 
 
-def tensorboard_cost(epochs: int) -> dict:
-    """CPU seconds per epoch of `TensorBoardLog.scalars` (this thread) and bytes per epoch."""
+def per_value_scalars(tb: observers.TensorBoardLog, epoch: int, metrics: dict) -> None:
+    """The writer before 3d044a7: tensorboardX's `summary.scalar`, one event per value."""
+    from tensorboardX.summary import scalar
+
+    for name, value in metrics.items():
+        split, base = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+        tb._add(split, scalar(f"epoch_{base}", float(value)), epoch)
+
+
+def _write(epochs: int, per_value: bool) -> tuple[float, int]:
+    """(CPU seconds of this thread, bytes) for `epochs` rows, checked by reading them back."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     with tempfile.TemporaryDirectory() as folder:
         tb = observers.TensorBoardLog(Path(folder), flush_every=5.0)
         start = time.thread_time()
         for epoch in range(epochs):
-            tb.scalars(epoch, ROW)
+            if per_value:
+                per_value_scalars(tb, epoch, ROW)
+            else:
+                tb.scalars(epoch, ROW)
         seconds = time.thread_time() - start
         tb.close()
         size = sum(f.stat().st_size for f in Path(folder).rglob("events.*"))
@@ -60,8 +75,22 @@ def tensorboard_cost(epochs: int) -> dict:
                 steps = [e.step for e in acc.Scalars(f"epoch_{name}")]
                 if steps != list(range(epochs)):
                     raise AssertionError(f"{split}/epoch_{name}: steps read back {steps[:5]}...")
-    return {"epochs": epochs, "cpu_us_per_epoch": seconds / epochs * 1e6,
-            "bytes_per_epoch": size / epochs}
+    return seconds, size
+
+
+def tensorboard_cost(epochs: int, rounds: int = 3) -> dict:
+    """CPU microseconds and bytes per epoch, now and per value (before 3d044a7), the median
+    of `rounds` alternating rounds."""
+    now, before = [], []
+    for _ in range(rounds):
+        now.append(_write(epochs, per_value=False))
+        before.append(_write(epochs, per_value=True))
+    us = [s / epochs * 1e6 for s, _ in now]
+    us_before = [s / epochs * 1e6 for s, _ in before]
+    return {"epochs": epochs, "rounds": rounds, "cpu_us_per_epoch": statistics.median(us),
+            "bytes_per_epoch": now[0][1] / epochs, "rounds_us": us,
+            "per_value": {"cpu_us_per_epoch": statistics.median(us_before),
+                          "bytes_per_epoch": before[0][1] / epochs, "rounds_us": us_before}}
 
 
 def sweep_cost(experiment: str, seeds: int, epochs: int, per_call: int) -> dict:
@@ -97,8 +126,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     tb = tensorboard_cost(args.tb_epochs)
+    old = tb["per_value"]
     print(f"TensorBoard scalars: {tb['cpu_us_per_epoch']:.1f} us of CPU an epoch "
-          f"({len(ROW)} values), {tb['bytes_per_epoch']:.0f} bytes an epoch; read back whole")
+          f"({len(ROW)} values), {tb['bytes_per_epoch']:.0f} bytes an epoch; one event per "
+          f"value (before 3d044a7): {old['cpu_us_per_epoch']:.1f} us, "
+          f"{old['bytes_per_epoch']:.0f} bytes; both read back whole")
     sweep = sweep_cost(args.experiment, args.seeds, args.epochs, args.epochs_per_call)
     print(f"{args.experiment} --quick sweep, {sweep['member_epochs']} member-epochs: writer "
           f"thread {sweep['writer_cpu_s']:.2f} s CPU ({sweep['writer_cpu_ms_per_member_epoch']:.2f}"
