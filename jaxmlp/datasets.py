@@ -1,19 +1,24 @@
 """Built-in datasets: where their files are (Keras cache layouts), downloading them, tfds.
 
 `load(name)` is the entry point: it finds a complete local copy (a `data_dir`, then
-$JAXMLP_DATA_DIR, then ~/.keras/datasets, each in Keras 2's or Keras 3's layout), downloads the
-official files when asked (`download=True`, the experiments' `--download`), else tries tfds
-when TensorFlow is installed, and otherwise says exactly how to get the data. The file formats
-and the validation split are `jaxmlp.data`'s.
+$JAXMLP_DATA_DIR, then Keras's cache: $KERAS_HOME/datasets or ~/.keras/datasets, each in Keras
+2's or Keras 3's layout), downloads the official files when asked (`download=True`, the
+experiments' `--download`), else tries tfds when TensorFlow is installed, and otherwise says
+exactly how to get the data. The file formats and the validation split are `jaxmlp.data`'s.
 
 Downloads are sha256-checked, written to `<file>.part` and renamed only once the hash matches
-(atomic), resumed with an HTTP Range request when the server honours it (else restarted), and
-show a progress bar on stderr. $JAXMLP_DATA_MIRROR (or `mirror=`) replaces the host: the file
-name is appended to it.
+(atomic), resumed with an HTTP Range request when the server honours it (else restarted in a
+separate file that replaces the `.part` only once whole and checked), and show a progress bar
+on stderr. One process at a time downloads or extracts a given file (a lock file beside it);
+the others wait and use its result. With `download=True`, a cached file whose sha256 is not the
+official one is set aside (`<file>.bad`) and downloaded again, as Keras's get_file does.
+$JAXMLP_DATA_MIRROR (or `mirror=`) replaces the host: the file name is appended to it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import shutil
 import sys
@@ -26,6 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not Linux/macOS: downloads into one cache are not locked
+    fcntl = None
 
 from jaxmlp import data
 from jaxmlp.data import DATASETS, FILES, SOURCES, DataError
@@ -72,7 +82,7 @@ PREFIXES = {"fashion_mnist": ("",), "mnist": ("",),
             "cifar10": ("", "cifar-10-batches-py-target/")}
 CIFAR_EXTRACT = "cifar-10-batches-py-target"
 
-LAYOUT = """Accepted layout (the Keras cache, ~/.keras/datasets):
+LAYOUT = """Accepted layout (the Keras cache, ~/.keras/datasets or $KERAS_HOME/datasets):
   DIR/fashion-mnist/train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
                     t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz
   DIR/cifar-10-batches-py/data_batch_1 .. data_batch_5, test_batch
@@ -82,9 +92,34 @@ LAYOUT = """Accepted layout (the Keras cache, ~/.keras/datasets):
 
 def default_dirs() -> list[Path]:
     """Where local copies are looked for when no data_dir is given: $JAXMLP_DATA_DIR (if set),
-    then ~/.keras/datasets (where Keras's load_data caches them)."""
+    then Keras's cache (`keras_cache()`, where Keras's load_data keeps them)."""
     env = os.environ.get(ENV_DIR)
-    return ([Path(env).expanduser()] if env else []) + [Path.home() / ".keras" / "datasets"]
+    return ([Path(env).expanduser()] if env else []) + [keras_cache()]
+
+
+def keras_cache() -> Path:
+    """The folder Keras 3's load_data caches datasets in: $KERAS_HOME/datasets when KERAS_HOME
+    is set, else ~/.keras/datasets; /tmp/.keras/datasets where that folder cannot be written
+    (or the home folder is unknown: no $HOME and no passwd entry), as Keras falls back."""
+    fallback = Path("/tmp/.keras")
+    try:
+        if os.environ.get("KERAS_HOME"):
+            base = Path(os.environ["KERAS_HOME"]).expanduser()
+        else:
+            home = Path.home()
+            base = home / ".keras" if _can_write(home) else fallback
+    except RuntimeError:  # "Could not determine home directory"
+        base = fallback
+    return (base if _can_write(base) else fallback) / "datasets"
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether `folder`, or the nearest folder above it that exists (it would be created),
+    can be written: os.access, as Keras checks."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return os.access(p, os.W_OK)
+    return False
 
 
 def locate(name: str, roots: list[Path]) -> tuple[Path, str] | None:
@@ -165,17 +200,45 @@ def _fetch(name, data_dir, source, download, mirror, stream):
             raise no_data(name, str(e), data_dir) from None
     roots = [Path(data_dir).expanduser()] if data_dir is not None else default_dirs()
     found = locate(name, roots)
-    if found is None and download and source == "auto":
-        fetch_official(name, roots[0], mirror=mirror, stream=stream)
-        found = locate(name, roots[:1])
+    if download and source == "auto":
+        if found is None:
+            fetch_official(name, roots[0], mirror=mirror, stream=stream)
+            found = locate(name, roots[:1])
+        elif unofficial(name, *found):  # damaged: set aside and downloaded again, as Keras does
+            fetch_official(name, found[0], mirror=mirror, stream=stream)
     if found is not None:
-        return data.load_local(name, found[0], found[1])
+        try:
+            return data.load_local(name, found[0], found[1])
+        except DataError as e:
+            if ": cannot read (" in str(e):  # permissions, not the file's bytes
+                raise
+            raise DataError(f"{e}; {_remedy(name, *found, download)}") from None
     if source == "local" or data_dir is not None:
         raise no_data(name, _absent(name, roots), data_dir)
     try:  # what tfds already holds (~/tensorflow_datasets); it downloads only with `download`
         return load_tfds(name, download=download)
     except DataError as e:
         raise no_data(name, f"{_absent(name, roots)}; {e}", data_dir) from None
+
+
+def unofficial(name: str, root: Path, prefix: str = "") -> list[Path]:
+    """The files of `name` under `root` whose sha256 is known and differs from the official
+    one (CIFAR-10's extracted batches have none: only its archive's is known)."""
+    if prefix:
+        return []
+    return [root / r.dest for r in REMOTES[name] if r.dest in FILES[name]
+            and (root / r.dest).is_file() and data.sha256_file(root / r.dest) != r.sha256]
+
+
+def _remedy(name: str, root: Path, prefix: str, download: bool) -> str:
+    """What to do about a local file that cannot be read."""
+    bad = unofficial(name, root, prefix)
+    if bad and not download:
+        return (f"{bad[0]} is not the official file (its sha256 differs): delete it, or run "
+                f"again with --download (download=True in Python) to set it aside and fetch it "
+                "again")
+    return ("delete that file and run again with --download (download=True in Python) to "
+            "fetch the official files again")
 
 
 def no_data(name: str, reason: str, data_dir=None) -> DataError:
@@ -192,6 +255,10 @@ def no_data(name: str, reason: str, data_dir=None) -> DataError:
 
 # --- downloading -------------------------------------------------------------------------------
 
+TIMEOUT = 30  # seconds without a byte (connecting or reading) before an attempt is given up
+TRANSIENT = (408, 425, 429)  # HTTP errors worth retrying, besides 5xx
+
+
 def check_mirror(url: str, what: str = "mirror") -> None:
     """A DataError unless `url` is an http://, https:// or file:// URL (`what` names where it
     came from, e.g. "--mirror")."""
@@ -204,7 +271,8 @@ def check_mirror(url: str, what: str = "mirror") -> None:
 
 
 def fetch_official(name: str, root: Path, *, mirror: str | None = None, stream=None) -> None:
-    """Download every official file of `name` into `root` (Keras cache layout), checked."""
+    """Download every official file of `name` into `root` (Keras cache layout), checked. A
+    file already there with the right sha256 is kept; one with another is set aside."""
     if mirror:
         check_mirror(mirror, "mirror=")
     elif os.environ.get(ENV_MIRROR):
@@ -214,70 +282,225 @@ def fetch_official(name: str, root: Path, *, mirror: str | None = None, stream=N
     mirror = mirror or os.environ.get(ENV_MIRROR) or None
     for remote in REMOTES[name]:
         url = remote.url if not mirror else mirror.rstrip("/") + "/" + remote.url.rsplit("/")[-1]
-        dest = root / remote.dest
-        if not (dest.is_file() and data.sha256_file(dest) == remote.sha256):
-            fetch(url, dest, remote.sha256, stream=stream)
+        fetch(url, root / remote.dest, remote.sha256, stream=stream)
     if name == "cifar10":
-        extract_cifar(root / REMOTES[name][0].dest, root / CIFAR_EXTRACT)
+        extract_cifar(root / REMOTES[name][0].dest, root / CIFAR_EXTRACT, stream=stream)
 
 
 def fetch(url: str, dest: Path, sha256: str, *, attempts: int = 3, stream=None) -> None:
-    """Download `url` to `dest` if its sha256 matches: via `dest.part`, resumed with an HTTP
-    Range request when possible, retried `attempts` times, renamed into place only when whole.
-    A file with the wrong hash is deleted and refused (DataError)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    error = None
-    for _ in range(attempts):
+    """Make `dest` the file at `url` whose sha256 is `sha256`.
+
+    One process at a time per `dest` (a lock file beside it); a process that waited finds the
+    file another one downloaded and uses it. A `dest` already there with the right hash is
+    kept; one with another hash is moved to `dest.bad` (said on `stream`) and downloaded again.
+    The download goes to `dest.part`, resumed with an HTTP Range request when possible, retried
+    `attempts` times and renamed into place only when its hash matches; a file with the wrong
+    hash is deleted and refused (DataError)."""
+    dest, stream = Path(dest), stream or sys.stderr
+    writable(dest.parent)  # before any request
+    with _locked(dest, stream):
+        if dest.is_file():
+            found = data.sha256_file(dest)
+            if found == sha256:
+                return  # already whole, or downloaded meanwhile by the process we waited for
+            bad = dest.with_name(dest.name + ".bad")
+            os.replace(dest, bad)
+            print(f"{dest}: not the official file (sha256 {found[:12]}..., expected "
+                  f"{sha256[:12]}...); moved to {bad}, downloading it again", file=stream,
+                  flush=True)
+        _download(url, dest, sha256, attempts, stream)
+
+
+def writable(folder: Path) -> None:
+    """Creates `folder` if needed; a DataError naming it unless files can be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        ok, why = os.access(folder, os.W_OK | os.X_OK), "not writable"
+    except OSError as e:
+        ok, why = False, e.strerror or type(e).__name__
+    if not ok:
+        raise DataError(f"cannot write into {folder} ({why}); allowed: a writable folder: "
+                        f"choose another with --data-dir DIR (data_dir=DIR in Python) or "
+                        f"${ENV_DIR}")
+
+
+@contextlib.contextmanager
+def _locked(path: Path, stream):
+    """Holds an exclusive lock on `path.lock` (fcntl.flock; where there is no fcntl, or the
+    file system refuses locks, nothing is locked). The lock file is removed on release; a
+    process that waited on a removed one locks the new one instead."""
+    lock = path.with_name(path.name + ".lock")
+    while fcntl is not None:
         try:
-            _get(url, part, stream or sys.stderr)
-            error = None
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise DataError(f"cannot create {lock} ({e.strerror}); allowed: a writable "
+                            f"folder: choose another with --data-dir DIR or ${ENV_DIR}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"waiting for another process that is writing {path}", file=stream,
+                      flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # e.g. a network file system without locks
+            os.close(fd)
             break
-        except (OSError, urllib.error.URLError) as e:  # includes a dropped connection
+        except BaseException:
+            os.close(fd)
+            raise
+        held = os.fstat(fd)
+        try:
+            now = os.stat(lock)
+            current = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+        except FileNotFoundError:
+            current = False
+        if not current:  # released and removed by the process we waited for
+            os.close(fd)
+            continue
+        try:
+            yield
+        finally:
+            try:
+                os.unlink(lock)  # while still held: a waiter sees it gone and retries
+            except OSError:
+                pass
+            os.close(fd)
+        return
+    yield
+
+
+def _download(url: str, dest: Path, sha256: str, attempts: int, stream) -> None:
+    part = dest.with_name(dest.name + ".part")
+    error = got = None
+    for attempt in range(1, attempts + 1):
+        try:
+            got = _get(url, part, dest.name, stream)
+            break
+        except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError included
             error = e
-            time.sleep(0.2)
-    if error is not None:
+            if isinstance(e, urllib.error.HTTPError):
+                e.close()
+                if not (e.code >= 500 or e.code in TRANSIENT):
+                    break  # not found, forbidden...: asking again gives the same answer
+            if attempt < attempts:
+                print(f"downloading {url}: {_why(e)}; retrying (attempt {attempt + 1} of "
+                      f"{attempts})", file=stream, flush=True)
+                time.sleep(0.2)
+    if got is None:
         have = part.stat().st_size if part.exists() else 0
         if not have:
             part.unlink(missing_ok=True)  # an empty .part resumes nothing
-        kept = (f"{have} bytes kept in {part}: run the same command again to resume" if have
-                else "nothing was kept: run the same command again to retry")
-        raise DataError(f"downloading {url} failed ({type(error).__name__}: {error}); "
-                        f"{kept}") from None
-    found = data.sha256_file(part)
+        if isinstance(error, urllib.error.HTTPError) and not (
+                error.code >= 500 or error.code in TRANSIENT):
+            todo = (f"the server does not give this file: check that URL (and the mirror, "
+                    f"--mirror or ${ENV_MIRROR}, if one is set)")
+            kept = f"{have} bytes kept in {part}; {todo}" if have else f"nothing was kept; {todo}"
+        else:
+            kept = (f"{have} bytes kept in {part}: run the same command again to resume" if have
+                    else "nothing was kept: run the same command again to retry")
+        raise DataError(f"downloading {url} failed ({_why(error)}); {kept}") from None
+    found = data.sha256_file(got)
     if found != sha256:
-        part.unlink()
-        raise DataError(f"{url}: sha256 {found}, expected {sha256}; the file was deleted. "
-                        f"Check the mirror (${ENV_MIRROR}) or try again later")
-    os.replace(part, dest)
+        got.unlink()
+        if got == part:
+            raise DataError(f"{url}: sha256 {found}, expected {sha256}; the file was deleted. "
+                            f"Check the mirror (${ENV_MIRROR}) or try again later")
+        have = part.stat().st_size if part.exists() else 0
+        raise DataError(f"{url}: asked to resume, the server sent a whole file instead, whose "
+                        f"sha256 is {found}, expected {sha256}; it was deleted and the {have} "
+                        f"bytes in {part} kept. Check the mirror (${ENV_MIRROR}) or try again "
+                        "later")
+    os.replace(got, dest)
+    if got != part:
+        part.unlink(missing_ok=True)
 
 
-def _get(url: str, part: Path, stream) -> None:
-    """One HTTP request, appending to `part` from its current size when the server answers a
-    Range request with 206; a 200 answer restarts the file."""
+def _why(e: BaseException) -> str:
+    """What went wrong in an attempt, on one line."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTPError: HTTP {e.code} {e.reason}"
+    reason = e.reason if isinstance(e, urllib.error.URLError) else e
+    if isinstance(reason, TimeoutError):
+        return f"no data for {TIMEOUT} s (TimeoutError)"
+    what = {http.client.IncompleteRead: "the connection closed early",
+            http.client.BadStatusLine: "not an HTTP answer"}
+    label = next((v for k, v in what.items() if isinstance(e, k)), None)
+    text = " ".join(str(reason).split())[:200] or "no details"
+    return f"{label}: {type(e).__name__}: {text}" if label else f"{type(e).__name__}: {text}"
+
+
+def _get(url: str, part: Path, name: str, stream) -> Path:
+    """One HTTP request. With no `part`, the answer goes to `part`; with one, a 206 answer to
+    the Range request from its size is appended to it, and a 200 answer (the whole file again)
+    goes to `part.new`, which replaces nothing until its hash is checked. Returns the file
+    holding the whole download. A web page (Content-Type: text/html) is refused (DataError)
+    and `part` kept."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        response = urllib.request.urlopen(request, timeout=60)
+        response = urllib.request.urlopen(request, timeout=TIMEOUT)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # asked past the end: the .part is whole (the hash decides)
-            return
+            e.close()
+            return part
         raise
     with response:
-        resumed = response.status == 206 and _range_start(response) == have
-        total = response.headers.get("Content-Length")
-        total = int(total) + (have if resumed else 0) if total else None
+        if response.headers.get_content_type() == "text/html":
+            kept = (f"the {have} bytes in {part} are kept" if have else "nothing was kept")
+            raise DataError(f"{url}: the server sent a web page, not {name} (a Wi-Fi or proxy "
+                            f"sign-in page?); {kept}. Sign in to the network (open any web "
+                            f"page) or check the URL and the mirror (--mirror, ${ENV_MIRROR}), "
+                            "then run the same command again")
+        resumed = have and response.status == 206 and _range_start(response) == have
+        length = _length(response)
+        total = length + (have if resumed else 0) if length is not None else None
+        out = part if resumed or not have else part.with_name(part.name + ".new")
         done = have if resumed else 0
         bar = _Bar(url, total, stream)
-        with open(part, "ab" if resumed else "wb") as f:
-            while block := response.read(1 << 16):
-                f.write(block)
-                done += len(block)
+        try:
+            try:
+                f = open(out, "ab" if resumed else "wb")
+            except OSError as e:
+                raise _unwritable(out, e) from None
+            with f:
                 bar.update(done)
-        bar.close(done)
-    if total is not None and done < total:
-        raise ConnectionError(f"connection closed after {done} of {total} bytes")
+                while True:
+                    try:
+                        block, cut = response.read(1 << 16), None
+                    except http.client.IncompleteRead as e:  # a chunked answer cut short
+                        block, cut = e.partial, e
+                    try:
+                        f.write(block)
+                    except OSError as e:
+                        raise _unwritable(out, e) from None
+                    done += len(block)
+                    bar.update(done)
+                    if cut is not None:
+                        raise cut  # what came is kept for the next attempt to resume
+                    if not block:
+                        break
+            if total is not None and done < total:
+                raise ConnectionError(f"connection closed after {done} of {total} bytes")
+        except BaseException:
+            if out != part:  # a restart cut short: the .part stays as it was
+                out.unlink(missing_ok=True)
+            raise
+        finally:
+            bar.close(done)
+    return out
+
+
+def _unwritable(path: Path, e: OSError) -> DataError:
+    return DataError(f"cannot write {path} ({e.strerror or e}); free some space, or choose "
+                     f"another folder with --data-dir DIR (data_dir=DIR in Python) or "
+                     f"${ENV_DIR}")
+
+
+def _length(response) -> int | None:
+    """The Content-Length, or None when there is none or it is not a number (unknown)."""
+    text = (response.headers.get("Content-Length") or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _range_start(response) -> int | None:
@@ -314,21 +537,29 @@ class _Bar:
         print(("\r" if self.tty else "") + self._text(done), file=self.stream, flush=True)
 
 
-def extract_cifar(archive: Path, target: Path) -> None:
+def extract_cifar(archive: Path, target: Path, *, stream=None) -> None:
     """Extract the CIFAR-10 archive's `cifar-10-batches-py/` into `target` (Keras 3's layout),
-    via a temporary folder renamed into place; members outside it, links and devices refused."""
-    if all((target / "cifar-10-batches-py" / Path(f).name).is_file() for f in FILES["cifar10"]):
+    via a temporary folder renamed into place; members outside it, links and devices refused.
+    One process at a time (the archive's lock): one that waited finds the files extracted."""
+    def whole() -> bool:
+        return all((target / "cifar-10-batches-py" / Path(f).name).is_file()
+                   for f in FILES["cifar10"])
+
+    if whole():
         return
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.isfile()
-                   and m.name.startswith("cifar-10-batches-py/") and ".." not in m.name]
-        if not members:
-            raise DataError(f"{archive}: no cifar-10-batches-py/ files in this archive")
-        tar.extractall(tmp, members=members, filter="data")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    with _locked(archive, stream or sys.stderr):
+        if whole():
+            return  # extracted by the process we waited for
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.isfile()
+                       and m.name.startswith("cifar-10-batches-py/") and ".." not in m.name]
+            if not members:
+                raise DataError(f"{archive}: no cifar-10-batches-py/ files in this archive")
+            tar.extractall(tmp, members=members, filter="data")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
 
 
 # --- tfds --------------------------------------------------------------------------------------

@@ -7,9 +7,13 @@ import hashlib
 import http.server
 import importlib.util
 import io
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,15 +27,18 @@ def no_real_data_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("JAXMLP_DATA_DIR", raising=False)
     monkeypatch.delenv("JAXMLP_DATA_MIRROR", raising=False)
+    monkeypatch.delenv("KERAS_HOME", raising=False)
 
 
 class Server(http.server.ThreadingHTTPServer):
     """Serves `files` (name -> bytes); `ranges` says whether Range requests get a 206;
-    `cut[name] = n` sends only n bytes of the next answer for that name, then hangs up."""
+    `cut[name] = n` sends only n bytes of the next answer for that name, then hangs up;
+    `mode[name]` makes its answers misbehave (see Handler.misbehave)."""
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
-        self.files, self.ranges, self.cut, self.log = {}, True, {}, []
+        self.files, self.ranges, self.cut, self.log, self.mode = {}, True, {}, [], {}
+        self.release = threading.Event()  # ends a "stall"
 
     @property
     def url(self) -> str:
@@ -44,6 +51,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         srv.log.append((name, self.headers.get("Range")))
         if name not in srv.files:
             self.send_error(404)
+            return
+        if self.misbehave(srv.mode.get(name), srv.files[name]):
             return
         body, start = srv.files[name], 0
         rng = self.headers.get("Range")
@@ -60,6 +69,53 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if n is not None:
             self.close_connection = True
 
+    def misbehave(self, mode, body: bytes) -> bool:
+        """"garbage": not HTTP at all; "chunkdie": a chunked answer cut after 3 chunks (the
+        next answer is whole); "badcl": `Content-Length: abc`; "html_range": a sign-in web page
+        (200, text/html) for Range requests; "other_range": another file (200) for Range
+        requests; "stall": headers, then silence until `release`; "slow": the body in 20
+        pieces 0.05 s apart."""
+        srv, rng = self.server, self.headers.get("Range")
+        if mode == "garbage":
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        elif mode == "chunkdie":
+            srv.mode.pop(self.path.lstrip("/"))
+            self.protocol_version = "HTTP/1.1"
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(3):
+                chunk = body[i * 1000:(i + 1) * 1000]
+                self.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        elif mode == "badcl" or (mode in ("html_range", "other_range") and rng):
+            page = b"<html><body>Sign in to the hotel Wi-Fi</body></html>"
+            out = {"badcl": body, "html_range": page, "other_range": b"y" * 700}[mode]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html" if mode == "html_range"
+                             else "application/octet-stream")
+            self.send_header("Content-Length", "abc" if mode == "badcl" else str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+        elif mode == "stall":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            srv.release.wait(30)
+        elif mode == "slow":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            step = -(-len(body) // 20)
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i:i + step])
+                self.wfile.flush()
+                time.sleep(0.05)
+        else:
+            return False
+        self.close_connection = True
+        return True
+
     def log_message(self, *args):
         pass
 
@@ -70,6 +126,7 @@ def server():
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
+    srv.release.set()
     srv.shutdown()
     srv.server_close()
 
@@ -123,9 +180,11 @@ def test_a_part_file_left_by_a_killed_process_is_resumed_by_the_next(tmp_path, s
 
 def test_a_download_that_keeps_failing_says_what_is_kept_and_how_to_resume(tmp_path, server):
     # Refused outright (404): no byte came, so no .part is kept and the message says so.
-    with pytest.raises(data.DataError, match=r"failed \(HTTPError.*; nothing was kept: run the "
-                       "same command again to retry$"):
+    # Not retried, and the message points at the URL, not at running it again.
+    with pytest.raises(data.DataError, match=r"failed \(HTTPError: HTTP 404 Not Found\); nothing "
+                       "was kept; the server does not give this file: check that URL") as e:
         datasets.fetch(f"{server.url}/absent", tmp_path / "f", "0" * 64, stream=io.StringIO())
+    assert "again" not in str(e.value) and server.log == [("absent", None)]
     assert list(tmp_path.iterdir()) == []
     # Cut after some bytes every time: they are kept in the .part for the next command.
     body = bytes(range(256)) * 400
@@ -139,6 +198,180 @@ def test_a_download_that_keeps_failing_says_what_is_kept_and_how_to_resume(tmp_p
                        "command again to resume"):
         datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", sha(body), stream=io.StringIO())
     assert (tmp_path / "f.bin.part").stat().st_size == 3000
+
+
+# --- several processes, damaged caches, misbehaving servers -----------------------------------
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from jaxmlp import datasets
+go, ready = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.01)
+try:
+    {call}
+except datasets.DataError as e:
+    sys.exit(f"DataError: {{e}}")
+print("OK")
+"""
+
+
+def run_together(tmp_path, call: str, n: int = 2) -> list[subprocess.CompletedProcess]:
+    """`call` in `n` Python processes started at the same instant (each waits for a go file)."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(call=call))
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, str(script), str(go), str(tmp_path / f"ready{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(n)]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{i}").exists() for i in range(n)):
+        assert time.monotonic() < deadline, "the children did not start"
+        time.sleep(0.01)
+    go.touch()
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def test_two_processes_downloading_the_same_file_fetch_it_once(tmp_path, server):
+    body = bytes(range(256)) * 2000
+    server.files["f.bin"], server.mode["f.bin"] = body, "slow"  # ~1 s: they overlap
+    dest = tmp_path / "cache" / "f.bin"
+    results = run_together(tmp_path, f"datasets.fetch({server.url + '/f.bin'!r}, "
+                           f"Path({str(dest)!r}), {sha(body)!r})")
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert dest.read_bytes() == body and server.log == [("f.bin", None)]
+    assert any("waiting for another process that is writing" in r.stderr for r in results)
+    assert [p.name for p in dest.parent.iterdir()] == ["f.bin"]  # no .part, no lock left
+
+
+def test_two_processes_downloading_and_extracting_cifar10_both_load_it(tmp_path, server):
+    write_cifar10(tmp_path / "src")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(tmp_path / "src/cifar-10-batches-py", arcname="cifar-10-batches-py")
+    archive = buf.getvalue()
+    server.files["cifar-10-python.tar.gz"] = archive
+    cache = tmp_path / "cache"
+    call = ("import dataclasses; datasets.REMOTES['cifar10'] = tuple(dataclasses.replace(r, "
+            f"sha256={sha(archive)!r}) for r in datasets.REMOTES['cifar10']); "
+            f"ds = datasets.load('cifar10', data_dir={str(cache)!r}, download=True, "
+            f"mirror={server.url!r}); assert len(ds.x_train) + len(ds.x_val) == 10")
+    results = run_together(tmp_path, call)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert server.log == [("cifar-10-python.tar.gz", None)]
+    assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py-target",
+                                                       "cifar-10-batches-py-target_archive"]
+
+
+def test_a_damaged_cached_file_is_set_aside_and_fetched_again_with_download(tmp_path, server,
+                                                                            monkeypatch):
+    write_mnist(tmp_path / "src")
+    good = (tmp_path / "src/mnist.npz").read_bytes()
+    serve_official(server, monkeypatch, "mnist", {"mnist.npz": good})
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "mnist.npz").write_bytes(good[:len(good) // 2])  # truncated
+    # Without download: the error names the file and says what to do; nothing is fetched.
+    monkeypatch.delenv("JAXMLP_DATA_MIRROR")
+    with pytest.raises(data.DataError) as e:
+        datasets.load("mnist", data_dir=cache)
+    assert str(e.value).count("\n") == 0 and str(e.value).endswith(
+        f"{cache / 'mnist.npz'} is not the official file (its sha256 differs): delete it, or run "
+        "again with --download (download=True in Python) to set it aside and fetch it again")
+    assert server.log == []
+    # With download: set aside, said on one line, downloaded again and loaded.
+    err = io.StringIO()
+    ds = datasets.load("mnist", data_dir=cache, download=True, mirror=server.url, stream=err)
+    assert ds.identity["files"]["mnist.npz"] == sha(good) and server.log == [("mnist.npz", None)]
+    assert f"{cache / 'mnist.npz'}: not the official file (sha256 " in err.getvalue()
+    assert f"moved to {cache / 'mnist.npz.bad'}, downloading it again" in err.getvalue()
+    assert (cache / "mnist.npz.bad").read_bytes() == good[:len(good) // 2]
+
+
+def test_a_chunked_answer_cut_short_is_retried_and_resumed(tmp_path, server):
+    body = bytes(range(256)) * 100
+    server.files["f.bin"], server.mode["f.bin"] = body, "chunkdie"
+    err = io.StringIO()
+    datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", sha(body), stream=err)
+    assert (tmp_path / "f.bin").read_bytes() == body
+    assert server.log == [("f.bin", None), ("f.bin", "bytes=3000-")]
+    assert "the connection closed early: IncompleteRead" in err.getvalue()
+
+
+def test_an_answer_that_is_not_http_is_one_error_line(tmp_path, server):
+    server.files["f.bin"], server.mode["f.bin"] = b"x", "garbage"
+    with pytest.raises(data.DataError, match=r"^downloading .*/f\.bin failed \(not an HTTP "
+                       r"answer: BadStatusLine: .*\); nothing was kept: run the same command "
+                       "again to retry$"):
+        datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", "0" * 64, stream=io.StringIO())
+    assert len(server.log) == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_a_content_length_that_is_not_a_number_is_an_unknown_length(tmp_path, server):
+    body = bytes(range(256)) * 100
+    server.files["f.bin"], server.mode["f.bin"] = body, "badcl"
+    datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", sha(body), stream=io.StringIO())
+    assert (tmp_path / "f.bin").read_bytes() == body
+
+
+def test_a_cache_that_cannot_be_written_is_refused_before_any_request(tmp_path, server,
+                                                                      monkeypatch):
+    serve_official(server, monkeypatch, "mnist", {"mnist.npz": b"npz"})
+    (tmp_path / "f").write_text("a file where a folder should be")
+    with pytest.raises(data.DataError, match=rf"^cannot write into {tmp_path / 'f' / 'sub'} "
+                       r"\(.*\); allowed: a writable folder: choose another with --data-dir "
+                       r"DIR \(data_dir=DIR in Python\) or \$JAXMLP_DATA_DIR$"):
+        datasets.load("mnist", data_dir=tmp_path / "f" / "sub", download=True)
+    if os.geteuid() != 0:  # root writes into read-only folders
+        (tmp_path / "ro").mkdir(mode=0o555)
+        with pytest.raises(data.DataError, match=rf"^cannot write into {tmp_path / 'ro'} "):
+            datasets.load("mnist", data_dir=tmp_path / "ro", download=True)
+    assert server.log == []
+
+
+def test_a_web_page_answering_a_resume_keeps_the_part_file(tmp_path, server):
+    body = bytes(range(256)) * 400
+    server.files["f.bin"], server.mode["f.bin"] = body, "html_range"
+    (tmp_path / "f.bin.part").write_bytes(body[:12_345])
+    with pytest.raises(data.DataError, match=r"/f\.bin: the server sent a web page, not f\.bin "
+                       r"\(a Wi-Fi or proxy sign-in page\?\); the 12345 bytes in .* are kept"):
+        datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", sha(body), stream=io.StringIO())
+    assert (tmp_path / "f.bin.part").read_bytes() == body[:12_345]
+    assert server.log == [("f.bin", "bytes=12345-")]  # refused, not retried
+    server.mode.clear()  # signed in: the same command resumes
+    datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", sha(body), stream=io.StringIO())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_a_whole_other_file_answering_a_resume_does_not_replace_the_part_file(tmp_path, server):
+    body = bytes(range(256)) * 400
+    server.files["f.bin"], server.mode["f.bin"] = body, "other_range"
+    (tmp_path / "f.bin.part").write_bytes(body[:12_345])
+    with pytest.raises(data.DataError, match=r"asked to resume, the server sent a whole file "
+                       r"instead, whose sha256 is .*; it was deleted and the 12345 bytes in "):
+        datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", sha(body), stream=io.StringIO())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin.part"]
+    assert (tmp_path / "f.bin.part").read_bytes() == body[:12_345]
+
+
+def test_a_server_that_stalls_is_given_up_naming_the_file(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(datasets, "TIMEOUT", 0.3)
+    server.files["f.bin"], server.mode["f.bin"] = b"x" * 1000, "stall"
+    err = io.StringIO()
+    with pytest.raises(data.DataError, match=r"^downloading .*/f\.bin failed \(no data for 0\.3 "
+                       r"s \(TimeoutError\)\); nothing was kept: run the same command again"):
+        datasets.fetch(f"{server.url}/f.bin", tmp_path / "f.bin", "0" * 64, stream=err)
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith(f"downloading {server.url}/f.bin  0.0/0.0 MB")  # at once
+    assert f"downloading {server.url}/f.bin: no data for 0.3 s (TimeoutError); retrying " \
+        "(attempt 2 of 3)" in lines
+    assert datasets.TIMEOUT <= 60
 
 
 @pytest.mark.parametrize("mirror", ["notaurl", "ftp://host/x", "http://", "/some/folder"])
@@ -252,6 +485,31 @@ def test_keras_3s_cifar_layout_is_found_in_the_keras_cache(tmp_path):
 def test_keras_caches_mnist_npz_at_the_root(tmp_path):
     write_mnist(tmp_path / "home/.keras/datasets")
     assert datasets.load("mnist").identity["source"] == "local"
+
+
+def test_keras_home_is_where_keras_caches_when_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    write_mnist(tmp_path / "kh/datasets")
+    write_mnist(tmp_path / "home/.keras/datasets")  # not Keras's cache while KERAS_HOME is set
+    ds = datasets.load("mnist")
+    assert ds.identity["path"] == str(tmp_path / "kh/datasets")
+    monkeypatch.setenv("JAXMLP_DATA_DIR", str(tmp_path / "mine"))
+    assert datasets.default_dirs() == [tmp_path / "mine", tmp_path / "kh/datasets"]
+    with pytest.raises(data.DataError, match=f"into {tmp_path / 'mine'};"):  # downloads go first
+        datasets.load("fashion_mnist")
+
+
+def test_an_unknown_home_folder_is_not_needed_when_a_folder_is_given(tmp_path, monkeypatch):
+    """HOME unset and no passwd entry (docker --user): Path.home() raises RuntimeError; Keras
+    then caches in /tmp/.keras."""
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    write_mnist(tmp_path / "d")
+    assert datasets.load("mnist", data_dir=tmp_path / "d").identity["source"] == "local"
+    monkeypatch.setenv("JAXMLP_DATA_DIR", str(tmp_path / "d"))
+    assert datasets.load("mnist").identity["path"] == str(tmp_path / "d")
+    assert datasets.default_dirs() == [tmp_path / "d", Path("/tmp/.keras/datasets")]
 
 
 def test_without_download_nothing_is_fetched_and_the_error_says_how(tmp_path, server,
