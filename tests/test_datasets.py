@@ -74,7 +74,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         next answer is whole); "badcl": `Content-Length: abc`; "html_range": a sign-in web page
         (200, text/html) for Range requests; "other_range": another file (200) for Range
         requests; "stall": headers, then silence until `release`; "slow": the body in 20
-        pieces 0.05 s apart."""
+        pieces 0.1 s apart."""
         srv, rng = self.server, self.headers.get("Range")
         if mode == "garbage":
             self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
@@ -110,7 +110,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for i in range(0, len(body), step):
                 self.wfile.write(body[i:i + step])
                 self.wfile.flush()
-                time.sleep(0.05)
+                time.sleep(0.1)
         else:
             return False
         self.close_connection = True
@@ -240,7 +240,7 @@ def run_together(tmp_path, call: str, n: int = 2) -> list[subprocess.CompletedPr
 
 def test_two_processes_downloading_the_same_file_fetch_it_once(tmp_path, server):
     body = bytes(range(256)) * 2000
-    server.files["f.bin"], server.mode["f.bin"] = body, "slow"  # ~1 s: they overlap
+    server.files["f.bin"], server.mode["f.bin"] = body, "slow"  # ~2 s: they overlap
     dest = tmp_path / "cache" / "f.bin"
     results = run_together(tmp_path, f"datasets.fetch({server.url + '/f.bin'!r}, "
                            f"Path({str(dest)!r}), {sha(body)!r})")
