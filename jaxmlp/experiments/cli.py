@@ -108,7 +108,8 @@ def parse(exp: Experiment, argv, prog: str | None = None) -> argparse.Namespace:
     argv = list(argv)
     p = _Parser(prog=prog or f"python -m jaxmlp.experiments.{exp.name}", description=exp.title)
     p.add_argument("--data-dir", help="directory in the Keras cache layout "
-                   "(default: $JAXMLP_DATA_DIR, then ~/.keras/datasets, then tfds)")
+                   "(default: $JAXMLP_DATA_DIR, then Keras's cache: $KERAS_HOME/datasets or "
+                   "~/.keras/datasets, then tfds)")
     p.add_argument("--download", action="store_true",
                    help="when the dataset is not found, download the official files "
                    "(sha256-checked, resumable) into --data-dir or the first default folder; "
