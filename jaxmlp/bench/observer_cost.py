@@ -107,7 +107,7 @@ def sweep_cost(experiment: str, seeds: int, epochs: int, per_call: int) -> dict:
     split, cpu = inv["time_split_s"], inv.get("cpu_s", {})
     member_epochs = sum(s["epochs_run"] for run in doc["runs"] for s in run["seeds"])
     per = 1e3 / member_epochs
-    return {"command": " ".join(["python", *command[1:-6]]), "member_epochs": member_epochs,
+    return {"command": " ".join(["python", *command[1:-4]]), "member_epochs": member_epochs,
             "writer_cpu_s": cpu.get("io"), "writer_wall_s": split["observe_thread"],
             "main_waits_s": split["observe"], "train_s": split["train"],
             "writer_cpu_ms_per_member_epoch": cpu["io"] * per if "io" in cpu else None,
