@@ -141,6 +141,10 @@ class OptimConfig:
     # Adam/AdamW only. False: optax's epsilon, added to sqrt(v_hat). True: Keras 3's, added to
     # sqrt(v) before bias correction, which is larger in early steps (see jaxmlp.optim).
     keras_epsilon: bool = False
+    # SGD only. False: optax's momentum trace in gradient units (t = g + m t, update -lr t).
+    # True: Keras 3's velocity in parameter units (v = m v - lr g): the two differ only after
+    # the learning rate changes (see jaxmlp.optim).
+    keras_velocity: bool = False
 
     def __post_init__(self):
         _plain(self)
@@ -158,6 +162,8 @@ class OptimConfig:
             _fail(o, "nesterov", True, "only with momentum > 0")
         if self.keras_epsilon and self.name not in ("adam", "adamw"):
             _fail(o, "keras_epsilon", True, "only with name 'adam' or 'adamw'")
+        if self.keras_velocity and self.name != "sgd":
+            _fail(o, "keras_velocity", True, "only with name 'sgd'")
 
 
 @dataclass(frozen=True)
@@ -321,7 +327,7 @@ def to_dict(cfg) -> dict:
 
 # Fields added after results were committed, with the default that trains what the code
 # trained before they existed: (section of a RunConfig dict, field, default).
-LATER_FIELDS = (("model", "output_clip", 0.0),)
+LATER_FIELDS = (("model", "output_clip", 0.0), ("optim", "keras_velocity", False))
 
 
 def without_later_defaults(run: dict) -> dict:

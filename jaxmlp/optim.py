@@ -15,7 +15,10 @@ Where optax's formulation differs from Keras 3 (documented, deliberately kept):
   formulation (the experiments replicating Keras pages opt in).
 - SGD momentum: Keras keeps a velocity in parameter units (v = m v - lr g); optax keeps a trace
   in gradient units (t = g + m t, update -lr t). Identical while the learning rate is constant;
-  when a hook changes the LR, optax applies the new LR to the whole trace at once.
+  when a hook changes the LR, optax applies the new LR to the whole trace at once, while in
+  Keras's velocity the earlier steps keep their LR and fade out over ~1 / (1 - m) steps.
+  `OptimConfig(keras_velocity=True)` selects `keras_sgd` below, Keras 3's update exactly (the
+  public `jaxmlp.SGD` opts in); the default stays optax's, which the committed sweeps ran.
 - AdamW: optax and Keras both decay decoupled as lr * weight_decay * w, on every parameter.
 - RMSprop: same as Keras 3 (rho 0.9, eps 1e-7 inside the square root: lr g / sqrt(v + eps),
   which is optax's default `eps_in_sqrt=True`; no momentum, not centered).
@@ -85,6 +88,32 @@ def keras_adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-7, weight_decay=0.004):
                        optax.scale_by_learning_rate(learning_rate))
 
 
+class KerasSGDState(NamedTuple):
+    velocity: Any
+
+
+def keras_sgd(learning_rate, momentum=0.0, nesterov=False) -> optax.GradientTransformation:
+    """Keras 3 SGD exactly (keras/src/optimizers/sgd.py), the learning rate inside the
+    velocity: v = momentum v - lr g; the update is v, or momentum v - lr g with Nesterov. With
+    momentum 0 it is -lr g. optax.sgd keeps the trace without the LR and scales it at the end,
+    which differs once the LR changes (a plateau's cut, a schedule)."""
+
+    def init(params):
+        return KerasSGDState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+        velocity = jax.tree.map(lambda v, g: v * momentum - g * learning_rate,
+                                state.velocity, grads)
+        if nesterov:
+            step = jax.tree.map(lambda v, g: v * momentum - g * learning_rate, velocity, grads)
+        else:
+            step = velocity
+        return step, KerasSGDState(velocity)
+
+    return optax.GradientTransformation(init, update)
+
+
 _FACTORIES = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd,
               "rmsprop": optax.rmsprop}
 _KERAS_FACTORIES = {"adam": keras_adam, "adamw": keras_adamw}
@@ -94,7 +123,8 @@ def make(cfg: OptimConfig) -> optax.GradientTransformation:
     """The optax transformation for `cfg`, learning rate and hyperparameters in its state."""
     numbers = hyperparams(cfg)
     if cfg.name == "sgd":
-        return optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
+        factory = keras_sgd if cfg.keras_velocity else optax.sgd
+        return optax.inject_hyperparams(factory, static_args=("nesterov",))(
             **numbers, nesterov=cfg.nesterov)
     factories = _KERAS_FACTORIES if cfg.keras_epsilon else _FACTORIES
     return optax.inject_hyperparams(factories[cfg.name])(**numbers)
@@ -102,7 +132,7 @@ def make(cfg: OptimConfig) -> optax.GradientTransformation:
 
 def structure_key(cfg: OptimConfig) -> tuple:
     """What must be equal for two configs to share one compiled update (numbers may differ)."""
-    return (cfg.name, cfg.nesterov, cfg.keras_epsilon)
+    return (cfg.name, cfg.nesterov, cfg.keras_epsilon, cfg.keras_velocity)
 
 
 def learning_rate(opt_state):
@@ -136,10 +166,13 @@ def AdamW(learning_rate: float = 1e-3, weight_decay: float = 0.004, beta_1: floa
                        weight_decay=weight_decay, keras_epsilon=keras_epsilon)
 
 
-def SGD(learning_rate: float = 0.01, momentum: float = 0.0,
-        nesterov: bool = False) -> OptimConfig:
-    """Keras's SGD (momentum in optax's trace form: identical while the LR is constant)."""
-    return OptimConfig("sgd", learning_rate, momentum=momentum, nesterov=nesterov)
+def SGD(learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False, *,
+        keras_velocity: bool = True) -> OptimConfig:
+    """Keras's SGD. Keras 3's exact update by default (the velocity holds lr * gradient, so a
+    change of the LR reaches the steps after it as in Keras, see this module's docstring);
+    `keras_velocity=False` is optax's trace form (identical while the LR is constant)."""
+    return OptimConfig("sgd", learning_rate, momentum=momentum, nesterov=nesterov,
+                       keras_velocity=keras_velocity)
 
 
 def RMSprop(learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7) -> OptimConfig:

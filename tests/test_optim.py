@@ -1,5 +1,7 @@
 """Optimizers against Keras 3's update rules (written out here in NumPy), LR in the state."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,10 +62,55 @@ def keras_rmsprop(lr, rho=0.9, eps=1e-7):
     (C.OptimConfig("sgd", 0.1), keras_sgd(0.1)),
     (C.OptimConfig("sgd", 0.1, momentum=0.9), keras_sgd(0.1, 0.9)),
     (C.OptimConfig("sgd", 0.1, momentum=0.9, nesterov=True), keras_sgd(0.1, 0.9, True)),
+    (C.OptimConfig("sgd", 0.1, keras_velocity=True), keras_sgd(0.1)),
+    (C.OptimConfig("sgd", 0.1, momentum=0.9, keras_velocity=True), keras_sgd(0.1, 0.9)),
+    (C.OptimConfig("sgd", 0.1, momentum=0.9, nesterov=True, keras_velocity=True),
+     keras_sgd(0.1, 0.9, True)),
     (C.OptimConfig("rmsprop", 0.01), keras_rmsprop(0.01)),
 ])
 def test_same_updates_as_keras(cfg, expected):
     np.testing.assert_allclose(run_optax(cfg), expected, rtol=1e-6, atol=1e-7)
+
+
+def keras_sgd_lrs(lrs, momentum, nesterov=False):
+    """Keras 3's SGD with the LR set before each step (a plateau's cut, a schedule)."""
+    w, m = W0.astype(np.float64), np.zeros(3)
+    for g, lr in zip(GRADS, lrs):
+        m = m * momentum - g * lr
+        w = w + (m * momentum - g * lr if nesterov else m)
+    return w
+
+
+def run_with_lrs(cfg: C.OptimConfig, lrs):
+    tx = optim.make(cfg)
+    w = jnp.asarray(W0)
+    state = tx.init(w)
+    for g, lr in zip(GRADS, lrs):
+        state = optim.with_learning_rate(state, jnp.float32(lr))
+        u, state = tx.update(jnp.asarray(g), state, w)
+        w = optax.apply_updates(w, u)
+    return np.asarray(w)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_keras_velocity_is_keras_3_sgd_exactly_when_the_lr_changes(nesterov):
+    lrs = [0.1, 0.1, 0.01, 0.01]  # a cut after two steps
+    cfg = C.OptimConfig("sgd", 0.1, momentum=0.9, nesterov=nesterov, keras_velocity=True)
+    np.testing.assert_allclose(run_with_lrs(cfg, lrs), keras_sgd_lrs(lrs, 0.9, nesterov),
+                               rtol=1e-6, atol=1e-7)
+    # optax's trace applies the new LR to the past gradients too: not Keras's weights
+    trace = dataclasses.replace(cfg, keras_velocity=False)
+    assert not np.allclose(run_with_lrs(trace, lrs), keras_sgd_lrs(lrs, 0.9, nesterov),
+                           rtol=1e-3)
+    assert jaxmlp_sgd().keras_velocity and not C.OptimConfig("sgd").keras_velocity
+    with pytest.raises(C.ConfigError, match="keras_velocity"):
+        C.OptimConfig("adam", keras_velocity=True)
+
+
+def jaxmlp_sgd():
+    import jaxmlp
+
+    return jaxmlp.SGD(momentum=0.9)
 
 
 @pytest.mark.parametrize("cfg, expected", [
