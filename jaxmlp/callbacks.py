@@ -478,6 +478,15 @@ class Messages:
     def _say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
+    def resumed(self, state) -> None:
+        """A fit resumed from a backup (`state`: the group of one's, restored): the plateau's
+        cuts and the best value so far go on from it, as the hooks do."""
+        s = jax.device_get(H.summary(H.with_weights(
+            jax.tree.map(lambda a: a[0], state.hooks), None)))
+        self.reductions = int(s.lr_reductions)
+        if bool(s.checkpoint) and int(s.checkpoint_best_epoch) >= 0:
+            self.best = float(s.checkpoint_best)
+
     def epoch(self, epoch: int, row: dict, state) -> None:
         """After `epoch` (0-based): its history row and the group-of-one state after it."""
         if not (self.plateau or self.checkpoints):
@@ -499,18 +508,18 @@ class Messages:
         improved = bool(s.checkpoint) and int(s.checkpoint_best_epoch) == epoch
         for cb in self.checkpoints:  # Effects.epoch has saved by now
             if not cb.save_best_only:
-                self._say(f"Epoch {epoch + 1}: saving model to {target(cb)}")
+                self._say(f"Epoch {epoch + 1}: saving model to {cb.filepath}")
             elif cb.monitor not in row:
                 continue
             elif improved:
                 best = "None" if self.best is None else f"{self.best:.5f}"
                 self._say(f"Epoch {epoch + 1}: {cb.monitor} improved from {best} to "
-                          f"{row[cb.monitor]:.5f}, saving model to {target(cb)}")
+                          f"{row[cb.monitor]:.5f}, saving model to {cb.filepath}")
             else:
                 best = "None" if self.best is None else f"{self.best:.5f}"
                 self._say(f"Epoch {epoch + 1}: {cb.monitor} did not improve from {best}")
                 continue
-            self._say(f"Epoch {epoch + 1}: finished saving model to {target(cb)}")
+            self._say(f"Epoch {epoch + 1}: finished saving model to {cb.filepath}")
         if improved:
             self.best = float(s.checkpoint_best)
 

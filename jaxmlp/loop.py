@@ -211,6 +211,8 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
 
     def resume(state):
         restored = effects.restore(state)
+        if restored is not None and messages:
+            messages.resumed(restored[0])
         if restored is not None and verbose:
             print(f"resumed from {effects.backup.path} after {len(restored[1][0]['epoch'])} "
                   "epochs", file=sys.stdout)

@@ -504,6 +504,31 @@ def test_a_resumed_fit_keeps_its_model_checkpoints_until_it_saves_new_ones(tmp_p
     assert np.array_equal(jaxmlp.load(tmp_path / "every").predict(x), whole.predict(x))
 
 
+def test_a_resumed_fits_verbose_lines_go_on_from_the_backup(tmp_path, monkeypatch, capsys):
+    # The plateau's count of cuts and the best value started from scratch after a resume:
+    # "reducing learning rate" at an epoch without a cut, "did not improve from None".
+    x, y = problem(n=300, noise=2.0)
+    kw = {**SMALL, "optimizer": jaxmlp.Adam(0.05), "epochs": 10, "validation_split": 0.3}
+
+    def callbacks(folder):
+        return [jaxmlp.BackupAndRestore(tmp_path / "bk"),
+                jaxmlp.ReduceLROnPlateau(patience=1, factor=0.5, verbose=1),
+                jaxmlp.ModelCheckpoint(tmp_path / folder, save_best_only=True, verbose=1)]
+
+    capsys.readouterr()
+    jaxmlp.fit(x, y, **kw, callbacks=callbacks("ck")[1:])
+    whole = capsys.readouterr().out.replace(str(tmp_path / "ck"), "CK").splitlines()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        interrupted_fit(monkeypatch, 4, x, y, **kw, callbacks=callbacks("ck2"))
+    capsys.readouterr()
+    jaxmlp.fit(x, y, **{**kw, "verbose": 1}, callbacks=callbacks("ck2"))
+    out = capsys.readouterr().out.replace(str(tmp_path / "ck2"), "CK").splitlines()
+    done = int(re.match(r"resumed from .* after (\d+) epochs$", out[0]).group(1))
+    later = [line for line in out if line.startswith("Epoch ")]
+    assert later and later == [line for line in whole
+                               if int(line.split()[1].rstrip(":")) > done]
+
+
 def test_backup_and_restore_resumes_an_interrupted_fit_bit_for_bit(tmp_path, monkeypatch, capsys):
     x, y = problem(n=300, noise=1.0)
     kw = {**SMALL, "model": jaxmlp.MLP(hidden=(16,), dropout=0.2), "epochs": 8,

@@ -149,6 +149,9 @@ def test_what_an_earlier_report_generated_and_this_one_does_not_is_removed(tmp_p
     docs = tmp_path / "docs"
     (docs / "guide").mkdir(parents=True)
     (docs / "guide" / "mine.md").write_text("# Mía\n")
+    quoting = ("---\ntitle: Páginas generadas\n---\n# Cómo se reconocen\n\n```\n"
+               "<!-- Generado por `python -m jaxmlp report` a partir de x; no editar -->\n```\n")
+    (docs / "guide" / "quotes.md").write_text(quoting)  # quotes the stamp: hand-written
     (docs / "assets" / "logo.png").parent.mkdir(parents=True)
     (docs / "assets" / "logo.png").write_bytes(b"png")
     generate(exp, docs)
@@ -164,6 +167,7 @@ def test_what_an_earlier_report_generated_and_this_one_does_not_is_removed(tmp_p
     assert not (docs / "experiments" / "otro.md").exists()
     assert not (docs / "assets" / "generated" / "otro").exists()
     assert (docs / "guide" / "mine.md").is_file() and (docs / "assets" / "logo.png").is_file()
+    assert (docs / "guide" / "quotes.md").read_text() == quoting
     assert all(p.exists() for p in written)
 
 

@@ -9,6 +9,8 @@ Pages are pre-rendered into docs/ and committed, so the Pages build needs only M
 from __future__ import annotations
 
 import json
+import os
+import sys
 import traceback
 from pathlib import Path
 
@@ -58,10 +60,13 @@ def page_of(doc: dict, root: Path = Path(".")) -> tuple[str, str, list[Path]]:
     page = load.original(name).get("page") or meta.get("path") or f"experiments/{name}.md"
     if meta.get("template"):
         t = root / meta["template"]
-        if not t.is_file():
-            raise ReportError(f"{name}: its page template {t} (results.json page.template) "
-                              "does not exist; allowed an existing file, or none")
-        return page, t.resolve().name, [t.resolve().parent]
+        if t.is_file():
+            return page, t.resolve().name, [t.resolve().parent]
+        # Results from another machine, or written before templates were recorded relative:
+        # the page still renders, with the default template, and the line says how to fix it.
+        print(f"warning: {name}: its page template {t} (results.json page.template) does not "
+              "exist; the default page is used (run the experiment's command again to record "
+              "its template)", file=sys.stderr)
     if (EXPERIMENT_TEMPLATES / f"{name}.md.j2").is_file():
         return page, f"{name}.md.j2", []
     return page, DEFAULT, []
@@ -78,6 +83,15 @@ def _where(e: jinja2.TemplateError, template: str) -> str:
     if path.is_absolute() and path.is_relative_to(Path.cwd()):
         path = path.relative_to(Path.cwd())
     return f"{path}:{line}" if line else str(path)
+
+
+def is_stamped(text: str) -> bool:
+    """Whether a page is one `stamped` wrote: the stamp first, or right after the front matter
+    (a page that only quotes it, say in a code block, is not)."""
+    stamp = HEADER.split("{source}")[0]
+    if text.startswith("---\n") and "\n---\n" in text[4:]:
+        text = text[text.index("\n---\n", 4) + 5:]
+    return text.startswith(stamp)
 
 
 def stamped(text: str, source: str) -> str:
@@ -110,14 +124,15 @@ def generate(experiments: Path, docs: Path, also=()) -> list[Path]:
                               "allowed one results folder per experiment name")
         docs_of += more
     for doc in docs_of:
-        page, template, extra = page_of(doc, experiments.parent)
+        # a recorded template is relative to the folder that holds its results folder's folder
+        page, template, extra = page_of(doc, doc["_dir"].parent.parent)
         ctx = context.experiment(doc, docs, page)
         try:
             text = environment(extra, docs).get_template(template).render(**ctx)
         except jinja2.TemplateError as e:
             raise ReportError(f"{doc['experiment']}: template {_where(e, template)}: "
                               f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from None
-        source = f"experiments/{doc['_dir'].name}/results.json"
+        source = Path(os.path.relpath(doc["_dir"] / "results.json")).as_posix()
         written.append(write(docs / page, stamped(text, source)))
         written += ctx["figures"].written
         pages.append(ctx)
@@ -138,13 +153,13 @@ def prune(docs: Path, written: list[Path]) -> list[Path]:
     carry the report's do-not-edit stamp (an experiment whose results folder was removed), so
     the site does not publish them. Returns what was removed."""
     keep = {p.resolve() for p in written}
-    stamp = HEADER.split("{source}")[0]
     figures = docs / "assets" / "generated"
     stale = [p for p in figures.rglob("*.svg") if p.resolve() not in keep]
     stale += [p for p in docs.rglob("*.md") if p.resolve() not in keep
-              and stamp in p.read_text(encoding="utf-8")[:2000]]
+              and is_stamped(p.read_text(encoding="utf-8"))]
     for path in stale:
         path.unlink()
+        print(f"removed {path} (generated from results that are gone)", file=sys.stderr)
     for folder in sorted(figures.glob("*/"), reverse=True):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
