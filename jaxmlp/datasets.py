@@ -92,25 +92,36 @@ LAYOUT = """Accepted layout (the Keras cache, ~/.keras/datasets or $KERAS_HOME/d
 
 def default_dirs() -> list[Path]:
     """Where local copies are looked for when no data_dir is given: $JAXMLP_DATA_DIR (if set),
-    then Keras's cache (`keras_cache()`, where Keras's load_data keeps them)."""
+    then Keras's cache ($KERAS_HOME/datasets or ~/.keras/datasets, read even where it cannot be
+    written), then the folder Keras downloads into when that one cannot be written
+    (`keras_cache()`)."""
     env = os.environ.get(ENV_DIR)
-    return ([Path(env).expanduser()] if env else []) + [keras_cache()]
+    dirs = ([Path(env).expanduser()] if env else []) + [keras_cache(writable=False)]
+    return dirs + [d for d in [keras_cache()] if d not in dirs]
 
 
-def keras_cache() -> Path:
+def download_dir() -> Path:
+    """Where a download goes when no data_dir is given: $JAXMLP_DATA_DIR, else Keras's cache
+    as Keras picks it for writing (`keras_cache()`)."""
+    env = os.environ.get(ENV_DIR)
+    return Path(env).expanduser() if env else keras_cache()
+
+
+def keras_cache(writable: bool = True) -> Path:
     """The folder Keras 3's load_data caches datasets in: $KERAS_HOME/datasets when KERAS_HOME
-    is set, else ~/.keras/datasets; /tmp/.keras/datasets where that folder cannot be written
-    (or the home folder is unknown: no $HOME and no passwd entry), as Keras falls back."""
+    is set, else ~/.keras/datasets; with `writable`, /tmp/.keras/datasets where that folder
+    cannot be written (or the home folder is unknown: no $HOME and no passwd entry), as Keras
+    falls back when it downloads."""
     fallback = Path("/tmp/.keras")
     try:
         if os.environ.get("KERAS_HOME"):
             base = Path(os.environ["KERAS_HOME"]).expanduser()
         else:
             home = Path.home()
-            base = home / ".keras" if _can_write(home) else fallback
+            base = home / ".keras" if not writable or _can_write(home) else fallback
     except RuntimeError:  # "Could not determine home directory"
         base = fallback
-    return (base if _can_write(base) else fallback) / "datasets"
+    return (base if not writable or _can_write(base) else fallback) / "datasets"
 
 
 def _can_write(folder: Path) -> bool:
@@ -202,8 +213,9 @@ def _fetch(name, data_dir, source, download, mirror, stream):
     found = locate(name, roots)
     if download and source == "auto":
         if found is None:
-            fetch_official(name, roots[0], mirror=mirror, stream=stream)
-            found = locate(name, roots[:1])
+            dest = roots[0] if data_dir is not None else download_dir()
+            fetch_official(name, dest, mirror=mirror, stream=stream)
+            found = locate(name, [dest])
         elif unofficial(name, *found):  # damaged: set aside and downloaded again, as Keras does
             fetch_official(name, found[0], mirror=mirror, stream=stream)
     if found is not None:
@@ -243,7 +255,7 @@ def _remedy(name: str, root: Path, prefix: str, download: bool) -> str:
 
 def no_data(name: str, reason: str, data_dir=None) -> DataError:
     """The error that says exactly how to get the data."""
-    dest = Path(data_dir).expanduser() if data_dir is not None else default_dirs()[0]
+    dest = Path(data_dir).expanduser() if data_dir is not None else download_dir()
     mb = sum(r.size_mb for r in REMOTES[name])
     return DataError(
         f"no {name} data: {reason}.\nTo get it: add --download (download=True in Python) to "

@@ -512,6 +512,19 @@ def test_an_unknown_home_folder_is_not_needed_when_a_folder_is_given(tmp_path, m
     assert datasets.default_dirs() == [tmp_path / "d", Path("/tmp/.keras/datasets")]
 
 
+def test_a_keras_cache_that_cannot_be_written_is_still_read(tmp_path, monkeypatch):
+    # Keras downloads into /tmp/.keras when ~/.keras cannot be written; the copies already in
+    # ~/.keras are read all the same (jaxmlp looked only in /tmp/.keras for a while).
+    write_mnist(tmp_path / "home/.keras/datasets")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).startswith(
+        str(tmp_path / "home")) and mode & os.W_OK else real(p, mode, **k))
+    assert datasets.default_dirs() == [tmp_path / "home/.keras/datasets",
+                                       Path("/tmp/.keras/datasets")]
+    assert datasets.load("mnist").identity["path"] == str(tmp_path / "home/.keras/datasets")
+    assert datasets.download_dir() == Path("/tmp/.keras/datasets")
+
+
 def test_without_download_nothing_is_fetched_and_the_error_says_how(tmp_path, server,
                                                                     monkeypatch):
     monkeypatch.setenv("JAXMLP_DATA_MIRROR", server.url)
