@@ -339,7 +339,8 @@ def _classes(classes, y, yv) -> int:
 
 # --- The trained model: evaluate, predict, save, load -----------------------------------------
 
-FORMAT = "jaxmlp.fit/1"
+FORMAT = "jaxmlp.fit/2"  # model.json names its weights folder (weights.<id>/)
+FORMATS = (FORMAT, "jaxmlp.fit/1")  # /1: weights/ (saves before the folder was named)
 
 
 @dataclasses.dataclass
@@ -441,6 +442,23 @@ def _save_batch(batch) -> None:
 
 
 @contextlib.contextmanager
+def _reading(path: Path):
+    """A shared lock on the folder's `.jaxmlp-save.lock` while a model is read, where a save
+    made one (a read-only folder without it is read without a lock)."""
+    try:
+        import fcntl
+        lock = open(path / ".jaxmlp-save.lock")  # noqa: SIM115 (closed below)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+    finally:
+        lock.close()
+
+
+@contextlib.contextmanager
 def _one_save_at_a_time(paths):
     """An exclusive lock on each folder (`.jaxmlp-save.lock` in it) while it is saved: two
     saves into one folder at once (two processes) would each remove the other's weights as
@@ -465,7 +483,7 @@ def _one_save_at_a_time(paths):
 # The weights folders Result.save writes: weights.<8 hex> (and Orbax's temporary names for one
 # being written); `weights` is an older version's, which model.json names by its absence.
 _WEIGHTS = re.compile(r"weights(\.[0-9a-f]{8})?")
-_WEIGHTS_TMP = re.compile(r"weights\.[0-9a-f]{8}\.orbax-checkpoint-tmp.*")
+_WEIGHTS_TMP = re.compile(r"weights(\.[0-9a-f]{8})?\.orbax-checkpoint-tmp.*")
 
 
 def _remove_old_weights(path: Path, keep: str, old: str | None) -> None:
@@ -497,7 +515,7 @@ def _check_model_folder(path: Path) -> None:
                               "weights/): give a new folder or a saved model's")
     weights, doc = path / "weights", path / "model.json"
     bad = []
-    if doc.exists() and (_read_model_json(path, missing=None) or {}).get("format") != FORMAT:
+    if doc.exists() and (_read_model_json(path, missing=None) or {}).get("format") not in FORMATS:
         bad.append("model.json")
     # Orbax writes a save under a temporary name and renames it: a weights/ of ours is complete.
     if weights.exists() and not (weights / "_CHECKPOINT_METADATA").is_file():
@@ -529,7 +547,7 @@ def _read_model_json(path: Path, *, missing="raise") -> dict | None:
         if missing is None:
             return None
         raise DataError(f"{path / 'model.json'} is not a jaxmlp model.json ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") not in (FORMAT, CB.CHECKPOINT_FORMAT):
+    if not isinstance(doc, dict) or doc.get("format") not in (*FORMATS, CB.CHECKPOINT_FORMAT):
         if missing is None:
             return None
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
@@ -551,9 +569,17 @@ def load(directory) -> Result:
     if doc["format"] == CB.CHECKPOINT_FORMAT:
         weights, history = _checkpoint_weights(path, path / doc["kind"], template), {}
     else:
-        history = {k: [np.nan if v is None else v for v in vs] for k, vs in doc["history"].items()}
-        with ocp.StandardCheckpointer() as ckpt:
-            weights = ckpt.restore(_weights_of(path, doc), template)
+        with _reading(path):  # a save into this folder waits, and this waits for one
+            doc = _read_model_json(path)  # again, under the lock: a save may have just ended
+            history = {k: [np.nan if v is None else v for v in vs]
+                       for k, vs in doc["history"].items()}
+            try:
+                with ocp.StandardCheckpointer() as ckpt:
+                    weights = ckpt.restore(_weights_of(path, doc), template)
+            except ValueError as e:  # Orbax: the tree on disk is not the config's model
+                first = (str(e).strip().splitlines() or [""])[0][:160]
+                raise DataError(f"{path}: the weights do not fit model.json's config (another "
+                                f"architecture: {first})") from None
     for (where, got), want in zip(jax.tree_util.tree_leaves_with_path(weights),
                                   jax.tree.leaves(template)):
         if got.shape != want.shape:  # Orbax restores what is on disk, whatever the template

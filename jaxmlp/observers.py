@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import os
 import shutil
@@ -683,3 +684,14 @@ def quiet_abandoned_reads() -> None:
 
     filtered.jaxmlp_abandoned_reads = True
     sys.unraisablehook = filtered
+    logging.getLogger("asyncio").addFilter(_abandoned_read_log)
+
+
+def _abandoned_read_log(record) -> bool:
+    """The same echoes through asyncio's logger: "Future exception was never retrieved" for an
+    exception raised in Orbax's code (a read of the failed restore nobody waits for)."""
+    if not str(record.msg).startswith("Future exception was never retrieved"):
+        return True
+    exc = record.exc_info[1] if record.exc_info else None
+    frames = traceback.extract_tb(exc.__traceback__) if exc is not None else []
+    return not any(f"{os.sep}orbax{os.sep}" in f.filename for f in frames)

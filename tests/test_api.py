@@ -356,12 +356,17 @@ def test_saves_into_one_folder_at_once_and_models_that_cannot_be_right(stopped, 
     r.save(tmp_path / "a")
     script = ("import jaxmlp, sys\nm = jaxmlp.load(sys.argv[1])\n"
               "for _ in range(15): m.save(sys.argv[2])\n")
+    r.save(tmp_path / "both")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "a"),
                                str(tmp_path / "both")], stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
+    loads = 0
+    while any(p.poll() is None for p in procs):  # reads meanwhile: the old model or the new
+        assert np.array_equal(jaxmlp.load(tmp_path / "both").predict(x), r.predict(x))
+        loads += 1
     for p in procs:
         assert p.wait() == 0, p.stderr.read()
-    assert np.array_equal(jaxmlp.load(tmp_path / "both").predict(x), r.predict(x))
+    assert loads and np.array_equal(jaxmlp.load(tmp_path / "both").predict(x), r.predict(x))
     # model.json edited to another architecture than its weights': said, not loaded silently
     doc = json.loads((tmp_path / "a" / "model.json").read_text())
     doc["config"]["model"]["hidden"] = [65]
@@ -369,6 +374,12 @@ def test_saves_into_one_folder_at_once_and_models_that_cannot_be_right(stopped, 
     with pytest.raises(jaxmlp.DataError, match=r"do not fit model.json's config .*: \(64,\) "
                                                r"on disk, \(65,\) in the config"):
         jaxmlp.load(tmp_path / "a")
+    doc["config"]["model"].update(hidden=[64, 8], dropout=0.0)  # another layer: another tree
+    (tmp_path / "a" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(jaxmlp.DataError, match="do not fit model.json's config \\(another "
+                                               "architecture") as err:
+        jaxmlp.load(tmp_path / "a")
+    assert "\n" not in str(err.value)
     (tmp_path / "bk").mkdir()
     (tmp_path / "bk" / "backup.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="is a BackupAndRestore folder"):

@@ -157,6 +157,32 @@ def _closed_coroutine(filename: str, from_exit: bool = True):
     raise AssertionError("the coroutine raised nothing")
 
 
+def test_asyncio_logs_of_an_abandoned_orbax_read_are_left_out_and_nothing_else():
+    import logging
+
+    from jaxmlp import observers
+
+    def raised_in(filename):
+        scope = {}
+        exec(compile("def read():\n    raise ValueError('NOT_FOUND: .zarray')\n", filename,
+                     "exec"), scope)
+        try:
+            scope["read"]()
+        except ValueError as e:
+            return e
+
+    def record(msg, exc):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None,
+                                 (type(exc), exc, exc.__traceback__) if exc else None)
+
+    orbax = f"{os.sep}site-packages{os.sep}orbax{os.sep}checkpoint{os.sep}serialization.py"
+    never = "Future exception was never retrieved\nfuture: <Future finished exception=...>"
+    assert not observers._abandoned_read_log(record(never, raised_in(orbax)))
+    assert observers._abandoned_read_log(record(never, raised_in(f"{os.sep}mine.py")))
+    assert observers._abandoned_read_log(record("Task was destroyed", raised_in(orbax)))
+    assert observers._abandoned_read_log(record(never, None))
+
+
 def test_only_the_echoes_of_an_abandoned_orbax_restore_are_left_out(monkeypatch):
     """runner.abandoned_read: a read handing its result to an event loop Orbax has closed, and
     an Orbax read coroutine closed unfinished; any other unraisable error still reaches the
