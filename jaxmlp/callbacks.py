@@ -350,13 +350,13 @@ def _remove(path: Path, names) -> None:
             (path / name).unlink(missing_ok=True)
 
 
-def keras_csv_columns(keys, hooks: C.HooksConfig) -> list[str]:
+def keras_csv_columns(keys, lr_logged: bool) -> list[str]:
     """The columns Keras 3's CSVLogger writes after `epoch`: the logs' keys sorted, where the
-    learning rate is in the logs only when a callback sets it (ReduceLROnPlateau or a
-    scheduler); without any `val_` key, one `val_` column per key is added (written `NA`), as
-    Keras does for a validation that may come later (keras/src/callbacks/csv_logger.py)."""
-    logged = sorted(k for k in keys if k != "learning_rate"
-                    or hooks.reduce_lr is not None or hooks.schedule is not None)
+    learning rate is in the logs only when a callback before the CSVLogger in the list sets it
+    (ReduceLROnPlateau or a scheduler, at the epoch's end, when the CSVLogger fixes its columns);
+    without any `val_` key, one `val_` column per key is added (written `NA`), as Keras does
+    for a validation that may come later (keras/src/callbacks/csv_logger.py)."""
+    logged = sorted(k for k in keys if k != "learning_rate" or lr_logged)
     if not any(k.startswith("val_") for k in logged):
         logged += [f"val_{k}" for k in logged]
     return logged
@@ -366,17 +366,23 @@ class Effects:
     """The file callbacks of one `fit` (`run`), as observers: call it with each finished epoch."""
 
     def __init__(self, files, *, has_val: bool, run: C.RunConfig, keys=C.METRICS,
-                 data: dict | None = None, schedule_fn: Callable | None = None):
+                 data: dict | None = None, schedule_fn: Callable | None = None,
+                 callbacks=()):
         """`keys`: the history's columns a row of the CSV logs holds; `data`: the data's
         `data_fingerprint`, and `schedule_fn` a LearningRateScheduler's function (not in the
         config): a backup must match both to be resumed."""
         self.csv, self.tb, self.every, self.best = [], [], [], []
         self.backup, self.keys, self.idle = None, tuple(keys), []
-        columns = keras_csv_columns(self.keys, run.hooks)
+        order = list(callbacks or files)
         for cb in files:
             if isinstance(cb, CSVLogger):
-                self.csv.append(observers.HistoryLog(cb.filename, columns=columns,
-                                                     line_end="\r\n"))
+                before = order[:order.index(cb)] if cb in order else order
+                lr_logged = any(isinstance(b, (ReduceLROnPlateau, C.ReduceLROnPlateau,
+                                               LearningRateScheduler, CosineSchedule))
+                                for b in before)
+                self.csv.append(observers.HistoryLog(
+                    cb.filename, columns=keras_csv_columns(self.keys, lr_logged),
+                    line_end="\r\n"))
             elif isinstance(cb, TensorBoard):
                 self.tb.append(observers.TensorBoardLog(cb.log_dir))
             elif isinstance(cb, BackupAndRestore):

@@ -195,7 +195,7 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     keys = _keras_keys(has_val)
     effects = CB.Effects(files, has_val=has_val, run=run, keys=keys,
                          data=CB.data_fingerprint(x, y, xv, yv) if files else None,
-                         schedule_fn=schedule_fn)
+                         schedule_fn=schedule_fn, callbacks=callbacks)
     progress = observers.Progress(epochs, quiet=verbose == 0, stream=sys.stdout)
     messages = CB.Messages(callbacks, sys.stdout)  # the callbacks' own verbose=1 lines
 
@@ -241,13 +241,28 @@ KERAS_ONLY = {
 }
 
 
+# Keras fit's defaults for those arguments: passing one changes nothing, so it is accepted.
+KERAS_DEFAULTS = {"class_weight": None, "sample_weight": None, "initial_epoch": 0,
+                  "validation_freq": 1, "steps_per_epoch": None, "validation_steps": None,
+                  "validation_batch_size": None}
+
+
+def _is_default(value, default) -> bool:
+    if default is None:
+        return value is None
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+        and value == default
+
+
 def _check_keras_only(extra: dict, shuffle) -> None:
     """One ConfigError for a Keras-only or unknown argument, and for shuffle=False (jaxmlp
     reshuffles every epoch, Keras's default shuffle=True)."""
-    if shuffle is not True:
+    if not (isinstance(shuffle, (bool, np.bool_)) and bool(shuffle)):
         raise ConfigError(f"fit: shuffle={shuffle!r} is not supported: the training data is "
                           "reshuffled every epoch (Keras's default shuffle=True)")
-    for name in extra:
+    for name, value in extra.items():
+        if name in KERAS_DEFAULTS and _is_default(value, KERAS_DEFAULTS[name]):
+            continue  # Keras's own default: what jaxmlp does anyway
         if name in KERAS_ONLY:
             raise ConfigError(f"fit: {name}= is a Keras fit argument jaxmlp does not take; "
                               f"{KERAS_ONLY[name]}")

@@ -145,21 +145,24 @@ def test_file_callbacks_and_a_scheduler(tmp_path):
             if p.name.isdigit()] == [str(best)]
 
 
-@pytest.mark.parametrize("split, callback, header", [
+@pytest.mark.parametrize("split, before, after, header", [
     # What Keras 3's CSVLogger writes (keras/src/callbacks/csv_logger.py): the logs' keys
-    # sorted; the learning rate only when a callback puts it in the logs; without any val_ key,
-    # a val_ copy of every key appended (NA).
-    (0.0, None, "epoch,accuracy,loss,val_accuracy,val_loss"),
-    (0.25, jaxmlp.ReduceLROnPlateau(patience=1),
+    # sorted; the learning rate only when a callback before the CSVLogger in the list puts it
+    # in the logs (the CSVLogger fixes its columns at the first epoch's end); without any val_
+    # key, a val_ copy of every key appended (NA).
+    (0.0, None, None, "epoch,accuracy,loss,val_accuracy,val_loss"),
+    (0.25, jaxmlp.ReduceLROnPlateau(patience=1), None,
      "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss"),
-    (0.0, jaxmlp.LearningRateScheduler(lambda epoch, lr: lr),
+    (0.25, None, jaxmlp.ReduceLROnPlateau(patience=1),
+     "epoch,accuracy,loss,val_accuracy,val_loss"),
+    (0.0, jaxmlp.LearningRateScheduler(lambda epoch, lr: lr), None,
      "epoch,accuracy,learning_rate,loss,val_accuracy,val_learning_rate,val_loss"),
 ])
-def test_csv_logger_writes_kerass_columns_and_line_ends(tmp_path, split, callback, header):
+def test_csv_logger_writes_kerass_columns_and_line_ends(tmp_path, split, before, after, header):
     x, y = problem(n=100)
     path = tmp_path / "h.csv"
     r = jaxmlp.fit(x, y, **SMALL, epochs=2, validation_split=split,
-                   callbacks=[jaxmlp.CSVLogger(path)] + ([callback] if callback else []))
+                   callbacks=[c for c in (before, jaxmlp.CSVLogger(path), after) if c])
     lines = path.read_bytes().decode().split("\r\n")
     assert lines[0] == header and lines[-1] == "" and len(lines) == 4
     rows = list(csv.DictReader(open(path, newline="")))
@@ -180,7 +183,9 @@ def test_keras_only_fit_arguments_are_one_line_errors_that_say_what_to_do():
         with pytest.raises(jaxmlp.ConfigError, match=match) as err:
             jaxmlp.fit(x, y, **SMALL, **kw)
         assert "\n" not in str(err.value)
-    assert len(jaxmlp.fit(x, y, **SMALL, shuffle=True).history["loss"]) == 1  # Keras's default
+    keras_defaults = {"shuffle": np.True_, "class_weight": None, "initial_epoch": 0,
+                      "validation_freq": 1, "steps_per_epoch": None}  # what jaxmlp does anyway
+    assert len(jaxmlp.fit(x, y, **SMALL, **keras_defaults).history["loss"]) == 1
     assert jaxmlp.MLP(output_clip=1e-7).output_clip == pytest.approx(1e-7)
 
 

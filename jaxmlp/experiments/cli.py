@@ -416,8 +416,8 @@ def run(exp: Experiment, argv=None, *, prog: str | None = None) -> int:
         # The sweep has closed its files on the way out: finished groups keep their records
         # and a group in training its last checkpoint, so the same command goes on from there
         # (without --retrain, which would discard them again).
-        again = ("the same command without --retrain" if "--retrain" in argv
-                 else "the same command")
+        retrained = any(a == "--retrain" or a.startswith("--retrain=") for a in argv)
+        again = "the same command without --retrain" if retrained else "the same command"
         print(f"[{exp.name}] interrupted; rerun {again} to resume", file=sys.stderr)
         return 130
 
@@ -807,9 +807,9 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
         "observers_first": True,
         "time_split_s": clock.seconds,  # runner.Clock: where the time went, per phase
         **({"cpu_s": cpu_s} if cpu_s else {})}  # runner.ThreadCPU: CPU by kind of thread
+    _report_pending(out)  # first: killed between the two, the next invocation still reports
     atomic.write_json(out / "results.json", doc)
     _say(args, f"[{exp.name}] wrote {out / 'results.json'}")
-    _report_pending(out)
     _report_if_pending(exp, args, out)
     return 0
 
@@ -882,6 +882,9 @@ def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
         _report_pending(path.parent)
         _say(args, f"[{exp.name}] nothing to train: every run has finished; the title, notes, "
              f"labels, parts and page text in {path} are now the definition's")
+    elif (path.parent / REPORT_PENDING).exists():
+        _say(args, f"[{exp.name}] nothing to train: every run has finished; {path} is left as "
+             "it is (an earlier invocation stopped before the site was regenerated)")
     else:
         _say(args, f"[{exp.name}] nothing to train: every run has finished; {path} and the "
              "site are left as they are")

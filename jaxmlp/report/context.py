@@ -184,7 +184,7 @@ def reproduce(command: str) -> str:
         return command
     kept, skipping = [], False
     for word in words:
-        if word in ("--retrain", "--quiet"):
+        if word in ("--retrain", "--quiet") or word.startswith("--retrain="):
             skipping = word == "--retrain"
             continue
         if skipping and not word.startswith("-"):
