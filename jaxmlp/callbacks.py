@@ -476,6 +476,9 @@ class Messages:
         self.plateau = next((cb for cb in loud if isinstance(cb, ReduceLROnPlateau)), None)
         self.scheduler = next((cb for cb in loud if isinstance(cb, LearningRateScheduler)), None)
         self.checkpoints = [cb for cb in loud if isinstance(cb, ModelCheckpoint)]
+        # Keras calls on_epoch_end in the list's order: the plateau's and the checkpoints'
+        # lines come in that order too.
+        self.at_end = [cb for cb in loud if isinstance(cb, (ReduceLROnPlateau, ModelCheckpoint))]
         self.stream, self.reductions, self.best = stream, 0, None
 
     def __bool__(self) -> bool:
@@ -505,14 +508,16 @@ class Messages:
         if self.scheduler:  # Keras prints it at the epoch's start: first of the epoch's lines
             self._say(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                       f"{row['learning_rate']}.")
-        if self.plateau and int(s.lr_reductions) > self.reductions:
-            # Keras: new_lr = max(float(old_lr) * factor, min_lr), in Python floats
-            new = max(float(np.float32(row["learning_rate"])) * self.plateau.factor,
-                      self.plateau.min_lr)
-            self._say(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+        cut = int(s.lr_reductions) > self.reductions
         self.reductions = int(s.lr_reductions)
         improved = bool(s.checkpoint) and int(s.checkpoint_best_epoch) == epoch
-        for cb in self.checkpoints:  # Effects.epoch has saved by now
+        for cb in self.at_end:  # a checkpoint's save: Effects.epoch has made it by now
+            if isinstance(cb, ReduceLROnPlateau):
+                if cut:  # Keras: new_lr = max(float(old_lr) * factor, min_lr), Python floats
+                    new = max(float(np.float32(row["learning_rate"])) * cb.factor, cb.min_lr)
+                    self._say(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new}.")
+                continue
             if not cb.save_best_only:
                 self._say(f"Epoch {epoch + 1}: saving model to {cb.filepath}")
             elif cb.monitor not in row:

@@ -226,6 +226,16 @@ def test_callbacks_verbose_1_print_kerass_lines_when_they_act(tmp_path, capsys):
             assert f"Epoch {e + 1}: val_loss did not improve from {shown}" in out
     assert out[-2:] == [f"Epoch {n}: early stopping", "Restoring model weights from the end of "
                         f"the best epoch: {int(np.argmin(val)) + 1}."]
+    for e in cuts:  # in the list's order, as Keras calls on_epoch_end
+        lines = [line for line in out if line.startswith(f"Epoch {e + 1}: ")]
+        assert "ReduceLROnPlateau" in lines[0] and "val_loss" in lines[1]
+    capsys.readouterr()
+    jaxmlp.fit(x, y, **SMALL, optimizer=jaxmlp.Adam(0.05), epochs=30, validation_split=0.3,
+               callbacks=[jaxmlp.ModelCheckpoint(tmp_path / "ck2", save_best_only=True, verbose=1),
+                          jaxmlp.ReduceLROnPlateau(patience=1, factor=0.5, verbose=1)])
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if line.startswith(f"Epoch {cuts[0] + 1}: ")]
+    assert "val_loss" in lines[0] and "ReduceLROnPlateau" in lines[-1]
     with pytest.raises(jaxmlp.ConfigError, match="EarlyStopping.verbose='yes'"):
         jaxmlp.EarlyStopping(verbose="yes")
     assert jaxmlp.EarlyStopping(verbose=1) == jaxmlp.EarlyStopping(verbose=1)
