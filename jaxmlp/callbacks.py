@@ -260,7 +260,7 @@ def _traced_schedule(schedule: Callable) -> Callable:
                              jax.ShapeDtypeStruct((), jnp.int32),
                              jax.ShapeDtypeStruct((), jnp.float32))
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:200]
+        first = observers.first_line(e, 200)
         raise ConfigError(
             f"LearningRateScheduler: schedule(epoch, lr) cannot run inside the compiled epoch "
             f"({type(e).__name__}: {first}). epoch and lr are JAX arrays there: write conditions "
@@ -377,8 +377,7 @@ class Effects:
         for cb in files:
             if isinstance(cb, CSVLogger):
                 before = order[:order.index(cb)] if cb in order else order
-                lr_logged = any(isinstance(b, (ReduceLROnPlateau, C.ReduceLROnPlateau,
-                                               LearningRateScheduler, CosineSchedule))
+                lr_logged = any(HOOKS.get(type(b)) in ("reduce_lr", "schedule")
                                 for b in before)
                 self.csv.append(observers.HistoryLog(
                     cb.filename, columns=keras_csv_columns(self.keys, lr_logged),
@@ -473,44 +472,44 @@ class Messages:
     def __init__(self, callbacks, stream):
         loud = [cb for cb in callbacks or () if getattr(cb, "verbose", 0)]
         self.es = next((cb for cb in loud if isinstance(cb, EarlyStopping)), None)
-        self.plateau = next((cb for cb in loud if isinstance(cb, ReduceLROnPlateau)), None)
         self.scheduler = next((cb for cb in loud if isinstance(cb, LearningRateScheduler)), None)
-        self.checkpoints = [cb for cb in loud if isinstance(cb, ModelCheckpoint)]
         # Keras calls on_epoch_end in the list's order: the plateau's and the checkpoints'
         # lines come in that order too.
         self.at_end = [cb for cb in loud if isinstance(cb, (ReduceLROnPlateau, ModelCheckpoint))]
         self.stream, self.reductions, self.best = stream, 0, None
 
     def __bool__(self) -> bool:
-        return bool(self.es or self.plateau or self.scheduler or self.checkpoints)
+        return bool(self.es or self.scheduler or self.at_end)
 
     def _say(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
+    @staticmethod
+    def _summary(state) -> H.Summary:
+        """The group of one's hooks, on the host, without their copies of the weights."""
+        return jax.device_get(H.summary(H.with_weights(
+            jax.tree.map(lambda a: a[0], state.hooks), None)))
+
     def resumed(self, state) -> None:
         """A fit resumed from a backup (`state`: the group of one's, restored): the plateau's
         cuts and the best value so far go on from it, as the hooks do."""
-        s = jax.device_get(H.summary(H.with_weights(
-            jax.tree.map(lambda a: a[0], state.hooks), None)))
+        s = self._summary(state)
         self.reductions = int(s.lr_reductions)
         if bool(s.checkpoint) and int(s.checkpoint_best_epoch) >= 0:
             self.best = float(s.checkpoint_best)
 
     def epoch(self, epoch: int, row: dict, state) -> None:
         """After `epoch` (0-based): its history row and the group-of-one state after it."""
-        if not (self.plateau or self.checkpoints):
-            if self.scheduler:
-                self._say(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
-                          f"{row['learning_rate']}.")
-            return
-        s = jax.device_get(H.summary(H.with_weights(
-            jax.tree.map(lambda a: a[0], state.hooks), None)))
         if self.scheduler:  # Keras prints it at the epoch's start: first of the epoch's lines
             self._say(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                       f"{row['learning_rate']}.")
+        if not self.at_end:
+            return
+        s = self._summary(state)
         cut = int(s.lr_reductions) > self.reductions
         self.reductions = int(s.lr_reductions)
         improved = bool(s.checkpoint) and int(s.checkpoint_best_epoch) == epoch
+        best = "None" if self.best is None else f"{self.best:.5f}"
         for cb in self.at_end:  # a checkpoint's save: Effects.epoch has made it by now
             if isinstance(cb, ReduceLROnPlateau):
                 if cut:  # Keras: new_lr = max(float(old_lr) * factor, min_lr), Python floats
@@ -523,11 +522,9 @@ class Messages:
             elif cb.monitor not in row:
                 continue
             elif improved:
-                best = "None" if self.best is None else f"{self.best:.5f}"
                 self._say(f"Epoch {epoch + 1}: {cb.monitor} improved from {best} to "
                           f"{row[cb.monitor]:.5f}, saving model to {cb.filepath}")
             else:
-                best = "None" if self.best is None else f"{self.best:.5f}"
                 self._say(f"Epoch {epoch + 1}: {cb.monitor} did not improve from {best}")
                 continue
             self._say(f"Epoch {epoch + 1}: finished saving model to {cb.filepath}")

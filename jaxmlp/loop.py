@@ -430,7 +430,7 @@ def save_all(models, *, at_once: int = 8) -> None:
         _check_model_folder(path)
     for start in range(0, len(models), at_once):
         batch = models[start:start + at_once]
-        with _one_save_at_a_time([path for _, path in batch]):
+        with _folder_locks([path for _, path in batch]):
             _save_batch(batch)
 
 
@@ -457,27 +457,11 @@ def _save_batch(batch) -> None:
 
 
 @contextlib.contextmanager
-def _reading(path: Path):
-    """A shared lock on the folder's `.jaxmlp-save.lock` while a model is read, where a save
-    made one (a read-only folder without it is read without a lock)."""
-    try:
-        import fcntl
-        lock = open(path / ".jaxmlp-save.lock")  # noqa: SIM115 (closed below)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        fcntl.flock(lock, fcntl.LOCK_SH)
-        yield
-    finally:
-        lock.close()
-
-
-@contextlib.contextmanager
-def _one_save_at_a_time(paths):
-    """An exclusive lock on each folder (`.jaxmlp-save.lock` in it) while it is saved: two
-    saves into one folder at once (two processes) would each remove the other's weights as
-    leftovers. Without fcntl (Windows) there is no lock."""
+def _folder_locks(paths, *, shared: bool = False):
+    """A lock on each folder's `.jaxmlp-save.lock`: exclusive while a save writes it (two saves
+    into one folder at once would each remove the other's weights as leftovers), shared while
+    a load reads it. A load locks only where a save made the file (a read-only folder is read
+    without one); without fcntl (Windows) nothing is locked."""
     try:
         import fcntl
     except ImportError:
@@ -485,10 +469,13 @@ def _one_save_at_a_time(paths):
     files = []
     try:
         for path in sorted(set(paths)):
+            lock = path / ".jaxmlp-save.lock"
+            if shared and not lock.is_file():
+                continue
             path.mkdir(parents=True, exist_ok=True)
             if fcntl is not None:
-                files.append(open(path / ".jaxmlp-save.lock", "a"))  # noqa: SIM115
-                fcntl.flock(files[-1], fcntl.LOCK_EX)
+                files.append(open(lock, "r" if shared else "a"))  # noqa: SIM115
+                fcntl.flock(files[-1], fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         for f in files:
@@ -584,7 +571,7 @@ def load(directory) -> Result:
     if doc["format"] == CB.CHECKPOINT_FORMAT:
         weights, history = _checkpoint_weights(path, path / doc["kind"], template), {}
     else:
-        with _reading(path):  # a save into this folder waits, and this waits for one
+        with _folder_locks([path], shared=True):  # a save waits for this, and this for one
             doc = _read_model_json(path)  # again, under the lock: a save may have just ended
             history = {k: [np.nan if v is None else v for v in vs]
                        for k, vs in doc["history"].items()}
@@ -592,9 +579,8 @@ def load(directory) -> Result:
                 with ocp.StandardCheckpointer() as ckpt:
                     weights = ckpt.restore(_weights_of(path, doc), template)
             except ValueError as e:  # Orbax: the tree on disk is not the config's model
-                first = (str(e).strip().splitlines() or [""])[0][:160]
                 raise DataError(f"{path}: the weights do not fit model.json's config (another "
-                                f"architecture: {first})") from None
+                                f"architecture: {observers.first_line(e, 160)})") from None
     for (where, got), want in zip(jax.tree_util.tree_leaves_with_path(weights),
                                   jax.tree.leaves(template)):
         if got.shape != want.shape:  # Orbax restores what is on disk, whatever the template
@@ -616,10 +602,9 @@ def _checkpoint_weights(path: Path, folder: Path, template, *, tries: int = 30,
         if attempt:
             time.sleep(wait)
         steps = ocp.utils.checkpoint_steps(folder) if folder.is_dir() else []
-        writing = folder.is_dir() and any("tmp" in p.name for p in folder.iterdir())
         if not steps:
-            if writing:
-                continue  # between a step's removal and the next one's rename
+            if folder.is_dir() and any("tmp" in p.name for p in folder.iterdir()):
+                continue  # a save in progress: between a step's removal and the next's rename
             raise FileNotFoundError(f"{path}: the ModelCheckpoint has saved no weights yet "
                                     f"(nothing under {folder})")
         try:
@@ -627,7 +612,7 @@ def _checkpoint_weights(path: Path, folder: Path, template, *, tries: int = 30,
                 return ckpt.restore(folder / str(max(steps)) / "state", template)
         except Exception as e:  # noqa: BLE001 (Orbax and TensorStore raise many kinds)
             error = e
-    first = (str(error).strip().splitlines() or [""])[0][:200] if error else "no complete step"
+    first = observers.first_line(error, 200) if error else "no complete step"
     raise DataError(f"{path}: could not read the ModelCheckpoint's newest weights after {tries} "
                     f"tries ({type(error).__name__ if error else 'empty'}: {first}); a fit may "
                     "still be writing it, or it is damaged")

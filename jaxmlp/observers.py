@@ -153,7 +153,7 @@ class CheckpointStore:
                 out = manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore()))
             except Exception as e:  # any unreadable step falls back to the one before
-                failed.append(f"epoch {step}: {type(e).__name__}: {_first_line(e)}")
+                failed.append(f"epoch {step}: {type(e).__name__}: {first_line(e)}")
                 continue
             if failed:
                 moved = self._set_aside(manager.directory, kind, steps[:len(failed)])
@@ -217,9 +217,11 @@ def _item_handlers():
     return {"state": ocp.StandardCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception, limit: int = 300) -> str:
+    """The first line of an exception's message, at most `limit` characters (for one-line
+    errors that quote Orbax's, TensorStore's or a file's own)."""
     text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""
+    return text.splitlines()[0][:limit] if text else ""
 
 
 class HistoryLog:

@@ -526,8 +526,8 @@ def done(out_dir: Path, m: Member, *, warn=print) -> bool:
             raise ValueError(f"a JSON {type(record).__name__}, not an object")
     except (OSError, UnicodeDecodeError, ValueError) as e:
         dest = set_aside(path)
-        warn(f"{path}: unreadable member record ({type(e).__name__}: {_first_line(e)}); moved to "
-             f"{dest}, the run trains again")
+        warn(f"{path}: unreadable member record ({type(e).__name__}: "
+             f"{observers.first_line(e, 200)}); moved to {dest}, the run trains again")
         return False
     stored = record.get("config_sha1")
     if stored is not None and stored != m.fingerprint:
@@ -548,10 +548,6 @@ def set_aside(path: Path) -> Path:
         dest = folder / f"{path.name}.{n}"
     os.replace(path, dest)
     return dest
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 def checkpoint_dir(group: list[Member], runs_dir: Path) -> Path:

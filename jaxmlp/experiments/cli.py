@@ -807,7 +807,8 @@ def _train(exp: Experiment, args, runs, out: Path, runs_dir: Path, take_lock) ->
         "observers_first": True,
         "time_split_s": clock.seconds,  # runner.Clock: where the time went, per phase
         **({"cpu_s": cpu_s} if cpu_s else {})}  # runner.ThreadCPU: CPU by kind of thread
-    _report_pending(out)  # first: killed between the two, the next invocation still reports
+    if _feeds_site(exp, args, out):  # first: killed between the two, the next one reports
+        _report_pending(out)
     atomic.write_json(out / "results.json", doc)
     _say(args, f"[{exp.name}] wrote {out / 'results.json'}")
     _report_if_pending(exp, args, out)
@@ -874,12 +875,15 @@ def _unchanged(path: Path, doc: dict, identity: dict, args, exp) -> bool:
         # Edited in the definition since (a title, a label, a part, the notes): what the
         # definition says is written, the results and their provenance are kept.
         old["title"], old["settings"]["notes"] = doc["title"], doc["settings"]["notes"]
-        old.pop("page", None)
-        old.update({"page": doc["page"]} if "page" in doc else {})
+        if "page" in doc:
+            old["page"] = doc["page"]
+        else:
+            old.pop("page", None)
         for was, now in zip(old["runs"], doc["runs"]):
             was.update({k: now.get(k) for k in RUN_TEXT})
         atomic.write_json(path, old)
-        _report_pending(path.parent)
+        if _feeds_site(exp, args, path.parent):
+            _report_pending(path.parent)
         _say(args, f"[{exp.name}] nothing to train: every run has finished; the title, notes, "
              f"labels, parts and page text in {path} are now the definition's")
     elif (path.parent / REPORT_PENDING).exists():
@@ -998,6 +1002,11 @@ def _definition(doc: dict) -> object:
         "runs": [[r.get(k) for k in RUN_TEXT] for r in doc.get("runs", [])]})))
 
 
+def _feeds_site(exp: Experiment, args, out: Path) -> bool:
+    """Whether these results are the site's: the definition's own folder, not --quick's."""
+    return not args.quick and out == Path("experiments") / exp.name
+
+
 def _report_pending(out: Path) -> None:
     atomic.write_text(out / REPORT_PENDING, "the site is not yet regenerated from results.json\n")
 
@@ -1008,7 +1017,7 @@ def _report_if_pending(exp: Experiment, args, out: Path) -> None:
     marker = out / REPORT_PENDING
     if not marker.exists() or args.no_report:
         return
-    if args.quick or out != Path("experiments") / exp.name or not Path("docs").is_dir():
+    if not _feeds_site(exp, args, out) or not Path("docs").is_dir():
         marker.unlink()  # no site here to regenerate
         return
     try:

@@ -50,16 +50,16 @@ class ReportError(Exception):
     """A page that cannot be rendered (its template's error, where), in one line."""
 
 
-def page_of(doc: dict, root: Path = Path(".")) -> tuple[str, str, list[Path]]:
+def page_of(doc: dict) -> tuple[str, str, list[Path]]:
     """(page path under docs/, template name, extra template folders) for one experiment:
     the original page's location if it has one, else experiments/<name>.md; the template
-    recorded in results.json (relative to `root`, the folder holding experiments/), else
-    jaxmlp/experiments/templates/<name>.md.j2, else default."""
+    recorded in results.json (relative to the site's folder: the one holding the folder of
+    results folders), else jaxmlp/experiments/templates/<name>.md.j2, else default."""
     name = doc["experiment"]
     meta = doc.get("page", {})
     page = load.original(name).get("page") or meta.get("path") or f"experiments/{name}.md"
     if meta.get("template"):
-        t = root / meta["template"]
+        t = doc["_dir"].parent.parent / meta["template"]
         if t.is_file():
             return page, t.resolve().name, [t.resolve().parent]
         # Results from another machine, or written before templates were recorded relative:
@@ -85,22 +85,23 @@ def _where(e: jinja2.TemplateError, template: str) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
+def _body(text: str) -> int:
+    """Where a page's body starts: after its front matter, if it opens with one."""
+    if text.startswith("---\n") and "\n---\n" in text[4:]:
+        return text.index("\n---\n", 4) + 5
+    return 0
+
+
 def is_stamped(text: str) -> bool:
     """Whether a page is one `stamped` wrote: the stamp first, or right after the front matter
     (a page that only quotes it, say in a code block, is not)."""
-    stamp = HEADER.split("{source}")[0]
-    if text.startswith("---\n") and "\n---\n" in text[4:]:
-        text = text[text.index("\n---\n", 4) + 5:]
-    return text.startswith(stamp)
+    return text[_body(text):].startswith(HEADER.split("{source}")[0])
 
 
 def stamped(text: str, source: str) -> str:
     """The page with a do-not-edit comment after its front matter (which must come first)."""
-    head = HEADER.format(source=source)
-    if text.startswith("---\n"):
-        end = text.index("\n---\n", 4) + 5
-        return text[:end] + head + text[end:]
-    return head + text
+    end = _body(text)
+    return text[:end] + HEADER.format(source=source) + text[end:]
 
 
 def write(path: Path, text: str) -> Path:
@@ -112,8 +113,8 @@ def write(path: Path, text: str) -> Path:
 
 def generate(experiments: Path, docs: Path, also=()) -> list[Path]:
     """Render every page and figure from the committed results; returns the files written.
-    `also`: more results folders whose experiments get pages too (the benchmark records and
-    templates' root are `experiments`'s)."""
+    `also`: more results folders whose experiments get pages too (the benchmark records are
+    `experiments`'s)."""
     written, pages = [], []
     docs_of = load.experiments(experiments)
     for folder in also:
@@ -124,8 +125,7 @@ def generate(experiments: Path, docs: Path, also=()) -> list[Path]:
                               "allowed one results folder per experiment name")
         docs_of += more
     for doc in docs_of:
-        # a recorded template is relative to the folder that holds its results folder's folder
-        page, template, extra = page_of(doc, doc["_dir"].parent.parent)
+        page, template, extra = page_of(doc)
         ctx = context.experiment(doc, docs, page)
         try:
             text = environment(extra, docs).get_template(template).render(**ctx)
