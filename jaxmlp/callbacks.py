@@ -29,6 +29,7 @@ from jaxmlp import atomic, observers
 from jaxmlp import config as C
 from jaxmlp import hooks as H
 from jaxmlp.config import ConfigError, CosineSchedule
+from jaxmlp.epoch import schedule_fingerprint
 
 __all__ = ["EarlyStopping", "ReduceLROnPlateau", "CosineSchedule", "LearningRateScheduler",
            "TerminateOnNaN", "ModelCheckpoint", "TensorBoard", "CSVLogger", "BackupAndRestore",
@@ -666,18 +667,6 @@ class _Backup:
         if self._store is not None:
             self._store.close()
             self._store = None
-
-
-def schedule_fingerprint(fn: Callable) -> str:
-    """A LearningRateScheduler's function as traced on the compiled epoch's arrays: a hash of
-    its jaxpr (its operations and literal numbers) and of any arrays it closes over, so that a
-    backup made with another schedule is told apart (a lambda's name says nothing)."""
-    closed = jax.make_jaxpr(lambda e, lr: jnp.asarray(fn(e, lr), jnp.float32))(
-        jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))
-    digest = hashlib.sha1(str(closed.jaxpr).encode())
-    for const in closed.consts:
-        digest.update(np.asarray(const).tobytes())
-    return "sha1:" + digest.hexdigest()[:16]
 
 
 def data_fingerprint(*arrays) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import warnings
 from typing import Any, NamedTuple
 
@@ -145,6 +146,18 @@ def masks_ahead_default(mesh=None) -> bool:
     """Whether an epoch draws its dropout masks before its loop over batches (see make_epoch):
     on the CPU, on one device."""
     return jax.default_backend() == "cpu" and (mesh is None or mesh.size == 1)
+
+
+def schedule_fingerprint(fn) -> str:
+    """A LearningRateScheduler's function as traced on the compiled epoch's arrays: a hash of
+    its jaxpr (its operations and literal numbers) and of any arrays it closes over, so that a
+    backup made with another schedule is told apart (a lambda's name says nothing)."""
+    closed = jax.make_jaxpr(lambda e, lr: jnp.asarray(fn(e, lr), jnp.float32))(
+        jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))
+    digest = hashlib.sha1(str(closed.jaxpr).encode())
+    for const in closed.consts:
+        digest.update(np.asarray(const).tobytes())
+    return "sha1:" + digest.hexdigest()[:16]
 
 
 def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=None,

@@ -648,3 +648,67 @@ def test_a_resumed_fit_shows_each_epoch_once_in_tensorboard(tmp_path, monkeypatc
         events = EventAccumulator(str(tmp_path / "tb" / split)).Reload().Scalars("epoch_loss")
         assert [e.step for e in events] == list(range(6))
         assert [e.value for e in events] == pytest.approx(r.history[key], rel=1e-6)
+
+
+
+REFIT = dict(model=jaxmlp.MLP(hidden=(16,), dropout=0.3), batch_size=64, verbose=0, epochs=3,
+             validation_split=0.25, optimizer=jaxmlp.Adam(1e-2),
+             callbacks=[jaxmlp.LearningRateScheduler(lambda e, lr: lr * 0.7),
+                        jaxmlp.EarlyStopping(patience=1)])
+
+
+@pytest.fixture(scope="module")
+def refit():
+    """The programs a first fit (REFIT on 300 examples) built, to start each second fit from."""
+    from jaxmlp import group
+
+    x, y = problem(n=300, noise=1.0)
+    group._BUILT.clear()
+    first = jaxmlp.fit(x, y, **REFIT)
+    return x, y, first, dict(group._BUILT)
+
+
+def refit_and_fresh(refit, x, y, second: dict):
+    """`second` fitted where only the first fit's programs exist, and again from nothing;
+    returns (that fit, the fresh one, whether the first one built anything)."""
+    from jaxmlp import group
+
+    group._BUILT.clear()
+    group._BUILT.update(refit[3])
+    reused = jaxmlp.fit(x, y, **second)
+    new = group._BUILT.keys() != refit[3].keys()
+    group._BUILT.clear()
+    fresh = jaxmlp.fit(x, y, **second)
+    for p, q in zip(jax.tree.leaves((reused.params, reused.batch_stats)),
+                    jax.tree.leaves((fresh.params, fresh.batch_stats)), strict=True):
+        np.testing.assert_array_equal(p, q)
+    assert reused.history == fresh.history
+    return reused, fresh, new
+
+
+def test_a_fit_that_differs_only_in_numbers_reuses_the_compiled_programs(refit):
+    # Seed, learning rate, dropout rate, patience and epochs are numbers in the train state:
+    # the second fit runs the first one's programs and still gets exactly its own numbers.
+    x, y, first, _ = refit
+    second = dict(REFIT, seed=1, optimizer=jaxmlp.Adam(3e-3), epochs=5,
+                  model=jaxmlp.MLP(hidden=(16,), dropout=0.1),
+                  callbacks=[jaxmlp.LearningRateScheduler(lambda e, lr: lr * 0.7),
+                             jaxmlp.EarlyStopping(patience=3)])
+    reused, _, new = refit_and_fresh(refit, x, y, second)
+    assert not new
+    assert reused.history != first.history
+
+
+@pytest.mark.parametrize("change", [
+    dict(model=jaxmlp.MLP(hidden=(16,))),              # no dropout: the program draws no masks
+    dict(model=jaxmlp.MLP(hidden=(16,), dropout=0.3, l2=1e-3)),  # an L2 term
+    dict(n=280),                                       # another number of training examples
+    dict(validation_split=0.0, callbacks=[]),          # no validation data
+    dict(callbacks=[jaxmlp.LearningRateScheduler(lambda e, lr: lr * 0.9),
+                    jaxmlp.EarlyStopping(patience=1)]),
+])
+def test_what_a_compiled_program_closes_over_gets_a_program_of_its_own(refit, change):
+    x, y, _, _ = refit
+    n = change.pop("n", len(x))
+    _, _, new = refit_and_fresh(refit, x[:n], y[:n], {**REFIT, **change})
+    assert new
