@@ -121,7 +121,8 @@ SHARDS = ("batch", "members")
 
 
 def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedule_fn=None,
-                members: str | None = None, shard: str = "batch", unroll: int = 1):
+                members: str | None = None, shard: str = "batch", unroll: int = 1,
+                reuse: bool = False):
     """Compile-ready functions for `runs` (all with one group_key) over a leading member axis.
 
     `members` picks how the member axis is computed ('vmap' or 'map'; default by backend).
@@ -132,6 +133,12 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
 
     The step does not donate its input state: `jaxmlp.loop.fit_group` hands a chunk's state to
     the observers while the next chunk trains.
+
+    `reuse`: return the functions an earlier call built for runs and data of the same key
+    (`_BUILT`), with the programs `jax.jit` compiled for them, instead of new ones. `jaxmlp.fit`
+    asks for it; a sweep builds each group once, and benchmarks and tests that swap a module's
+    function to build a variant (`models.first_layer_dot`, `epoch.masks_ahead_default`) need
+    what they build to be traced anew.
     """
     runs = tuple(runs)
     keys = {group_key(r, "vmap") for r in runs}  # whatever they use: see group_key
@@ -146,15 +153,16 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
            members or member_axis(),
            None if schedule_fn is None else schedule_fingerprint(schedule_fn))
     with _BUILT_LOCK:
-        built = _BUILT.pop(key, None)
+        built = _BUILT.pop(key, None) if reuse else None
         if built is not None:
             _BUILT[key] = built  # most recently used last
     if built is None:
         built = _build(runs, data, epochs_per_call, mesh, schedule_fn, members, shard, unroll)
-        with _BUILT_LOCK:
-            _BUILT[key] = built
-            while len(_BUILT) > BUILT_KEEP:
-                _BUILT.pop(next(iter(_BUILT)))
+        if reuse:
+            with _BUILT_LOCK:
+                _BUILT[key] = built
+                while len(_BUILT) > BUILT_KEEP:
+                    _BUILT.pop(next(iter(_BUILT)))
     fns, tx, step, final_evaluation, placed = built
     return Group(runs, fns, tx, step, final_evaluation, epochs_per_call,
                  data.x_val.shape[0] > 0, placed)
@@ -162,10 +170,10 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
 
 # Built groups' functions by what they close over (`build_group`'s key), most recently used
 # last: another group with the same key (another seed, learning rate, dropout rate, patience:
-# numbers the state holds) reuses them, and with them the programs `jax.jit` compiled for
-# them, instead of tracing and compiling its own. `jaxmlp.fit` called again on data of the
-# same shapes (a loop over seeds or learning rates) compiles nothing: 4.4 -> 1.0 s for the
-# README's fit on 2 CPU cores (`python -m jaxmlp.bench.refit`).
+# numbers the state holds) reuses them with `reuse=True`, and with them the programs
+# `jax.jit` compiled for them, instead of tracing and compiling its own. So `jaxmlp.fit`
+# called again on data of the same shapes (a loop over seeds or learning rates) compiles
+# nothing (`python -m jaxmlp.bench.refit` times it).
 _BUILT: dict[tuple, tuple] = {}
 _BUILT_LOCK = threading.Lock()
 BUILT_KEEP = 16

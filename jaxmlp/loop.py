@@ -143,7 +143,7 @@ def fit_run(run: RunConfig, data: Data, *, epochs_per_call: int = 1, mesh=None,
     them back (Keras's on_train_end), the last epoch's otherwise.
     """
     group = build_group([run], data, epochs_per_call=epochs_per_call, mesh=mesh,
-                        schedule_fn=schedule_fn)
+                        schedule_fn=schedule_fn, reuse=True)
     state, histories = init_group(group), None
     restored = resume(state) if resume is not None else None
     if restored is not None:

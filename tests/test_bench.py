@@ -927,3 +927,17 @@ def test_unused_parts_bench_times_both_programs_and_compares_their_numbers(tmp_p
     assert "no experiment 'x'" in err and not (tmp_path / "no.json").exists()
     with pytest.raises(SystemExit):
         unused_parts.main(["--rounds", "0"])
+
+
+def test_refit_summary_takes_medians_over_processes_and_refuses_zero_fits(capsys):
+    from jaxmlp.bench import refit
+
+    rounds = [[(9.0, 21), (1.0, 19), (0.5, 17)], [(7.0, 21), (0.25, 19), (0.25, 17)],
+              [(8.0, 21), (0.5, 19), (0.5, 17)]]
+    got = refit.summary(rounds)
+    assert got["first_fit_s"] == 8.0 and got["later_fit_s"] == 0.5  # medians of 0.75, 0.25, 0.5
+    assert got["epochs"] == [21, 19, 17] and got["rounds_s"][1] == [7.0, 0.25, 0.25]
+    assert refit.summary([[(3.0, 5)]])["later_fit_s"] is None
+    with pytest.raises(SystemExit) as err:
+        refit.main(["--fits", "0"])
+    assert err.value.code == 2 and "--fits 0" in capsys.readouterr().err
