@@ -1,4 +1,5 @@
-"""jaxmlp: Keras-style MLP training in JAX. The public API: fit, load, MLP, optimizers, callbacks.
+"""jaxmlp: Keras-style MLP training in JAX. The public API: fit, fit_many, load, MLP, optimizers,
+callbacks.
 
     import jaxmlp
     r = jaxmlp.fit(x, y, model=jaxmlp.MLP(hidden=(256, 128), dropout=0.3),
@@ -16,7 +17,7 @@ experiment runner) is importable too; see docs/guide/api.md.
 import importlib
 
 _PUBLIC = {
-    "jaxmlp.loop": ("fit", "load", "Result"),
+    "jaxmlp.loop": ("fit", "fit_many", "load", "Result"),
     "jaxmlp.config": ("MLP", "ConfigError"),
     "jaxmlp.data": ("DataError",),
     "jaxmlp.optim": ("Adam", "AdamW", "SGD", "RMSprop"),

@@ -470,7 +470,10 @@ class Messages:
     epochs as Keras 3 prints them), on `stream` after each epoch and at the end of `fit`, read
     from the epoch's history row and the hooks' state (they never change them)."""
 
-    def __init__(self, callbacks, stream):
+    def __init__(self, callbacks, stream, *, member: int = 0, prefix: str = ""):
+        """`member`: whose lines, in a group's state (fit_many's fits are its members);
+        `prefix` starts each line."""
+        self.member, self.prefix = member, prefix
         loud = [cb for cb in callbacks or () if getattr(cb, "verbose", 0)]
         self.es = next((cb for cb in loud if isinstance(cb, EarlyStopping)), None)
         self.scheduler = next((cb for cb in loud if isinstance(cb, LearningRateScheduler)), None)
@@ -483,13 +486,12 @@ class Messages:
         return bool(self.es or self.scheduler or self.at_end)
 
     def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(self.prefix + text, file=self.stream, flush=True)
 
-    @staticmethod
-    def _summary(state) -> H.Summary:
-        """The group of one's hooks, on the host, without their copies of the weights."""
+    def _summary(self, state) -> H.Summary:
+        """The member's hooks, on the host, without their copies of the weights."""
         return jax.device_get(H.summary(H.with_weights(
-            jax.tree.map(lambda a: a[0], state.hooks), None)))
+            jax.tree.map(lambda a: a[self.member], state.hooks), None)))
 
     def resumed(self, state) -> None:
         """A fit resumed from a backup (`state`: the group of one's, restored): the plateau's

@@ -36,8 +36,8 @@ from jaxmlp import callbacks as CB
 from jaxmlp import config as C
 from jaxmlp.config import ConfigError, RunConfig
 from jaxmlp.data import DataError, split_indices
-from jaxmlp.epoch import EVAL_CHUNK, Data, device_data, evaluate
-from jaxmlp.group import Group, build_group, init_group, local_mesh
+from jaxmlp.epoch import EVAL_CHUNK, Data, device_data, evaluate, schedule_fingerprint
+from jaxmlp.group import Group, build_group, group_key, init_group, local_mesh
 
 METRIC_KEYS = C.METRICS
 # How many chunks the observers may fall behind training. Two: on a GPU a chunk of TA8 epochs
@@ -173,22 +173,11 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     device. Bad shapes or labels raise DataError, bad settings ConfigError, before training.
     """
     _check_keras_only(keras_only, shuffle)
-    model = C.ModelConfig() if model is None else model
-    optimizer = C.OptimConfig(keras_epsilon=True) if optimizer is None else optimizer
-    _check_type("model", model, C.ModelConfig, "jaxmlp.MLP(...)")
-    _check_type("optimizer", optimizer, C.OptimConfig, "jaxmlp.Adam(...), SGD(...), ...")
-    if verbose not in (0, 1, 2):
-        raise ConfigError(f"fit: verbose={verbose!r} is invalid: allowed 0, 1 or 2")
-    epochs, batch_size, seed = (_count(name, value, lo) for name, value, lo in (
-        ("epochs", epochs, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)))
+    _check_verbose("fit", verbose)
+    settings = _settings("fit", model, optimizer, epochs, batch_size, seed)
     x, y, xv, yv, split = _split(x, y, validation_split, validation_data)
     classes = _classes(classes, y, yv)
-    hooks, schedule_fn, files = CB.plan(callbacks, optimizer.learning_rate)
-    run = RunConfig(
-        name="fit", model=dataclasses.replace(model, input_dim=x.shape[1], num_classes=classes),
-        optim=optimizer, hooks=hooks,
-        train=C.TrainConfig(dataset=None, epochs=epochs, batch_size=batch_size,
-                            validation_split=split, seed=seed))
+    run, schedule_fn, files = _planned(settings, callbacks, x.shape[1], classes, split)
     mesh = local_mesh()
     data = device_data(Data(x, y, xv, yv, x[:0], y[:0]), mesh)
     has_val = len(yv) > 0
@@ -229,6 +218,133 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     return Result(run, params, batch_stats, {k: history[k] for k in keys})
 
 
+# What each of fit_many's configs may set; the rest is shared (one data split, one output).
+PER_FIT = ("model", "optimizer", "epochs", "batch_size", "callbacks", "seed")
+
+
+def fit_many(x, y, configs, *, model: C.ModelConfig | None = None,
+             optimizer: C.OptimConfig | None = None, epochs: int = 1, batch_size: int = 32,
+             validation_split: float = 0.0, validation_data=None, callbacks=None, seed: int = 0,
+             verbose: int = 1, classes: int | None = None, shuffle: bool = True,
+             **keras_only) -> list[Result]:
+    """Several fits on the same arrays, trained as few compiled programs; one `Result` each.
+
+    `configs`: a list of dicts, each setting some of `PER_FIT` (model, optimizer, epochs,
+    batch_size, callbacks, seed) for one fit; what a dict leaves out comes from the arguments
+    of the same names here, and everything else is shared, as in `fit`. Three seeds of one
+    model: `fit_many(x, y, [dict(seed=s) for s in range(3)], model=..., epochs=...)`.
+
+    Fits whose programs have the same shapes (`jaxmlp.group.group_key`, and the same
+    LearningRateScheduler function) train together as the members of one program: looped
+    over on the CPU, vmapped on accelerators, each stopping on its own callbacks. The i-th
+    Result is the one `fit(x, y, **shared, **configs[i])` returns: bit for bit on the CPU,
+    to float rounding where members are vmapped. Callbacks that write files (ModelCheckpoint,
+    CSVLogger, TensorBoard, BackupAndRestore) are one fit's: refused here, save a Result with
+    `r.save(folder)`. verbose=1: a line per program and epoch; 2: a line per fit and epoch.
+    """
+    _check_keras_only(keras_only, shuffle, "fit_many")
+    _check_verbose("fit_many", verbose)
+    if isinstance(configs, dict) or not isinstance(configs, (list, tuple)) or not configs:
+        raise ConfigError(f"fit_many: configs={_short(configs)} is invalid: allowed a non-empty "
+                          "list of dicts, e.g. [dict(seed=s) for s in range(3)]")
+    shared = dict(model=model, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                  callbacks=callbacks, seed=seed)
+    _settings("fit_many", model, optimizer, epochs, batch_size, seed)
+    asked = []
+    for i, cfg in enumerate(configs):
+        where = f"fit_many: configs[{i}]"
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{where}={_short(cfg)} is invalid: allowed a dict of "
+                              + ", ".join(PER_FIT))
+        for name in cfg:
+            if name not in PER_FIT:
+                shared_only = name in inspect.signature(fit_many).parameters
+                raise ConfigError(
+                    f"{where}: {name}= " + ("is shared by every fit: pass it to fit_many itself"
+                                            if shared_only else "is not a fit argument")
+                    + "; allowed in a config: " + ", ".join(PER_FIT))
+        args = {**shared, **cfg}
+        asked.append((_settings(where, *(args[k] for k in PER_FIT if k != "callbacks")),
+                      args["callbacks"], where))
+    x, y, xv, yv, split = _split(x, y, validation_split, validation_data)
+    classes = _classes(classes, y, yv)
+    planned = []
+    for settings, cbs, where in asked:
+        try:
+            run, schedule_fn, files = _planned(settings, cbs, x.shape[1], classes, split)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        if files:
+            raise ConfigError(
+                f"{where}: {type(files[0]).__name__} writes one fit's files; fit_many takes "
+                "the callbacks that write nothing (EarlyStopping, ReduceLROnPlateau, "
+                "LearningRateScheduler, CosineSchedule, TerminateOnNaN): save a Result with "
+                "r.save(folder), or use jaxmlp.fit")
+        planned.append((run, schedule_fn, cbs))
+
+    # Fits that may share a program, in the order their first fit comes.
+    groups: dict[tuple, list[int]] = {}
+    for i, (run, schedule_fn, _) in enumerate(planned):
+        schedule = None if schedule_fn is None else schedule_fingerprint(schedule_fn)
+        groups.setdefault((group_key(run), schedule), []).append(i)
+    mesh = local_mesh()
+    data = device_data(Data(x, y, xv, yv, x[:0], y[:0]), mesh)
+    keys = _keras_keys(len(yv) > 0)
+    results: list[Result | None] = [None] * len(planned)
+    for idx in groups.values():
+        runs = [planned[i][0] for i in idx]
+        label = f"[{_which(idx, len(planned))}]"
+        group = build_group(runs, data, mesh=mesh, schedule_fn=planned[idx[0]][1], reuse=True)
+        prefixes = [f"[config {i}] " if len(planned) > 1 else "" for i in idx]
+        messages = [CB.Messages(planned[i][2], sys.stdout, member=j, prefix=prefixes[j])
+                    for j, i in enumerate(idx)]
+        max_epochs = [r.train.epochs for r in runs]
+        each = verbose == 2 or (verbose == 1 and len(idx) == 1)  # fit's lines, one per fit
+
+        def observe(state, histories, chunk, label=label, messages=messages, prefixes=prefixes,
+                    max_epochs=max_epochs, each=each):
+            for j, e in chunk:
+                row = {k: histories[j][k][e] for k in keys}
+                if each:
+                    line = observers.format_epoch(
+                        e, max_epochs[j], {**row, "epoch_time_s": histories[j]["epoch_time_s"][e]})
+                    print(prefixes[j] + line, file=sys.stdout, flush=True)
+                if messages[j]:
+                    messages[j].epoch(e, row, state)
+            if verbose and not each and chunk:
+                active = np.asarray(jax.device_get(state.active))
+                print(f"{label} {observers.progress_text(histories, chunk, active, max_epochs)}",
+                      file=sys.stdout, flush=True)
+
+        state, histories = fit_group(group, data, observe=observe if verbose or any(messages)
+                                     else None)
+        (params, batch_stats), _ = group.final(state, data)
+        params, batch_stats = jax.device_get((params, batch_stats))
+        hooks = state.hooks
+        for j, i in enumerate(idx):
+            member = jax.tree.map(lambda a, j=j: a[j], (params, batch_stats))
+            if messages[j]:
+                messages[j].end(state._replace(hooks=jax.tree.map(lambda a, j=j: a[j], hooks)))
+            results[i] = Result(runs[j], *member, {k: histories[j][k] for k in keys})
+    return results
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _which(idx: list[int], total: int) -> str:
+    """A program's fits for its progress lines: `configs 0-2`, `configs 0, 3, 5`, `fit_many`
+    (every one)."""
+    if len(idx) == total:
+        return "fit_many"
+    if idx == list(range(idx[0], idx[-1] + 1)) and len(idx) > 2:
+        return f"configs {idx[0]}-{idx[-1]}"
+    shown = ", ".join(map(str, idx[:6])) + (f", +{len(idx) - 6} more" if len(idx) > 6 else "")
+    return ("config " if len(idx) == 1 else "configs ") + shown
+
+
 # Keras `fit` arguments jaxmlp does not take, and what to do instead.
 KERAS_ONLY = {
     "class_weight": "not supported: every example weighs the same",
@@ -254,20 +370,21 @@ def _is_default(value, default) -> bool:
         and value == default
 
 
-def _check_keras_only(extra: dict, shuffle) -> None:
+def _check_keras_only(extra: dict, shuffle, where: str = "fit") -> None:
     """One ConfigError for a Keras-only or unknown argument, and for shuffle=False (jaxmlp
     reshuffles every epoch, Keras's default shuffle=True)."""
     if not (isinstance(shuffle, (bool, np.bool_)) and bool(shuffle)):
-        raise ConfigError(f"fit: shuffle={shuffle!r} is not supported: the training data is "
+        raise ConfigError(f"{where}: shuffle={shuffle!r} is not supported: the training data is "
                           "reshuffled every epoch (Keras's default shuffle=True)")
     for name, value in extra.items():
         if name in KERAS_DEFAULTS and _is_default(value, KERAS_DEFAULTS[name]):
             continue  # Keras's own default: what jaxmlp does anyway
         if name in KERAS_ONLY:
-            raise ConfigError(f"fit: {name}= is a Keras fit argument jaxmlp does not take; "
+            raise ConfigError(f"{where}: {name}= is a Keras fit argument jaxmlp does not take; "
                               f"{KERAS_ONLY[name]}")
-        allowed = [p for p in inspect.signature(fit).parameters if p != "keras_only"]
-        raise ConfigError(f"fit: unknown argument {name}=; allowed " + ", ".join(allowed))
+        function = fit_many if where == "fit_many" else fit
+        allowed = [p for p in inspect.signature(function).parameters if p != "keras_only"]
+        raise ConfigError(f"{where}: unknown argument {name}=; allowed " + ", ".join(allowed))
 
 
 def _keras_keys(has_val: bool) -> tuple[str, ...]:
@@ -276,16 +393,45 @@ def _keras_keys(has_val: bool) -> tuple[str, ...]:
     return (*metrics, "learning_rate")
 
 
-def _check_type(name, value, kind, example):
+def _check_type(name, value, kind, example, where: str = "fit"):
     if not isinstance(value, kind):
-        raise ConfigError(f"fit: {name}={value!r} is invalid: allowed {example}")
+        raise ConfigError(f"{where}: {name}={value!r} is invalid: allowed {example}")
 
 
-def _count(name: str, value, lo: int) -> int:
+def _check_verbose(where: str, verbose) -> None:
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"{where}: verbose={verbose!r} is invalid: allowed 0, 1 or 2")
+
+
+def _count(name: str, value, lo: int, where: str = "fit") -> int:
     """An integer argument of `fit` (NumPy integers too, as Keras takes them)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ConfigError(f"fit: {name}={value!r} is invalid: allowed an integer >= {lo}")
+        raise ConfigError(f"{where}: {name}={value!r} is invalid: allowed an integer >= {lo}")
     return int(value)
+
+
+def _settings(where: str, model, optimizer, epochs, batch_size, seed) -> tuple:
+    """One fit's own arguments, checked, with fit's defaults: (model, optimizer, epochs,
+    batch_size, seed)."""
+    model = C.ModelConfig() if model is None else model
+    optimizer = C.OptimConfig(keras_epsilon=True) if optimizer is None else optimizer
+    _check_type("model", model, C.ModelConfig, "jaxmlp.MLP(...)", where)
+    _check_type("optimizer", optimizer, C.OptimConfig, "jaxmlp.Adam(...), SGD(...), ...", where)
+    counts = (_count(name, value, lo, where) for name, value, lo in (
+        ("epochs", epochs, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)))
+    return (model, optimizer, *counts)
+
+
+def _planned(settings: tuple, callbacks, features: int, classes: int, split: float):
+    """(RunConfig, LearningRateScheduler function or None, file callbacks) of one fit."""
+    model, optimizer, epochs, batch_size, seed = settings
+    hooks, schedule_fn, files = CB.plan(callbacks, optimizer.learning_rate)
+    run = RunConfig(
+        name="fit", model=dataclasses.replace(model, input_dim=features, num_classes=classes),
+        optim=optimizer, hooks=hooks,
+        train=C.TrainConfig(dataset=None, epochs=epochs, batch_size=batch_size,
+                            validation_split=split, seed=seed))
+    return run, schedule_fn, files
 
 
 def _features(x, what: str = "x", *, empty: bool = False) -> np.ndarray:

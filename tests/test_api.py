@@ -712,3 +712,64 @@ def test_what_a_compiled_program_closes_over_gets_a_program_of_its_own(refit, ch
     n = change.pop("n", len(x))
     _, _, new = refit_and_fresh(refit, x[:n], y[:n], {**REFIT, **change})
     assert new
+
+
+def test_fit_many_gives_each_config_the_result_fit_gives_it(capsys):
+    # Four fits, two programs: the first three differ only in numbers (seed, learning rate,
+    # callbacks' arguments, epochs); the fourth has no dropout.
+    from jaxmlp import group
+
+    x, y = problem(n=300, noise=1.0)
+    shared = dict(model=jaxmlp.MLP(hidden=(16,), dropout=0.3), optimizer=jaxmlp.Adam(1e-2),
+                  epochs=6, batch_size=64, validation_split=0.25,
+                  callbacks=[jaxmlp.EarlyStopping(patience=2, restore_best_weights=True,
+                                                  verbose=1)])
+    configs = [dict(seed=0), dict(seed=1, optimizer=jaxmlp.Adam(3e-3)),
+               dict(seed=2, epochs=5, callbacks=[jaxmlp.EarlyStopping(  # stops after epoch 2
+                   monitor="loss", min_delta=10.0, patience=0, verbose=1)]),
+               dict(model=jaxmlp.MLP(hidden=(16,)))]
+    group._BUILT.clear()
+    many = jaxmlp.fit_many(x, y, configs, verbose=1, **shared)
+    assert len(group._BUILT) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("[configs 0-2] epoch 1/6: 3/3 active") for line in out)
+    assert any(line.startswith("[configs 0-2] epoch 3/6: 2/3 active") for line in out)
+    assert any(line.startswith("[config 3] epoch 1/6  loss ") for line in out)
+    assert "[config 2] Epoch 2: early stopping" in out
+    for i, cfg in enumerate(configs):
+        solo = jaxmlp.fit(x, y, **{**shared, **cfg, "verbose": 0})
+        said = [line.removeprefix(f"[config {i}] ") for line in out
+                if line.startswith(f"[config {i}] ") and " epoch " not in line[:20]]
+        assert said == capsys.readouterr().out.splitlines()  # the callbacks' own lines
+        assert many[i].config == solo.config and many[i].history == solo.history
+        for p, q in zip(jax.tree.leaves((many[i].params, many[i].batch_stats)),
+                        jax.tree.leaves((solo.params, solo.batch_stats)), strict=True):
+            np.testing.assert_array_equal(p, q)
+    assert len(many[2].history["loss"]) == 2 and len(many[0].history["loss"]) > 2
+
+
+def test_fit_many_refuses_what_it_cannot_do_in_one_line(tmp_path):
+    x, y = problem(n=100)
+    errors = [
+        ([], "configs=\\[\\] is invalid: allowed a non-empty list of dicts"),
+        (dict(seed=1), "configs=\\{'seed': 1\\} is invalid"),
+        ([dict(seed=0), 3], "configs\\[1\\]=3 is invalid: allowed a dict of model, optimizer"),
+        ([dict(validation_split=0.2)], "configs\\[0\\]: validation_split= is shared by every "
+                                       "fit: pass it to fit_many itself"),
+        ([dict(lr=0.1)], "configs\\[0\\]: lr= is not a fit argument; allowed in a config: model"),
+        ([dict(), dict(epochs=0)], "configs\\[1\\]: epochs=0 is invalid: allowed an integer"),
+        ([dict(callbacks=[jaxmlp.CSVLogger(str(tmp_path / "log.csv"))])],
+         "configs\\[0\\]: CSVLogger writes one fit's files; fit_many takes the callbacks that "
+         "write nothing"),
+        ([dict(), dict(callbacks=["stop"])], "^fit_many: configs\\[1\\]: callbacks"),
+    ]
+    for configs, match in errors:
+        with pytest.raises(jaxmlp.ConfigError, match=match) as err:
+            jaxmlp.fit_many(x, y, configs, verbose=0)
+        assert "\n" not in str(err.value)
+    with pytest.raises(jaxmlp.ConfigError, match="fit_many: class_weight= is a Keras fit"):
+        jaxmlp.fit_many(x, y, [dict()], class_weight={0: 1.0})
+    with pytest.raises(jaxmlp.ConfigError, match="fit_many: unknown argument foo=; allowed x, "
+                                                 "y, configs, model"):
+        jaxmlp.fit_many(x, y, [dict()], foo=1)
+    assert list(tmp_path.iterdir()) == []

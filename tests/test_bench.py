@@ -936,8 +936,12 @@ def test_refit_summary_takes_medians_over_processes_and_refuses_zero_fits(capsys
               [(8.0, 21), (0.5, 19), (0.5, 17)]]
     got = refit.summary(rounds)
     assert got["first_fit_s"] == 8.0 and got["later_fit_s"] == 0.5  # medians of 0.75, 0.25, 0.5
+    assert got["total_s"] == 9.0  # of 10.5, 7.5 and 9.0
     assert got["epochs"] == [21, 19, 17] and got["rounds_s"][1] == [7.0, 0.25, 0.25]
     assert refit.summary([[(3.0, 5)]])["later_fit_s"] is None
+    many = refit.summary([[(4.0, [21, 19])], [(5.0, [21, 19])], [(3.0, [21, 19])]])
+    assert many == {"first_fit_s": None, "later_fit_s": None, "total_s": 4.0,
+                    "epochs": [21, 19], "rounds_s": [4.0, 5.0, 3.0]}
     with pytest.raises(SystemExit) as err:
         refit.main(["--fits", "0"])
     assert err.value.code == 2 and "--fits 0" in capsys.readouterr().err

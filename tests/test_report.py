@@ -374,24 +374,27 @@ def test_observer_cost_section_shows_the_record_both_ways():
 def test_refit_section_shows_each_way_and_the_gain_of_later_fits():
     from jaxmlp.report import bench
 
-    way = {"first_fit_s": 8.5, "later_fit_s": 0.5, "epochs": [21, 19, 17, 24]}
+    way = {"first_fit_s": 8.5, "later_fit_s": 0.5, "total_s": 10.0, "epochs": [21, 19, 17, 24]}
     record = {"benchmark": "refit", "fits": 4, "rounds": 3, "environment": {"keras": "3.15.1"},
               "modes": {"reuse": way, "rebuild": {**way, "later_fit_s": 4.25},
                         "disk": {**way, "first_fit_s": 3.0},
+                        "many": {**way, "first_fit_s": None, "later_fit_s": None,
+                                 "total_s": 9.5},
                         "keras": {**way, "first_fit_s": 9.0, "later_fit_s": 4.0,
                                   "epochs": [20, 17, 22, 19]}}}
     text = bench.refit(record)
-    assert ("| jaxmlp, reutilizando los programas compilados (ahora) | 8.50 | 0.50 "
+    assert ("| jaxmlp, reutilizando los programas compilados (ahora) | 8.50 | 0.50 | 10.00 "
             "| 21, 19, 17, 24 |") in text
     assert "| jaxmlp, cada `fit` compila los suyos (antes) | 8.50 | 4.25 |" in text
     assert "| jaxmlp, con la caché de compilación persistente de JAX llena | 3.00 | 0.50 |" in text
-    assert "| 9.00 | 4.00 | 20, 17, 22, 19 |" in text and "Keras 3.15.1" in text
+    assert "`jaxmlp.fit_many` | — | — | 9.50 | 21, 19, 17, 24 |" in text
+    assert "| 9.00 | 4.00 | 10.00 | 20, 17, 22, 19 |" in text and "Keras 3.15.1" in text
     assert "×8.5 más rápidos" in text and "semillas 0 a 3" in text
     assert bench.title(record) == "Entrenar otra vez en el mismo proceso"
     one = {**record, "fits": 1, "environment": {},
            "modes": {k: {**way, "later_fit_s": None} for k in ("reuse", "rebuild")}}
     text = bench.refit(one)
-    assert "| 8.50 | — |" in text and "más rápidos" not in text and "Keras" not in text
+    assert "| 8.50 | — | 10.00 |" in text and "más rápidos" not in text and "Keras 3" not in text
 
 
 def test_merge_probe_section_reads_the_ratio_round_by_round():

@@ -5,7 +5,7 @@
 The workload is the README's block (3,000 x 32 synthetic features, MLP 256-128 with dropout
 0.3, Adam 1e-3, 50 epochs at most, batch 128, validation_split 0.1, EarlyStopping(patience=5,
 restore_best_weights=True)), fitted with seeds 0, 1, ..., one fit after another in one fresh
-process, each fit timed from the call to its return. Four ways, each round in its own child
+process, each fit timed from the call to its return. Five ways, each round in its own child
 process, in alternating order:
 
 - `reuse`: today's code. A fit whose programs close over the same things as an earlier one's
@@ -17,6 +17,8 @@ process, in alternating order:
   untimed process filled with these programs (`JAX_COMPILATION_CACHE_DIR`, and
   `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0` so that the small programs are kept too):
   what running the same script again costs where a user sets those two variables.
+- `many`: today's code, the same fits as one `jaxmlp.fit_many` call (one program for the
+  seeds: looped over on the CPU, vmapped on accelerators); only its total is timed.
 - `keras` (with --keras; needs Keras 3, `pip install -e '.[bench]'`): Keras 3 `fit` on the JAX
   backend with the same model, optimizer, data and callbacks, a new Sequential model a fit.
 
@@ -39,7 +41,7 @@ import time
 from jaxmlp import atomic, records
 from jaxmlp.bench import code_version
 
-MODES = ("reuse", "rebuild", "disk", "keras")
+MODES = ("reuse", "rebuild", "disk", "many", "keras")
 
 
 def problem():
@@ -55,6 +57,12 @@ def problem():
 def fits(mode: str, n: int) -> list[tuple[float, int]]:
     """(seconds, epochs) of `n` fits, seeds 0..n-1, in this process."""
     x, y = problem()
+    if mode == "many":
+        import jaxmlp
+
+        start = time.perf_counter()
+        rs = jaxmlp.fit_many(x, y, [dict(seed=s) for s in range(n)], **readme_fit())
+        return [(time.perf_counter() - start, [len(r.history["loss"]) for r in rs])]
     out = []
     for seed in range(n):
         if mode == "keras":
@@ -67,14 +75,19 @@ def fits(mode: str, n: int) -> list[tuple[float, int]]:
             if mode == "rebuild":
                 group._BUILT.clear()
             start = time.perf_counter()
-            r = jaxmlp.fit(x, y, model=jaxmlp.MLP(hidden=(256, 128), dropout=0.3),
-                           optimizer=jaxmlp.Adam(1e-3), epochs=50, batch_size=128,
-                           validation_split=0.1, verbose=0, seed=seed,
-                           callbacks=[jaxmlp.EarlyStopping(patience=5,
-                                                           restore_best_weights=True)])
+            r = jaxmlp.fit(x, y, seed=seed, **readme_fit())
             epochs = len(r.history["loss"])
         out.append((time.perf_counter() - start, epochs))
     return out
+
+
+def readme_fit() -> dict:
+    """fit's arguments in the README's block, but quiet."""
+    import jaxmlp
+
+    return dict(model=jaxmlp.MLP(hidden=(256, 128), dropout=0.3), optimizer=jaxmlp.Adam(1e-3),
+                epochs=50, batch_size=128, validation_split=0.1, verbose=0,
+                callbacks=[jaxmlp.EarlyStopping(patience=5, restore_best_weights=True)])
 
 
 def _keras_fit(x, y, seed: int) -> int:
@@ -112,11 +125,17 @@ def child(mode: str, n: int, cache: str) -> list[tuple[float, int]]:
 
 
 def summary(rounds: list[list]) -> dict:
+    """Medians over rounds (processes) of the first fit, the mean of the later ones and all the
+    fits together; a `many` round is one timing of every fit."""
+    totals = [sum(s for s, _ in r) for r in rounds]
+    if len(rounds[0]) == 1 and isinstance(rounds[0][0][1], list):  # fit_many: one call
+        return {"first_fit_s": None, "later_fit_s": None, "total_s": statistics.median(totals),
+                "epochs": rounds[0][0][1], "rounds_s": totals}
     firsts = [r[0][0] for r in rounds]
     later = [statistics.mean(s for s, _ in r[1:]) for r in rounds if len(r) > 1]
     return {"first_fit_s": statistics.median(firsts),
             "later_fit_s": statistics.median(later) if later else None,
-            "epochs": [e for _, e in rounds[0]],
+            "total_s": statistics.median(totals), "epochs": [e for _, e in rounds[0]],
             "rounds_s": [[s for s, _ in r] for r in rounds]}
 
 
@@ -133,7 +152,7 @@ def main(argv=None) -> None:
     if args.child:
         print(json.dumps(fits(args.child, args.fits)))
         return
-    modes = MODES if args.keras else MODES[:3]
+    modes = MODES if args.keras else MODES[:-1]
     runs = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as cache:
         child("disk", args.fits, cache)  # fills the persistent cache; not timed
@@ -142,8 +161,9 @@ def main(argv=None) -> None:
                 runs[m].append(child(m, args.fits, cache))
     rows = {m: summary(r) for m, r in runs.items()}
     for m, row in rows.items():
-        later = "" if row["later_fit_s"] is None else f", later fits {row['later_fit_s']:.2f} s"
-        print(f"{m:8s} first fit {row['first_fit_s']:.2f} s{later} (median of {args.rounds} "
+        first = "" if row["first_fit_s"] is None else f"first fit {row['first_fit_s']:.2f} s, "
+        later = "" if row["later_fit_s"] is None else f"later fits {row['later_fit_s']:.2f} s, "
+        print(f"{m:8s} {first}{later}all {row['total_s']:.2f} s (median of {args.rounds} "
               f"processes; epochs {row['epochs']})")
     if rows["rebuild"]["later_fit_s"] and rows["reuse"]["later_fit_s"]:
         print(f"later fits: x{rows['rebuild']['later_fit_s'] / rows['reuse']['later_fit_s']:.1f}"
