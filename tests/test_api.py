@@ -773,3 +773,22 @@ def test_fit_many_refuses_what_it_cannot_do_in_one_line(tmp_path):
                                                  "y, configs, model"):
         jaxmlp.fit_many(x, y, [dict()], foo=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_many_vmapped_as_on_a_gpu_groups_more_and_agrees_with_fit(monkeypatch):
+    # Where members are vmapped (accelerators; forced here on the CPU), a fit without dropout
+    # shares the program of fits with it, and every Result agrees with fit's to rounding.
+    from jaxmlp import group
+
+    x, y = problem(n=300, noise=1.0)
+    shared = dict(model=jaxmlp.MLP(hidden=(16,), dropout=0.3), optimizer=jaxmlp.Adam(1e-2),
+                  epochs=3, batch_size=64, validation_split=0.25, verbose=0)
+    configs = [dict(seed=0), dict(seed=1, model=jaxmlp.MLP(hidden=(16,)))]
+    monkeypatch.setattr(group, "member_axis", lambda: "vmap")
+    group._BUILT.clear()
+    many = jaxmlp.fit_many(x, y, configs, **shared)
+    assert len(group._BUILT) == 1
+    for r, cfg in zip(many, configs):
+        solo = jaxmlp.fit(x, y, **{**shared, **cfg})
+        for k, v in solo.history.items():
+            np.testing.assert_allclose(r.history[k], v, rtol=2e-5, atol=1e-6)
