@@ -36,16 +36,21 @@ from jaxmlp.config import OptimConfig
 
 
 def hyperparams(cfg: OptimConfig) -> dict:
-    """The numbers `make(cfg)` puts in its state: they may differ between vmapped members."""
+    """The numbers `make(cfg)` puts in its state: they may differ between vmapped members.
+    Floats whatever the config holds: `inject_hyperparams` gives each number a state slot of
+    its own dtype, so `SGD(1)` would train with an integer learning rate (halved by a
+    schedule to 0) and fix that dtype for every member of its group."""
     if cfg.name in ("adam", "adamw"):
         out = {"learning_rate": cfg.learning_rate, "b1": cfg.beta_1, "b2": cfg.beta_2,
                "eps": cfg.epsilon}
-        return {**out, "weight_decay": cfg.weight_decay} if cfg.name == "adamw" else out
-    if cfg.name == "sgd":
-        return {"learning_rate": cfg.learning_rate, "momentum": cfg.momentum}
-    if cfg.name == "rmsprop":
-        return {"learning_rate": cfg.learning_rate, "decay": cfg.rho, "eps": cfg.epsilon}
-    raise ValueError(f"unknown optimizer {cfg.name!r}: allowed adam, adamw, sgd, rmsprop")
+        out = {**out, "weight_decay": cfg.weight_decay} if cfg.name == "adamw" else out
+    elif cfg.name == "sgd":
+        out = {"learning_rate": cfg.learning_rate, "momentum": cfg.momentum}
+    elif cfg.name == "rmsprop":
+        out = {"learning_rate": cfg.learning_rate, "decay": cfg.rho, "eps": cfg.epsilon}
+    else:
+        raise ValueError(f"unknown optimizer {cfg.name!r}: allowed adam, adamw, sgd, rmsprop")
+    return {k: float(v) for k, v in out.items()}
 
 
 class KerasAdamState(NamedTuple):

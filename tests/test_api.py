@@ -792,3 +792,15 @@ def test_fit_many_vmapped_as_on_a_gpu_groups_more_and_agrees_with_fit(monkeypatc
         solo = jaxmlp.fit(x, y, **{**shared, **cfg})
         for k, v in solo.history.items():
             np.testing.assert_allclose(r.history[k], v, rtol=2e-5, atol=1e-6)
+
+
+def test_integer_optimizer_numbers_train_as_the_same_floats():
+    # inject_hyperparams gave SGD(1)'s learning rate an integer slot: a schedule halving it
+    # trained at 0 (and the first config's dtype held for every fit_many member).
+    x, y = problem(n=120)
+    kw = dict(model=jaxmlp.MLP(hidden=(8,)), epochs=3, batch_size=32, verbose=0,
+              callbacks=[jaxmlp.LearningRateScheduler(lambda e, lr: lr * 0.5)])
+    ints = jaxmlp.fit(x, y, optimizer=jaxmlp.SGD(1, momentum=0), **kw)
+    floats = jaxmlp.fit(x, y, optimizer=jaxmlp.SGD(1.0, momentum=0.0), **kw)
+    assert ints.history["learning_rate"] == [0.5, 0.25, 0.125]
+    assert ints.history == floats.history
