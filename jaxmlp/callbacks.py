@@ -501,11 +501,16 @@ class Messages:
         if bool(s.checkpoint) and int(s.checkpoint_best_epoch) >= 0:
             self.best = float(s.checkpoint_best)
 
-    def epoch(self, epoch: int, row: dict, state) -> None:
-        """After `epoch` (0-based): its history row and the group-of-one state after it."""
-        if self.scheduler:  # Keras prints it at the epoch's start: first of the epoch's lines
+    def begin(self, epoch: int, row: dict) -> None:
+        """The line Keras prints as `epoch` (0-based) begins, before the epoch's own line; `row`
+        is its history row (the learning rate it trained with)."""
+        if self.scheduler:
             self._say(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to "
                       f"{row['learning_rate']}.")
+
+    def epoch(self, epoch: int, row: dict, state) -> None:
+        """After `epoch` (0-based): its history row and the group state after it (the lines
+        Keras prints at the epoch's end, after the epoch's own line)."""
         if not self.at_end:
             return
         s = self._summary(state)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.extend.core import ClosedJaxpr, Jaxpr
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -155,9 +156,25 @@ def schedule_fingerprint(fn) -> str:
     closed = jax.make_jaxpr(lambda e, lr: jnp.asarray(fn(e, lr), jnp.float32))(
         jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32))
     digest = hashlib.sha1(str(closed.jaxpr).encode())
-    for const in closed.consts:
+    for const in _constants(closed):
         digest.update(np.asarray(const).tobytes())
     return "sha1:" + digest.hexdigest()[:16]
+
+
+def _constants(closed) -> list:
+    """A closed jaxpr's constants and those of the jaxprs inside its equations (a `jax.jit`
+    function inside the schedule keeps its own, which the printed jaxpr names but not shows)."""
+    out = list(getattr(closed, "consts", ()))
+    jaxpr = getattr(closed, "jaxpr", closed)
+    for eqn in jaxpr.eqns:
+        stack = list(eqn.params.values())
+        while stack:
+            value = stack.pop()
+            if isinstance(value, (tuple, list)):
+                stack.extend(value)
+            elif isinstance(value, (ClosedJaxpr, Jaxpr)):
+                out += _constants(value)
+    return out
 
 
 def make_epoch(fns: models.ModelFns, tx, *, batch_size: int, n_train: int, mesh=None,

@@ -192,6 +192,8 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
         hist = histories[0]
         for _, e in chunk:
             row = {k: hist[k][e] for k in keys}
+            if messages:
+                messages.begin(e, row)
             progress.update(e, {**row, "epoch_time_s": hist["epoch_time_s"][e]})
             effects.epoch(e, row, state)
             if messages:
@@ -265,15 +267,15 @@ def fit_many(x, y, configs, *, model: C.ModelConfig | None = None,
                     + "; allowed in a config: " + ", ".join(PER_FIT))
         args = {**shared, **cfg}
         asked.append((_settings(where, *(args[k] for k in PER_FIT if k != "callbacks")),
-                      args["callbacks"], where))
+                      args["callbacks"], where if "callbacks" in cfg else "fit_many"))
     x, y, xv, yv, split = _split(x, y, validation_split, validation_data)
     classes = _classes(classes, y, yv)
     planned = []
-    for settings, cbs, where in asked:
+    for settings, cbs, where in asked:  # the shared callbacks are blamed on fit_many itself
         try:
             run, schedule_fn, files = _planned(settings, cbs, x.shape[1], classes, split)
         except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
+            raise ConfigError(f"{where}: {str(e).removeprefix('fit: ')}") from None
         if files:
             raise ConfigError(
                 f"{where}: {type(files[0]).__name__} writes one fit's files; fit_many takes "
@@ -305,6 +307,8 @@ def fit_many(x, y, configs, *, model: C.ModelConfig | None = None,
                     max_epochs=max_epochs, each=each):
             for j, e in chunk:
                 row = {k: histories[j][k][e] for k in keys}
+                if messages[j]:
+                    messages[j].begin(e, row)
                 if each:
                     line = observers.format_epoch(
                         e, max_epochs[j], {**row, "epoch_time_s": histories[j]["epoch_time_s"][e]})

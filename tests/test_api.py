@@ -767,6 +767,10 @@ def test_fit_many_refuses_what_it_cannot_do_in_one_line(tmp_path):
         with pytest.raises(jaxmlp.ConfigError, match=match) as err:
             jaxmlp.fit_many(x, y, configs, verbose=0)
         assert "\n" not in str(err.value)
+    with pytest.raises(jaxmlp.ConfigError, match="^fit_many: callbacks='x' is invalid"):
+        jaxmlp.fit_many(x, y, [dict(seed=0), dict(seed=1)], callbacks="x")
+    with pytest.raises(jaxmlp.ConfigError, match="^fit_many: ModelCheckpoint writes one fit's"):
+        jaxmlp.fit_many(x, y, [dict(seed=0)], callbacks=[jaxmlp.ModelCheckpoint(tmp_path)])
     with pytest.raises(jaxmlp.ConfigError, match="fit_many: class_weight= is a Keras fit"):
         jaxmlp.fit_many(x, y, [dict()], class_weight={0: 1.0})
     with pytest.raises(jaxmlp.ConfigError, match="fit_many: unknown argument foo=; allowed x, "
@@ -804,3 +808,31 @@ def test_integer_optimizer_numbers_train_as_the_same_floats():
     floats = jaxmlp.fit(x, y, optimizer=jaxmlp.SGD(1.0, momentum=0.0), **kw)
     assert ints.history["learning_rate"] == [0.5, 0.25, 0.125]
     assert ints.history == floats.history
+
+
+def test_a_jitted_schedule_over_another_table_is_another_schedule():
+    # A jax.jit function inside the schedule keeps its constants in its own jaxpr: the
+    # fingerprint (reuse, fit_many's programs, BackupAndRestore) must see them.
+    from jaxmlp.epoch import schedule_fingerprint
+
+    def schedule(table):
+        return jax.jit(lambda epoch, lr: jnp.asarray(table, jnp.float32)[epoch])
+
+    a, b = schedule([0.1, 0.01, 0.001]), schedule([0.5, 0.5, 0.5])
+    assert schedule_fingerprint(a) != schedule_fingerprint(b)
+    assert schedule_fingerprint(a) == schedule_fingerprint(schedule([0.1, 0.01, 0.001]))
+    x, y = problem(n=120)
+    kw = dict(model=jaxmlp.MLP(hidden=(8,)), epochs=3, batch_size=32, verbose=0)
+    jaxmlp.fit(x, y, callbacks=[jaxmlp.LearningRateScheduler(a)], **kw)
+    r = jaxmlp.fit(x, y, callbacks=[jaxmlp.LearningRateScheduler(b)], **kw)
+    assert r.history["learning_rate"] == [0.5, 0.5, 0.5]
+
+
+def test_a_schedulers_line_comes_before_its_epochs_line_as_in_keras(capsys):
+    x, y = problem(n=120)
+    jaxmlp.fit(x, y, model=jaxmlp.MLP(hidden=(8,)), epochs=2, batch_size=32, verbose=1,
+               callbacks=[jaxmlp.LearningRateScheduler(lambda e, lr: 0.01, verbose=1)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Epoch 1: LearningRateScheduler setting learning rate to ")
+    assert out[1].startswith("epoch 1/2  loss ")
+    assert out[2].startswith("Epoch 2: LearningRateScheduler") and out[3].startswith("epoch 2/2")
