@@ -678,8 +678,9 @@ def refit(b: dict) -> str:
                 "más rápidos que cuando cada uno compilaba sus programas.")
     return (
         "`jaxmlp.fit` llamado varias veces en un proceso, como en un bucle sobre semillas "
-        "(`python -m jaxmlp.bench.refit`): el bloque del README (2 500 ejemplos sintéticos de 32 "
-        "features, MLP 256-128 con dropout 0.3, Adam 1e-3, batch 128, hasta 50 épocas, "
+        "(`python -m jaxmlp.bench.refit`): el bloque del README (2\u202f500 ejemplos "
+        "sintéticos de 32 features, MLP 256-128 con dropout 0.3, Adam 1e-3, batch 128, hasta "
+        "50 épocas, "
         "`validation_split=0.1`, `EarlyStopping(patience=5, restore_best_weights=True)`) con "
         f"las semillas 0 a {b['fits'] - 1}, uno tras otro en un proceso nuevo, cada `fit` "
         "medido de la llamada a su vuelta; cada forma en su propio proceso, alternadas, "
