@@ -744,8 +744,10 @@ def _checkpoint_weights(path: Path, folder: Path, template, *, tries: int = 30,
                         wait: float = 0.1):
     """The newest complete step of a ModelCheckpoint folder. A fit may be writing it: Orbax
     renames a step into place and then deletes the one before, so a read can find the step it
-    listed gone or half removed, or no step for a moment. Such a read is tried again (up to
-    `tries` times, `wait` s apart); what still fails is one line."""
+    listed gone or half removed, or no finalized step for a moment (a temporary folder, or the
+    new step renamed but not yet marked complete while the old one is being removed). Such a
+    read is tried again (up to `tries` times, `wait` s apart); what still fails is one line.
+    An empty or missing folder is a FileNotFoundError at once: nothing saved yet."""
     observers.quiet_abandoned_reads()  # Orbax's abandoned reads' echoes ("Event loop is closed")
     error = None
     for attempt in range(tries):
@@ -753,10 +755,10 @@ def _checkpoint_weights(path: Path, folder: Path, template, *, tries: int = 30,
             time.sleep(wait)
         steps = ocp.utils.checkpoint_steps(folder) if folder.is_dir() else []
         if not steps:
-            if folder.is_dir() and any("tmp" in p.name for p in folder.iterdir()):
-                continue  # a save in progress: between a step's removal and the next's rename
+            if folder.is_dir() and any(folder.iterdir()) and attempt + 1 < tries:
+                continue  # a save in progress (a load beside a writing fit met it in CI)
             raise FileNotFoundError(f"{path}: the ModelCheckpoint has saved no weights yet "
-                                    f"(nothing under {folder})")
+                                    f"(no complete step under {folder})")
         try:
             with ocp.StandardCheckpointer() as ckpt:
                 return ckpt.restore(folder / str(max(steps)) / "state", template)

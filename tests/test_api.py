@@ -491,6 +491,33 @@ def test_a_model_checkpoint_loads_while_a_fit_is_writing_it(tmp_path):
         writer.wait()
 
 
+def test_a_checkpoint_folder_without_a_complete_step_for_a_moment_is_read_again(tmp_path,
+                                                                                monkeypatch):
+    # Beside a writing fit, a load once listed no finalized step and no temporary folder (the
+    # new step renamed, not yet marked complete; the old one being removed) and said "saved
+    # no weights yet" mid-fit. A folder with anything in it is listed again; an empty one is
+    # still FileNotFoundError at once.
+    import orbax.checkpoint as ocp
+
+    x, y = problem(n=64)
+    jaxmlp.fit(x, y, **{**SMALL, "epochs": 1},
+               callbacks=[jaxmlp.ModelCheckpoint(tmp_path / "ck")])
+    listed, calls = ocp.utils.checkpoint_steps, []
+
+    def for_a_moment_none(folder):
+        calls.append(folder)
+        return [] if len(calls) <= 2 else listed(folder)
+
+    monkeypatch.setattr(ocp.utils, "checkpoint_steps", for_a_moment_none)
+    assert jaxmlp.load(tmp_path / "ck").predict(x).shape == (64, 4) and len(calls) == 3
+    (tmp_path / "empty" / "latest").mkdir(parents=True)
+    (tmp_path / "empty" / "model.json").write_text((tmp_path / "ck" / "model.json").read_text())
+    calls.clear()
+    with pytest.raises(FileNotFoundError, match="saved no weights yet"):
+        jaxmlp.load(tmp_path / "empty")
+    assert len(calls) == 1
+
+
 def test_a_resumed_fit_keeps_its_model_checkpoints_until_it_saves_new_ones(tmp_path,
                                                                            monkeypatch):
     # A resumed fit emptied its ModelCheckpoint folders at its first save: killed before that
