@@ -149,7 +149,7 @@ def build_group(runs, data: Data, *, epochs_per_call: int = 1, mesh=None, schedu
         raise ValueError(f"shard={shard!r}: allowed {', '.join(map(repr, SHARDS))}")
     # What the functions below close over; the runs' numbers are the state's, not theirs.
     key = (keys.pop(), models.uses_of(r.model for r in runs), len(runs), data.x_train.shape[0],
-           data.x_val.shape[0] > 0, epochs_per_call, mesh, shard, unroll,
+           epochs_per_call, mesh, shard, unroll,
            members or member_axis(),
            None if schedule_fn is None else schedule_fingerprint(schedule_fn))
     with _BUILT_LOCK:
