@@ -181,6 +181,14 @@ def test_asyncio_logs_of_an_abandoned_orbax_read_are_left_out_and_nothing_else()
     assert observers._abandoned_read_log(record(never, raised_in(f"{os.sep}mine.py")))
     assert observers._abandoned_read_log(record("Task was destroyed", raised_in(orbax)))
     assert observers._abandoned_read_log(record(never, None))
+    task = "Task exception was never retrieved\nfuture: <Task finished name='Task-9' ...>"
+    assert not observers._abandoned_read_log(record(task, raised_in(orbax)))
+    assert observers._abandoned_read_log(record(task, raised_in(f"{os.sep}mine.py")))
+    # TensorStore hands its error to the future from C++: no Python frames, its spec in the text
+    handed = ValueError('DATA_LOSS: Error reading "a/.zarray" [tensorstore_spec=\'{}\']')
+    assert not observers._abandoned_read_log(record(never, handed))
+    assert observers._abandoned_read_log(record(never, ValueError("DATA_LOSS: mine")))
+    assert observers._abandoned_read_log(record(never, raised_in(f"{os.sep}mine.py")))
 
 
 def test_only_the_echoes_of_an_abandoned_orbax_restore_are_left_out(monkeypatch):
