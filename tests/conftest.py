@@ -39,6 +39,10 @@ def data():
 # `@pytest.mark.background(key)`. After collection every selected one starts at once, so it
 # runs on the second core while the other tests run on the first; the test then waits for it
 # with `background_result(key)`. Nothing is timed; the 30-minute wait only guards a hang.
+# Under pytest-xdist (the README's `-n auto`) the workers already spread the tests over the
+# cores: nothing starts at collection (each worker would start every process, all at once),
+# a background process starts when its test runs, and a `runs_beside` test is run in its
+# worker like any other.
 
 import os  # noqa: E402
 import subprocess  # noqa: E402
@@ -47,6 +51,7 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ  # set in pytest-xdist's workers
 _SPECS: dict[str, tuple[list[str], dict]] = {}
 _STARTED: dict[str, tuple[subprocess.Popen, object, object]] = {}
 
@@ -80,6 +85,8 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: only the selected tests' processes
 def pytest_collection_modifyitems(session, config, items):
+    if XDIST_WORKER:
+        return
     for item in items:
         for mark in item.iter_markers("background"):
             if mark.args[0] in _SPECS:  # registered where it can run
@@ -102,7 +109,7 @@ def runs_beside(fn):
     """Decorator: a long, self-contained test runs as its own pytest process, started when the
     tests are collected, beside the others; here it only waits for that process and reports
     its result. In that process (JAXMLP_TEST_IN_BACKGROUND=1) it is the test itself."""
-    if IN_BACKGROUND:
+    if IN_BACKGROUND or XDIST_WORKER:
         return fn
     node = f"{sys.modules[fn.__module__].__file__}::{fn.__name__}"
     background(node, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
