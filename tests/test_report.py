@@ -141,7 +141,7 @@ def test_what_an_earlier_report_generated_and_this_one_does_not_is_removed(tmp_p
     # An experiment removed (its page and figures stayed, published and in the nav), a part
     # gone (its figures stayed); hand-written pages and other assets are never touched.
     exp = tmp_path / "experiments"
-    shutil.copytree(FIXTURE, exp)
+    shutil.copytree(FIXTURE / "p8d", exp / "p8d")  # one that stays (the smaller of the two)
     shutil.copytree(FIXTURE / "p8d", exp / "otro")
     doc = json.loads((exp / "otro" / "results.json").read_text())
     doc["experiment"] = "otro"
