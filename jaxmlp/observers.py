@@ -695,14 +695,11 @@ def _abandoned_read_log(record) -> bool:
     retrieved" for an exception raised in Orbax's code or handed over by TensorStore (C++, so no
     Python frames: its error text names the `tensorstore_spec` it failed on). Nothing waits
     for those reads; the restore's own error has gone to its caller."""
-    msg = str(record.msg)
-    if not msg.startswith(("Future exception was never retrieved",
-                           "Task exception was never retrieved")):
-        return True
     exc = record.exc_info[1] if record.exc_info else None
-    if exc is None:
+    if exc is None or not str(record.msg).startswith(("Future exception was never retrieved",
+                                                      "Task exception was never retrieved")):
         return True
     frames = traceback.extract_tb(exc.__traceback__)
-    if any(f"{os.sep}orbax{os.sep}" in f.filename for f in frames):
-        return False
-    return not (not frames and "tensorstore_spec" in str(exc))
+    from_orbax = any(f"{os.sep}orbax{os.sep}" in f.filename for f in frames)
+    from_tensorstore = not frames and "tensorstore_spec" in str(exc)
+    return not (from_orbax or from_tensorstore)

@@ -97,7 +97,7 @@ def pytest_collection_modifyitems(session, config, items):
 # --- One persistent XLA cache per test process -------------------------------------------------
 # Many tests build the same small programs again (the same tiny run in another test, a second
 # group with the same shapes); compiled once per process, they load from disk after that
-# (measured: test_hooks + test_epoch 177 s -> 126 s on 2 cores). A process's own folder, never
+# (measured: test_hooks + test_epoch 177 s -> 128 s on 2 cores). A process's own folder, never
 # shared: JAX writes an entry in place, so another process could read it half written.
 # Subprocesses get none (nothing here is in their environment); an in-process `cli.run` that
 # sets a cache of its own later keeps this one (JAX opens its cache once per process).

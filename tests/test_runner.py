@@ -188,7 +188,6 @@ def test_asyncio_logs_of_an_abandoned_orbax_read_are_left_out_and_nothing_else()
     handed = ValueError('DATA_LOSS: Error reading "a/.zarray" [tensorstore_spec=\'{}\']')
     assert not observers._abandoned_read_log(record(never, handed))
     assert observers._abandoned_read_log(record(never, ValueError("DATA_LOSS: mine")))
-    assert observers._abandoned_read_log(record(never, raised_in(f"{os.sep}mine.py")))
 
 
 def test_only_the_echoes_of_an_abandoned_orbax_restore_are_left_out(monkeypatch):
