@@ -170,7 +170,8 @@ def fit(x, y, *, model: C.ModelConfig | None = None, optimizer: C.OptimConfig | 
     LAST fraction of x, y before any shuffling (Keras); `validation_data=(x_val, y_val)` wins
     over it, as in Keras. Defaults are Keras's (epochs 1, batch 32, no validation); the model
     defaults to `MLP()` and the optimizer to `Adam()`. Runs data-parallel over every local
-    device. Bad shapes or labels raise DataError, bad settings ConfigError, before training.
+    device. Bad shapes, labels or non-finite inputs raise DataError, bad settings ConfigError,
+    before training.
     """
     _check_keras_only(keras_only, shuffle)
     _check_verbose("fit", verbose)
@@ -451,6 +452,19 @@ def _features(x, what: str = "x", *, empty: bool = False) -> np.ndarray:
     return x.reshape(len(x), math.prod(x.shape[1:])).astype(np.float32, copy=False)
 
 
+def _finite(x: np.ndarray, what: str = "x") -> np.ndarray:
+    """`x` (checked float32 features) if every value is finite, else a DataError naming how
+    many are not and where the first is. Keras 3 trains on them, and one NaN or infinity in a
+    batch makes every weight NaN from that step on (a NaN loss for the rest of the fit)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"{what}: {int(bad.sum())} values are NaN or infinite (the first in "
+                        f"example {row}, feature {col}); training on them makes every weight "
+                        "NaN: drop or impute those examples first")
+    return x
+
+
 def _labels(y, n: int, what: str = "y") -> np.ndarray:
     """(n,) int32 class ids; (n, 1) is accepted, one-hot is not (Keras's sparse labels)."""
     y = np.asarray(y)
@@ -474,12 +488,13 @@ def _labels(y, n: int, what: str = "y") -> np.ndarray:
 
 def _split(x, y, validation_split, validation_data):
     """(x, y, x_val, y_val, validation_split recorded) as checked float32 / int32 arrays."""
-    x = _features(x)
+    x = _finite(_features(x))
     y = _labels(y, len(x))
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise DataError("validation_data: expected a pair (x_val, y_val)")
-        xv = _features(validation_data[0], "validation_data x", empty=True)
+        xv = _finite(_features(validation_data[0], "validation_data x", empty=True),
+                     "validation_data x")
         if not len(xv):
             raise DataError("validation_data: no examples; allowed at least one (or "
                             "validation_data=None to train without validation)")

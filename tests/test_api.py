@@ -94,6 +94,34 @@ def test_bad_labels_are_one_line_data_errors_before_training(bad_y, match):
     assert "\n" not in str(err.value)
 
 
+def test_nan_or_infinite_inputs_are_one_line_data_errors_before_anything_is_written(tmp_path):
+    x, y = problem(n=40)
+    bad = x.copy()
+    bad[7, 3], bad[9, 0], bad[20, 5] = np.nan, np.inf, -np.inf
+    log = tmp_path / "log.csv"
+    for call, what in [
+        (lambda: jaxmlp.fit(bad, y, **SMALL, callbacks=[jaxmlp.CSVLogger(str(log))]), "x"),
+        (lambda: jaxmlp.fit(x, y, **SMALL, validation_data=(bad, y)), "validation_data x"),
+        (lambda: jaxmlp.fit_many(bad, y, [{}], **SMALL), "x"),
+    ]:
+        with pytest.raises(jaxmlp.DataError) as err:
+            call()
+        assert str(err.value) == (f"{what}: 3 values are NaN or infinite (the first in example "
+                                  "7, feature 3); training on them makes every weight NaN: "
+                                  "drop or impute those examples first")
+    assert not log.exists()
+    # a NaN in the validation part of x (validation_split) is refused as well
+    with pytest.raises(jaxmlp.DataError, match="example 39, feature 1"):
+        jaxmlp.fit(np.where(np.arange(40)[:, None] * 10 + np.arange(x.shape[1]) == 391,
+                            np.nan, x), y, **SMALL, validation_split=0.25)
+    # predict takes them: a NaN row gives NaN probabilities, the others are unchanged
+    r = jaxmlp.fit(x, y, **SMALL)
+    probs = r.predict(bad)
+    assert np.isnan(probs[[7, 9, 20]]).all() and np.isfinite(np.delete(probs, [7, 9, 20], 0)).all()
+    np.testing.assert_array_equal(np.delete(probs, [7, 9, 20], 0),
+                                  np.delete(r.predict(x), [7, 9, 20], 0))
+
+
 def test_labels_beyond_classes_and_input_mismatches_are_one_line_errors(stopped):
     x, y = problem(n=40)
     y = np.arange(40) % 4
