@@ -563,6 +563,25 @@ class Result:
         return np.concatenate(out) if out else np.zeros((0, self.config.model.num_classes),
                                                         np.float32)
 
+    def summary(self, print_fn=print) -> None:
+        """Keras's `model.summary()`: the layers of the Keras model that computes the same
+        (`models.keras_layers`), their output shapes and parameter counts, and the totals with
+        their float32 size. `print_fn` is called with each line."""
+        layers = models.keras_layers(self.config.model)
+        rows = [(f"{la.name} ({la.kind})", f"(None, {la.units})", f"{la.params:,}")
+                for la in layers]
+        head = ("Layer (type)", "Output Shape", "Param #")
+        w = [max(len(r[i]) for r in (head, *rows)) + (2 if i < 2 else 0) for i in range(3)]
+        line = "─" * sum(w)
+        total = sum(la.params for la in layers)
+        frozen = sum(la.non_trainable for la in layers)
+        text = ['Model: "mlp"', line, f"{head[0]:<{w[0]}}{head[1]:<{w[1]}}{head[2]:>{w[2]}}",
+                line, *(f"{a:<{w[0]}}{b:<{w[1]}}{c:>{w[2]}}" for a, b, c in rows), line,
+                *(f"{what} params: {n:,} ({_memory_size(4 * n)})" for what, n in (
+                    ("Total", total), ("Trainable", total - frozen), ("Non-trainable", frozen)))]
+        for t in text:
+            print_fn(t)
+
     def _inputs(self, x, *, empty: bool = False) -> np.ndarray:
         x = _features(x, empty=empty)
         if x.shape[1] != self.config.model.input_dim:
@@ -580,6 +599,15 @@ class Result:
 
     def _weights(self) -> dict:
         return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def _memory_size(size: float) -> str:
+    """Bytes as Keras's summary writes them: 1024 a step, two decimals ("3.17 MB")."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"
 
 
 def save_all(models, *, at_once: int = 8) -> None:

@@ -81,6 +81,36 @@ def test_save_and_load_give_identical_predictions(stopped, tmp_path):
     np.testing.assert_array_equal(back.history["val_loss"], r.history["val_loss"])
 
 
+def test_summary_lists_the_keras_layers_and_counts_the_weights_fit_trained(tmp_path):
+    # TA8's combined model: the seed page gives Keras's count for it, 830,282 parameters
+    x = np.random.default_rng(0).normal(size=(64, 3072)).astype(np.float32)
+    y = np.arange(64) % 10
+    model = jaxmlp.MLP(hidden=(256, 128, 64), batch_norm=True, dropout=(0.3, 0.3, 0.0))
+    r = jaxmlp.fit(x, y, model=model, batch_size=32, verbose=0)
+    r.save(tmp_path / "m")
+    for result in (r, jaxmlp.load(tmp_path / "m")):
+        lines = []
+        result.summary(print_fn=lines.append)
+        assert lines[0] == 'Model: "mlp"'
+        names = [line.split()[0] for line in lines[4:-4]]
+        assert names == ["dense", "batch_normalization", "activation", "dropout",
+                         "dense_1", "batch_normalization_1", "activation_1", "dropout_1",
+                         "dense_2", "batch_normalization_2", "activation_2", "dense_3"]
+        assert lines[4].split()[1:] == ["(Dense)", "(None,", "256)", "786,688"]
+        trainable = sum(a.size for a in jax.tree.leaves(r.params))
+        moving = sum(a.size for a in jax.tree.leaves(r.batch_stats))
+        assert lines[-3:] == [f"Total params: {trainable + moving:,} (3.17 MB)",
+                              f"Trainable params: {trainable:,} (3.16 MB)",
+                              f"Non-trainable params: {moving:,} (3.50 KB)"]
+        assert trainable + moving == 830_282
+    # without batch norm or dropout: the Dense layers alone, nothing non-trainable
+    r = jaxmlp.fit(x[:, :10], y, model=jaxmlp.MLP(hidden=(16,)), verbose=0)
+    lines = []
+    r.summary(print_fn=lines.append)
+    assert [line.split()[0] for line in lines[4:-4]] == ["dense", "dense_1"]
+    assert lines[-1] == "Non-trainable params: 0 (0.00 B)"
+
+
 @pytest.mark.parametrize("bad_y, match", [
     (np.full(40, 1.5), "integer class ids"),
     (-np.ones(40, int), "integer class ids"),
