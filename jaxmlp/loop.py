@@ -392,6 +392,31 @@ def _check_keras_only(extra: dict, shuffle, where: str = "fit") -> None:
         raise ConfigError(f"{where}: unknown argument {name}=; allowed " + ", ".join(allowed))
 
 
+def _check_inference_args(where: str, batch_size, verbose, extra: dict,
+                          return_dict=True) -> None:
+    """Keras's evaluate/predict arguments: the ones jaxmlp takes are checked, the others are
+    one ConfigError each (None, Keras's default for all of them, is accepted)."""
+    if batch_size is not None:
+        _count("batch_size", batch_size, 1, where)
+    if verbose != "auto":
+        _check_verbose(where, verbose)
+    if not isinstance(return_dict, (bool, np.bool_)):
+        raise ConfigError(f"{where}: return_dict={return_dict!r} is invalid: allowed True (a "
+                          "dict, jaxmlp's default) or False (Keras's [loss, accuracy])")
+    keras = {"sample_weight": "not supported: every example weighs the same",
+             "steps": "not supported: all of x is used",
+             "callbacks": "not supported: pass callbacks to fit"}
+    for name, value in extra.items():
+        if name in keras and value is None:
+            continue  # Keras's own default
+        if name in keras:
+            raise ConfigError(f"{where}: {name}= is a Keras {where} argument jaxmlp does not "
+                              f"take; {keras[name]}")
+        allowed = ["x", "y", "batch_size", "verbose", "return_dict"] if where == "evaluate" \
+            else ["x", "batch_size", "verbose"]
+        raise ConfigError(f"{where}: unknown argument {name}=; allowed " + ", ".join(allowed))
+
+
 def _keras_keys(has_val: bool) -> tuple[str, ...]:
     """Keras's history keys (val_* only with validation data), then the learning rate."""
     metrics = C.METRICS if has_val else tuple(k for k in C.METRICS if not k.startswith("val_"))
@@ -544,8 +569,15 @@ class Result:
         probs = jax.jit(lambda p, s, x: jax.nn.softmax(fns.apply(p, s, x, train=False)[0]))
         return score, probs
 
-    def evaluate(self, x, y) -> dict:
-        """{"loss", "accuracy"} in inference mode; the loss includes the L2 term, as Keras's."""
+    def evaluate(self, x, y, batch_size=None, verbose="auto", return_dict=True, **keras_only):
+        """{"loss", "accuracy"} in inference mode; the loss includes the L2 term, as Keras's.
+
+        Keras's arguments are taken so that Keras code runs: `return_dict=False` gives Keras's
+        default `[loss, accuracy]`; `batch_size` (any positive integer) and `verbose` change
+        nothing: the examples are evaluated in chunks of EVAL_CHUNK, as validation is during
+        fit (so the loss equals the history's val_loss on the same data), and nothing is
+        printed. `sample_weight`, `steps` and `callbacks` are one ConfigError."""
+        _check_inference_args("evaluate", batch_size, verbose, keras_only, return_dict)
         x = self._inputs(x)
         y = _labels(y, len(x))
         if y.size and y.max() >= self.config.model.num_classes:
@@ -553,10 +585,14 @@ class Result:
                             f"{self.config.model.num_classes} classes")
         loss, acc = self._fns[0](self.params, self.batch_stats,
                                  models.l2_coefs(self.config.model), x, y)
-        return {"loss": float(loss), "accuracy": float(acc)}
+        out = {"loss": float(loss), "accuracy": float(acc)}
+        return out if return_dict else [out["loss"], out["accuracy"]]
 
-    def predict(self, x) -> np.ndarray:
-        """Class probabilities (softmax of the logits), shape (n, classes), float32."""
+    def predict(self, x, batch_size=None, verbose="auto", **keras_only) -> np.ndarray:
+        """Class probabilities (softmax of the logits), shape (n, classes), float32.
+        `batch_size` and `verbose` are taken as in Keras and change nothing (chunks of
+        EVAL_CHUNK, nothing printed); `steps` and `callbacks` are one ConfigError."""
+        _check_inference_args("predict", batch_size, verbose, keras_only)
         x = self._inputs(x, empty=True)
         out = [np.asarray(self._fns[1](self.params, self.batch_stats, x[i:i + EVAL_CHUNK]))
                for i in range(0, len(x), EVAL_CHUNK)]

@@ -152,6 +152,28 @@ def test_nan_or_infinite_inputs_are_one_line_data_errors_before_anything_is_writ
                                   np.delete(r.predict(x), [7, 9, 20], 0))
 
 
+def test_evaluate_and_predict_take_keras_arguments_and_refuse_the_rest(stopped):
+    x, y, r = stopped
+    scores, probs = r.evaluate(x, y), r.predict(x)
+    assert r.evaluate(x, y, 32, verbose=0) == scores  # batch_size, also positional
+    assert r.evaluate(x, y, batch_size=np.int64(7), verbose=2, sample_weight=None) == scores
+    assert r.evaluate(x, y, return_dict=False) == [scores["loss"], scores["accuracy"]]
+    np.testing.assert_array_equal(r.predict(x, batch_size=16, verbose=0, steps=None), probs)
+    for call, match in [
+        (lambda: r.evaluate(x, y, batch_size=0), "evaluate: batch_size=0 is invalid"),
+        (lambda: r.evaluate(x, y, verbose=5), "evaluate: verbose=5 is invalid"),
+        (lambda: r.evaluate(x, y, return_dict="yes"), "return_dict='yes' is invalid"),
+        (lambda: r.evaluate(x, y, sample_weight=np.ones(len(y))),
+         "evaluate: sample_weight= is a Keras evaluate argument jaxmlp does not take"),
+        (lambda: r.predict(x, steps=2), "predict: steps= is a Keras predict argument"),
+        (lambda: r.predict(x, return_dict=True), "predict: unknown argument return_dict=; "
+                                                 "allowed x, batch_size, verbose"),
+    ]:
+        with pytest.raises(jaxmlp.ConfigError, match=match) as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
 def test_labels_beyond_classes_and_input_mismatches_are_one_line_errors(stopped):
     x, y = problem(n=40)
     y = np.arange(40) % 4
