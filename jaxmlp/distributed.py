@@ -28,8 +28,10 @@ processes, each on its own share of the CPU cores, split a sweep's members.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -316,7 +318,7 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
     Why: XLA's CPU backend splits each of a small model's matmuls over every core of the
     process, and a batch-64 MLP step leaves much of that unused; a sweep's members are
     independent, so `count` processes on `count` disjoint blocks of cores (affinity set before
-    the interpreter starts, where the OS has it) each train their share of the groups
+    the command starts, where the OS has it) each train their share of the groups
     (`work_units`, `claim`), and process 0 merges the records
     (`merge_files`). Each process's output lines go to `stream` (default stderr) prefixed with
     `[i/count]`. When a process fails the others are stopped; returns a failed process's exit
@@ -327,16 +329,18 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
     procs, pumps, lock = [], [], threading.Lock()
 
     def pump(i, pipe):
-        for line in pipe:
-            with lock:
-                stream.write(f"[{i}/{count}] {line}")
-                stream.flush()
+        with pipe:
+            for line in pipe:
+                with lock:
+                    stream.write(f"[{i}/{count}] {line}")
+                    stream.flush()
 
     try:
         for i, share in enumerate(shares):
-            p = subprocess.Popen(command, env=local_env(i, count, port, share, env),
+            p = subprocess.Popen(_child_command(command, share),
+                                 env=local_env(i, count, port, share, env),
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 errors="replace", bufsize=1, preexec_fn=_child_setup(share))
+                                 errors="replace", bufsize=1)
             procs.append(p)
             pumps.append(threading.Thread(target=pump, args=(i, p.stdout), daemon=True))
             pumps[-1].start()
@@ -360,28 +364,36 @@ def launch_local(command: list[str], count: int, *, env=None, stream=None,
     return failed[0] if failed[0] > 0 else 128 - failed[0]  # killed by signal S: 128 + S
 
 
-def _child_setup(share: list[int]):
-    """What a started process does before its interpreter starts (Linux): run on `share`'s
-    cores, and get SIGKILL when the launcher dies (killed too), so no process is left behind.
-    Everything it needs is looked up here, before the fork: the child only makes two calls."""
+# What each started process runs first, in an interpreter of its own, before it becomes the
+# job's command (Linux): run on its cores, get SIGKILL when the launcher dies (a process of a
+# job ignores SIGTERM: JAX's coordination client takes it as a preemption notice; checkpoints
+# are atomic and resume is exact from a kill), and end at once if the launcher died before
+# that call. Then exec: the affinity and the death signal stay with the command. (Done in the
+# launcher between fork and exec, as a `preexec_fn`, this is not safe in a process with
+# threads, JAX's included.)
+_CHILD = """\
+import ctypes, os, signal, sys
+os.sched_setaffinity(0, [int(c) for c in sys.argv[2].split(",")])
+try:
+    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    os._exit(128 + int(signal.SIGKILL))
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
+
+def _child_command(command: list[str], share: list[int]) -> list[str]:
+    """`command` started on `share`'s cores and killed with the launcher, where the OS can
+    (Linux: `_CHILD`); elsewhere `command` as it is. A command that cannot be found is a
+    FileNotFoundError here, in the launcher, as `subprocess.Popen` gives it."""
     if not hasattr(os, "sched_setaffinity"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None).prctl
-    except (OSError, AttributeError):
-        prctl = None
-    setaffinity, kill = os.sched_setaffinity, int(signal.SIGKILL)
-
-    def setup():
-        setaffinity(0, share)
-        if prctl is not None:
-            # SIGKILL: a process of a job ignores SIGTERM (JAX's coordination client takes it
-            # as a preemption notice); checkpoints are atomic and resume is exact from a kill.
-            prctl(1, kill)  # PR_SET_PDEATHSIG
-
-    return setup
+        return command
+    if shutil.which(command[0]) is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", command[0])
+    return [sys.executable, "-c", _CHILD, str(os.getpid()), ",".join(map(str, share)),
+            *command]
 
 
 def _stop(procs, grace_s: float = 10.0) -> None:
