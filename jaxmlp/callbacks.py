@@ -12,6 +12,7 @@ and never change the numbers. `plan(callbacks)` is the one place that maps the l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -42,6 +43,46 @@ def _check_verbose(owner: str, verbose) -> None:
                           "(Keras's lines: when it acts)")
 
 
+# Keras's value of an argument that changes nothing here is accepted, so that Keras code runs.
+ANY = object()  # accepted whatever its value: jaxmlp does that either way (the reason says why)
+
+
+def _keras_arguments(**table):
+    """Class decorator: Keras 3's arguments of this callback that jaxmlp does not take, as
+    `name=(Keras's default, why not)` (`ANY`: accepted with any value). Passing one at its
+    Keras default (or one marked ANY) changes nothing and is accepted; another value is one
+    ConfigError saying why; an unknown name is one ConfigError naming the allowed ones."""
+    def decorate(cls):
+        init, own = cls.__init__, [f.name for f in dataclasses.fields(cls)]
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            for name in [k for k in kwargs if k not in own]:
+                value = kwargs.pop(name)
+                if name not in table:
+                    names = own + list(table)
+                    raise ConfigError(f"{cls.__name__}: unknown argument {name}=; " + (
+                        "allowed " + ", ".join(names) if names else "it takes no arguments"))
+                default, why = table[name]
+                if default is ANY or _same(value, default):
+                    continue
+                raise ConfigError(f"{cls.__name__}.{name}={value!r} is not supported: {why} "
+                                  f"(Keras's default {name}={default!r} is accepted)")
+            init(self, *args, **kwargs)
+
+        cls.__init__ = __init__
+        cls.KERAS_ONLY = dict(table)
+        return cls
+    return decorate
+
+
+def _same(value, default) -> bool:
+    if default is None or isinstance(default, bool):
+        return value is default or (isinstance(value, np.bool_) and bool(value) is default)
+    return type(value) is type(default) and value == default
+
+
+@_keras_arguments()
 @dataclass(frozen=True)
 class EarlyStopping(C.EarlyStopping):
     """Keras 3's EarlyStopping: the hook's config (`jaxmlp.config.EarlyStopping`, same names
@@ -55,6 +96,7 @@ class EarlyStopping(C.EarlyStopping):
         _check_verbose("EarlyStopping", self.verbose)
 
 
+@_keras_arguments()
 @dataclass(frozen=True)
 class ReduceLROnPlateau(C.ReduceLROnPlateau):
     """Keras 3's ReduceLROnPlateau: the hook's config (`jaxmlp.config.ReduceLROnPlateau`) and
@@ -76,6 +118,7 @@ def _hook_config(cb):
     return base(**{f.name: getattr(cb, f.name) for f in dataclasses.fields(base)})
 
 
+@_keras_arguments()
 @dataclass(frozen=True)
 class LearningRateScheduler:
     """Keras's LearningRateScheduler: `schedule(epoch, lr) -> new lr` at each epoch start.
@@ -97,12 +140,19 @@ class LearningRateScheduler:
         _check_verbose("LearningRateScheduler", self.verbose)
 
 
+@_keras_arguments(raise_error=(False, "a NaN loss stops the fit, and its history shows the "
+                                       "epoch"))
 @dataclass(frozen=True)
 class TerminateOnNaN:
     """Keras's TerminateOnNaN: stop when the training loss is NaN or +-inf. Keras checks every
     batch; jaxmlp checks the epoch's mean loss (a non-finite batch makes it non-finite too)."""
 
 
+@_keras_arguments(
+    save_weights_only=(ANY, "the folder always holds the weights and the model.json naming "
+                            "them, which jaxmlp.load reads"),
+    save_freq=("epoch", "saves happen at the end of an epoch"),
+    initial_value_threshold=(None, "the first epoch's value is the first best"))
 @dataclass(frozen=True)
 class ModelCheckpoint:
     """Keras's ModelCheckpoint as an Orbax checkpoint folder.
@@ -139,26 +189,57 @@ class ModelCheckpoint:
         C.ModelCheckpoint(self.monitor, self.mode)  # validates monitor and mode
 
 
+@_keras_arguments(
+    write_graph=(ANY, "no graph is written (the model is a jitted function, not a Keras "
+                      "graph)"),
+    write_images=(False, "weights are not written as images; histogram_freq writes their "
+                         "histograms"),
+    write_steps_per_second=(False, "the logs hold the epoch's metrics and learning rate"),
+    update_freq=("epoch", "the logs are written once an epoch"),
+    profile_batch=(0, "profile with jax.profiler.trace instead"),
+    embeddings_freq=(0, "an MLP has no embedding layer"),
+    embeddings_metadata=(None, "an MLP has no embedding layer"))
 @dataclass(frozen=True)
 class TensorBoard:
-    """Keras's TensorBoard (epoch scalars): `log_dir/train` and `log_dir/validation`."""
+    """Keras's TensorBoard: the epoch's metrics and learning rate as scalars in `log_dir/train`
+    and `log_dir/validation`; with `histogram_freq=N`, every N epochs (from the first), a
+    histogram of each weight (BatchNorm's moving statistics too, as Keras's model.weights) in
+    `log_dir/train`, tagged with its path (`params/dense_0/kernel`, `batch_stats/norm_0/mean`)."""
 
     log_dir: str = "logs"
+    histogram_freq: int = 0
 
     def __post_init__(self):
         _check_path("TensorBoard", "log_dir", self.log_dir)
+        if not isinstance(self.histogram_freq, int) or isinstance(self.histogram_freq, bool) \
+                or self.histogram_freq < 0:
+            raise ConfigError(f"TensorBoard.histogram_freq={self.histogram_freq!r} is invalid: "
+                              "allowed an integer >= 0 (0: no histograms)")
 
 
+@_keras_arguments(
+    append=(False, "the file is written anew by each fit (with BackupAndRestore, a resumed "
+                   "fit's file already holds every epoch)"))
 @dataclass(frozen=True)
 class CSVLogger:
-    """Keras's CSVLogger: one row per epoch, `epoch` first then the metrics sorted by name."""
+    """Keras's CSVLogger: one row per epoch, `epoch` first then the metrics sorted by name,
+    cells separated by `separator`."""
 
     filename: str
+    separator: str = ","
 
     def __post_init__(self):
         _check_path("CSVLogger", "filename", self.filename)
+        if not isinstance(self.separator, str) or len(self.separator) != 1 \
+                or self.separator in "\r\n\"":
+            raise ConfigError(f"CSVLogger.separator={self.separator!r} is invalid: allowed one "
+                              "character other than a quote or a line end")
 
 
+@_keras_arguments(
+    save_freq=("epoch", "the backup is saved at the end of every epoch"),
+    double_checkpoint=(ANY, "each backup is written whole before it replaces the last one, so "
+                            "a crash while saving leaves the last one"))
 @dataclass(frozen=True)
 class BackupAndRestore:
     """Keras's BackupAndRestore: the whole train state saved in `backup_dir` after every epoch,
@@ -373,7 +454,7 @@ class Effects:
         `data_fingerprint`, and `schedule_fn` a LearningRateScheduler's function (not in the
         config): a backup must match both to be resumed."""
         self.csv, self.tb, self.every, self.best = [], [], [], []
-        self.backup, self.keys, self.idle = None, tuple(keys), []
+        self.backup, self.keys, self.idle, self.histogram_freq = None, tuple(keys), [], []
         order = list(callbacks or files)
         for cb in files:
             if isinstance(cb, CSVLogger):
@@ -382,9 +463,10 @@ class Effects:
                                 for b in before)
                 self.csv.append(observers.HistoryLog(
                     cb.filename, columns=keras_csv_columns(self.keys, lr_logged),
-                    line_end="\r\n"))
+                    line_end="\r\n", separator=cb.separator))
             elif isinstance(cb, TensorBoard):
                 self.tb.append(observers.TensorBoardLog(cb.log_dir))
+                self.histogram_freq.append(cb.histogram_freq)
             elif isinstance(cb, BackupAndRestore):
                 self.backup = _Backup(cb, run, data, schedule_fn)
             elif cb.save_best_only and (has_val or not cb.monitor.startswith("val_")):
@@ -439,9 +521,15 @@ class Effects:
             log.append(epoch, row)
         for tb in self.tb:
             tb.scalars(epoch, row)
-        if not (self.every or self.best):
+        histograms = [tb for tb, freq in zip(self.tb, self.histogram_freq)
+                      if freq and epoch % freq == 0]  # Keras: epochs 0, N, 2N, ...
+        if not (self.every or self.best or histograms):
             return
         state = jax.tree.map(lambda a: a[0], state)
+        if histograms:
+            weights = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+            for tb in histograms:
+                tb.histograms(epoch, weights)
         if self.every:
             weights = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
             for ckpt in self.every:

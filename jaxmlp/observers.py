@@ -239,10 +239,12 @@ class HistoryLog:
 
     def __init__(self, csv_path, json_path=None, *, initial: dict | None = None,
                  durable: bool = True, min_interval: float = 0.0,
-                 columns: list[str] | None = None, line_end: str = "\n"):
-        """`columns`: the CSV's columns after `epoch` (default: every metric seen, sorted) and
-        `line_end` its lines' end (`records.history_csv`); the JSON holds every metric."""
-        self.columns, self.line_end = columns, line_end
+                 columns: list[str] | None = None, line_end: str = "\n",
+                 separator: str = ","):
+        """`columns`: the CSV's columns after `epoch` (default: every metric seen, sorted),
+        `line_end` its lines' end and `separator` its cells' (`records.history_csv`); the JSON
+        holds every metric."""
+        self.columns, self.line_end, self.separator = columns, line_end, separator
         self.csv_path = Path(csv_path)
         self.json_path = Path(json_path) if json_path else None
         self.durable, self._unsynced = durable, False
@@ -283,8 +285,8 @@ class HistoryLog:
         return ["epoch"] + sorted({k for r in self.rows for k in r if k != "epoch"})
 
     def _write(self, durable: bool = True) -> None:
-        atomic.write_text(self.csv_path, records.history_csv(self.rows, self.columns,
-                                                             self.line_end), durable=durable)
+        atomic.write_text(self.csv_path, records.history_csv(
+            self.rows, self.columns, self.line_end, self.separator), durable=durable)
         if self.json_path:
             columns = self._columns()
             atomic.write_json(self.json_path, {k: [r.get(k) for r in self.rows] for k in columns},

@@ -176,15 +176,17 @@ def history_file(run_name: str, seed: int) -> str:
 
 
 def history_csv(rows: list[dict], columns: list[str] | None = None,
-                line_end: str = "\n") -> str:
+                line_end: str = "\n", separator: str = ",") -> str:
     """Keras CSVLogger's layout: `epoch` first, then the metric names sorted (or `columns`); a
     missing value is `NA` (as Keras writes it). Lines end in `line_end`: `\\n` for a sweep's
-    logs, `\\r\\n` (the csv module's, as Keras writes them) for `jaxmlp.CSVLogger`."""
+    logs, `\\r\\n` (the csv module's, as Keras writes them) for `jaxmlp.CSVLogger`; cells
+    are separated by `separator` (CSVLogger's)."""
     columns = ["epoch"] + (list(columns) if columns is not None else
                            sorted({k for r in rows for k in r if k != "epoch"}))
     buf = io.StringIO()
+    # extrasaction: what `columns` leaves out is not written
     writer = csv.DictWriter(buf, fieldnames=columns, restval="NA", lineterminator=line_end,
-                            extrasaction="ignore")  # what `columns` leaves out is not written
+                            delimiter=separator, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

@@ -253,6 +253,75 @@ def test_csv_logger_writes_kerass_columns_and_line_ends(tmp_path, split, before,
             assert [row[key] for row in rows] == ["NA", "NA"]
 
 
+def test_csv_logger_separator_and_tensorboard_weight_histograms(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = problem(n=100)
+    model = jaxmlp.MLP(hidden=(16,), batch_norm=True)
+    r = jaxmlp.fit(x, y, **{**SMALL, "model": model}, epochs=5, validation_split=0.2,
+                   callbacks=[jaxmlp.CSVLogger(tmp_path / "h.csv", separator=";"),
+                              jaxmlp.TensorBoard(tmp_path / "tb", histogram_freq=2)])
+    rows = list(csv.DictReader(open(tmp_path / "h.csv", newline=""), delimiter=";"))
+    np.testing.assert_allclose([float(row["val_loss"]) for row in rows], r.history["val_loss"])
+    train = EventAccumulator(str(tmp_path / "tb" / "train"), size_guidance={"histograms": 0})
+    train.Reload()
+    tags = train.Tags()["histograms"]
+    assert sorted(tags) == ["batch_stats/norm_0/mean", "batch_stats/norm_0/var",
+                            "params/dense_0/bias", "params/dense_0/kernel", "params/norm_0/bias",
+                            "params/norm_0/scale", "params/out/bias", "params/out/kernel"]
+    # Keras: epochs 0, N, 2N, ...; the last one holds the weights fit ended with
+    events = train.Histograms("params/out/kernel")
+    assert [e.step for e in events] == [0, 2, 4]
+    kernel = np.asarray(r.params["out"]["kernel"])
+    last = events[-1].histogram_value
+    assert last.num == kernel.size and np.isclose(last.sum, kernel.sum(), rtol=1e-5)
+    assert (last.min, last.max) == (kernel.min(), kernel.max())
+    # without histogram_freq, no histogram
+    jaxmlp.fit(x, y, **SMALL, callbacks=[jaxmlp.TensorBoard(tmp_path / "tb2")])
+    quiet = EventAccumulator(str(tmp_path / "tb2" / "train"))
+    assert quiet.Reload().Tags()["histograms"] == []
+
+
+def test_keras_callback_arguments_at_their_defaults_run_and_others_are_one_line_errors(
+        tmp_path):
+    x, y = problem(n=60)
+    accepted = [  # Keras code as written: these change nothing here
+        jaxmlp.TensorBoard(tmp_path / "tb", histogram_freq=0, write_graph=True,
+                           write_images=False, update_freq="epoch", profile_batch=0,
+                           embeddings_freq=0),
+        jaxmlp.ModelCheckpoint(tmp_path / "ck", save_weights_only=True, save_freq="epoch",
+                               initial_value_threshold=None),
+        jaxmlp.CSVLogger(tmp_path / "h.csv", separator=",", append=False),
+        jaxmlp.BackupAndRestore(tmp_path / "b", save_freq="epoch", double_checkpoint=True),
+        jaxmlp.TerminateOnNaN(raise_error=False),
+    ]
+    assert accepted[0] == jaxmlp.TensorBoard(tmp_path / "tb")
+    assert accepted[1] == jaxmlp.ModelCheckpoint(tmp_path / "ck")
+    r = jaxmlp.fit(x, y, **SMALL, epochs=2, callbacks=accepted)
+    plain = jaxmlp.fit(x, y, **SMALL, epochs=2)
+    assert r.history == plain.history
+    assert jaxmlp.load(tmp_path / "ck").evaluate(x, y) == r.evaluate(x, y)
+    for call, message in [
+        (lambda: jaxmlp.TensorBoard("tb", update_freq="batch"),
+         "TensorBoard.update_freq='batch' is not supported: the logs are written once an "
+         "epoch (Keras's default update_freq='epoch' is accepted)"),
+        (lambda: jaxmlp.ModelCheckpoint("ck", save_freq=100),
+         "ModelCheckpoint.save_freq=100 is not supported: saves happen at the end of an epoch "
+         "(Keras's default save_freq='epoch' is accepted)"),
+        (lambda: jaxmlp.CSVLogger("h.csv", append=True), "CSVLogger.append=True is not "
+                                                         "supported"),
+        (lambda: jaxmlp.EarlyStopping(patienc=3),
+         "EarlyStopping: unknown argument patienc=; allowed monitor, min_delta, patience, mode, "
+         "baseline, restore_best_weights, start_from_epoch, verbose"),
+        (lambda: jaxmlp.TerminateOnNaN(raise_error=True), "TerminateOnNaN.raise_error=True"),
+        (lambda: jaxmlp.TensorBoard("tb", histogram_freq=-1), "histogram_freq=-1 is invalid"),
+        (lambda: jaxmlp.CSVLogger("h.csv", separator="\n"), "separator='\\n' is invalid"),
+    ]:
+        with pytest.raises(jaxmlp.ConfigError) as err:
+            call()
+        assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_keras_only_fit_arguments_are_one_line_errors_that_say_what_to_do():
     x, y = problem(n=40)
     for kw, match in [({"shuffle": False}, "reshuffled every epoch"),
