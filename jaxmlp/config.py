@@ -125,6 +125,9 @@ class ModelConfig:
         _check_int(o, "num_classes", self.num_classes, 2)
 
 
+CLIPS = ("clipnorm", "clipvalue", "global_clipnorm")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """An optimizer with Keras's default hyperparameters (see jaxmlp.optim for differences)."""
@@ -145,10 +148,23 @@ class OptimConfig:
     # True: Keras 3's velocity in parameter units (v = m v - lr g): the two differ only after
     # the learning rate changes (see jaxmlp.optim).
     keras_velocity: bool = False
+    # Keras's gradient clipping, before the update (at most one; None: off): each weight's
+    # gradient to this L2 norm, every gradient to this global L2 norm, or each element to
+    # [-clipvalue, clipvalue] (see jaxmlp.optim.keras_clipped).
+    clipnorm: float | None = None
+    clipvalue: float | None = None
+    global_clipnorm: float | None = None
 
     def __post_init__(self):
         _plain(self)
         o = "OptimConfig"
+        clips = [n for n in CLIPS if getattr(self, n) is not None]
+        for name in clips:
+            _check_range(o, name, getattr(self, name), 0.0, math.inf, lo_open=True,
+                         hi_open=True)
+        if len(clips) > 1:
+            _fail(o, clips[1], getattr(self, clips[1]),
+                  f"one of {', '.join(CLIPS)} at most (Keras's rule); {clips[0]} is set")
         _check_choice(o, "name", self.name, OPTIMIZERS)
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", 0.01 if self.name == "sgd" else 1e-3)
@@ -327,7 +343,8 @@ def to_dict(cfg) -> dict:
 
 # Fields added after results were committed, with the default that trains what the code
 # trained before they existed: (section of a RunConfig dict, field, default).
-LATER_FIELDS = (("model", "output_clip", 0.0), ("optim", "keras_velocity", False))
+LATER_FIELDS = (("model", "output_clip", 0.0), ("optim", "keras_velocity", False),
+                *(("optim", name, None) for name in CLIPS))
 
 
 def without_later_defaults(run: dict) -> dict:

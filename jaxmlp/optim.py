@@ -26,13 +26,14 @@ Where optax's formulation differs from Keras 3 (documented, deliberately kept):
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmlp.config import OptimConfig
+from jaxmlp.config import CLIPS, ConfigError, OptimConfig
 
 
 def hyperparams(cfg: OptimConfig) -> dict:
@@ -129,15 +130,53 @@ def make(cfg: OptimConfig) -> optax.GradientTransformation:
     numbers = hyperparams(cfg)
     if cfg.name == "sgd":
         factory = keras_sgd if cfg.keras_velocity else optax.sgd
-        return optax.inject_hyperparams(factory, static_args=("nesterov",))(
+        tx = optax.inject_hyperparams(factory, static_args=("nesterov",))(
             **numbers, nesterov=cfg.nesterov)
-    factories = _KERAS_FACTORIES if cfg.keras_epsilon else _FACTORIES
-    return optax.inject_hyperparams(factories[cfg.name])(**numbers)
+    else:
+        factories = _KERAS_FACTORIES if cfg.keras_epsilon else _FACTORIES
+        tx = optax.inject_hyperparams(factories[cfg.name])(**numbers)
+    return keras_clipped(tx, **_clip(cfg)) if _clip(cfg) else tx
+
+
+def _clip(cfg: OptimConfig) -> dict:
+    return {name: getattr(cfg, name) for name in CLIPS if getattr(cfg, name) is not None}
+
+
+def keras_clipped(tx, *, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    """`tx` fed gradients clipped as Keras 3's optimizers clip them before their update
+    (keras/src/optimizers/base_optimizer.py, `_clip_gradients`): `clipnorm` scales each weight's
+    gradient g to g * c / max(||g||, c); `global_clipnorm` scales every gradient by
+    c * min(1 / n, 1 / c), n the L2 norm of all of them (NaN for a non-finite n, as Keras);
+    `clipvalue` clips each element to [-c, c]. The state is `tx`'s own, so the learning rate
+    stays where `learning_rate` reads it. optax's clip_by_global_norm computes g / n * c
+    instead, which rounds differently; its clip is Keras's clipvalue."""
+
+    def clip(grads):
+        if clipnorm is not None:
+            def by_norm(g):
+                sq = jnp.sum(jnp.square(g))
+                norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), sq)
+                return g * clipnorm / jnp.maximum(norm, clipnorm)
+            return jax.tree.map(by_norm, grads)
+        if global_clipnorm is not None:
+            norm = jnp.sqrt(jnp.sum(jnp.stack([jnp.sum(jnp.square(g))
+                                               for g in jax.tree.leaves(grads)])))
+            scale = global_clipnorm * jnp.minimum(1.0 / norm, 1.0 / global_clipnorm)
+            scale = scale + (norm - norm)
+            return jax.tree.map(lambda g: g * scale, grads)
+        return jax.tree.map(lambda g: jnp.clip(g, -clipvalue, clipvalue), grads)
+
+    def update(grads, state, params=None):
+        return tx.update(clip(grads), state, params)
+
+    return optax.GradientTransformation(tx.init, update)
 
 
 def structure_key(cfg: OptimConfig) -> tuple:
-    """What must be equal for two configs to share one compiled update (numbers may differ)."""
-    return (cfg.name, cfg.nesterov, cfg.keras_epsilon, cfg.keras_velocity)
+    """What must be equal for two configs to share one compiled update (numbers may differ):
+    the clipping's kind and value too (a constant of the program), where there is one."""
+    key = (cfg.name, cfg.nesterov, cfg.keras_epsilon, cfg.keras_velocity)
+    return key + (tuple(sorted(_clip(cfg).items())),) if _clip(cfg) else key
 
 
 def learning_rate(opt_state):
@@ -154,32 +193,88 @@ def with_learning_rate(opt_state, lr):
 
 # --- The public constructors (jaxmlp.Adam, ...): Keras's names, arguments and defaults --------
 
+# Keras 3's optimizer arguments jaxmlp does not take: accepted at Keras's default (they change
+# nothing), any other value is one ConfigError saying why.
+_KERAS_ONLY = {
+    "name": (None, "the optimizer has no name here"),
+    "use_ema": (False, "no moving average of the weights is kept"),
+    "ema_momentum": (0.99, "no moving average of the weights is kept"),
+    "ema_overwrite_frequency": (None, "no moving average of the weights is kept"),
+    "loss_scale_factor": (None, "training is in float32, with no loss scaling"),
+    "gradient_accumulation_steps": (None, "every batch is a step"),
+    "amsgrad": (False, "Adam's plain second moment is kept"),
+    "weight_decay": (None, "use jaxmlp.AdamW for decoupled weight decay, or MLP(l2=...)"),
+    "momentum": (0.0, "RMSprop here has no momentum"),
+    "centered": (False, "RMSprop here is not centered"),
+}
+
+
+def _keras_only(where: str, extra: dict, allowed: tuple, clip: dict) -> dict:
+    """The clipping arguments (checked by OptimConfig) after refusing what jaxmlp does not
+    take: Keras-only arguments away from their Keras default, and unknown names."""
+    for name, value in extra.items():
+        if name not in allowed:
+            args = [p for p in inspect.signature(globals()[where]).parameters if p != "keras"]
+            raise ConfigError(f"{where}: unknown argument {name}=; allowed " + ", ".join(args))
+        default, why = _KERAS_ONLY[name]
+        if name == "name" or value is default or (
+                type(value) is type(default) and value == default):
+            continue
+        raise ConfigError(f"{where}.{name}={value!r} is not supported: {why} (Keras's default "
+                          f"{name}={default!r} is accepted)")
+    return clip
+
+
 def Adam(learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
-         epsilon: float = 1e-7, *, keras_epsilon: bool = True) -> OptimConfig:
+         epsilon: float = 1e-7, *, clipnorm: float | None = None,
+         clipvalue: float | None = None, global_clipnorm: float | None = None,
+         keras_epsilon: bool = True, **keras) -> OptimConfig:
     """Keras's Adam. Keras 3's exact update by default (epsilon added to sqrt(v) before the bias
     correction, see this module's docstring), because users who pass these arguments compare
-    with Keras; `keras_epsilon=False` is optax's placement."""
+    with Keras; `keras_epsilon=False` is optax's placement. `clipnorm`, `clipvalue` and
+    `global_clipnorm` clip the gradients as Keras does (`keras_clipped`; at most one)."""
+    clip = _keras_only("Adam", keras, _ADAM_ONLY, dict(
+        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm))
     return OptimConfig("adam", learning_rate, beta_1, beta_2, epsilon,
-                       keras_epsilon=keras_epsilon)
+                       keras_epsilon=keras_epsilon, **clip)
 
 
 def AdamW(learning_rate: float = 1e-3, weight_decay: float = 0.004, beta_1: float = 0.9,
-          beta_2: float = 0.999, epsilon: float = 1e-7, *,
-          keras_epsilon: bool = True) -> OptimConfig:
-    """Keras's AdamW (decoupled decay lr * weight_decay * w); Keras's epsilon as in `Adam`."""
+          beta_2: float = 0.999, epsilon: float = 1e-7, *, clipnorm: float | None = None,
+          clipvalue: float | None = None, global_clipnorm: float | None = None,
+          keras_epsilon: bool = True, **keras) -> OptimConfig:
+    """Keras's AdamW (decoupled decay lr * weight_decay * w); Keras's epsilon and clipping as
+    in `Adam`."""
+    clip = _keras_only("AdamW", keras, _ADAMW_ONLY, dict(
+        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm))
     return OptimConfig("adamw", learning_rate, beta_1, beta_2, epsilon,
-                       weight_decay=weight_decay, keras_epsilon=keras_epsilon)
+                       weight_decay=weight_decay, keras_epsilon=keras_epsilon, **clip)
 
 
 def SGD(learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False, *,
-        keras_velocity: bool = True) -> OptimConfig:
+        clipnorm: float | None = None, clipvalue: float | None = None,
+        global_clipnorm: float | None = None, keras_velocity: bool = True,
+        **keras) -> OptimConfig:
     """Keras's SGD. Keras 3's exact update by default (the velocity holds lr * gradient, so a
     change of the LR reaches the steps after it as in Keras, see this module's docstring);
-    `keras_velocity=False` is optax's trace form (identical while the LR is constant)."""
+    `keras_velocity=False` is optax's trace form (identical while the LR is constant).
+    Clipping as in `Adam`."""
+    clip = _keras_only("SGD", keras, _BASE_ONLY, dict(
+        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm))
     return OptimConfig("sgd", learning_rate, momentum=momentum, nesterov=nesterov,
-                       keras_velocity=keras_velocity)
+                       keras_velocity=keras_velocity, **clip)
 
 
-def RMSprop(learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7) -> OptimConfig:
-    """Keras's RMSprop (no momentum, not centered)."""
-    return OptimConfig("rmsprop", learning_rate, rho=rho, epsilon=epsilon)
+def RMSprop(learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7, *,
+            clipnorm: float | None = None, clipvalue: float | None = None,
+            global_clipnorm: float | None = None, **keras) -> OptimConfig:
+    """Keras's RMSprop (no momentum, not centered); clipping as in `Adam`."""
+    clip = _keras_only("RMSprop", keras, (*_BASE_ONLY, "momentum", "centered"), dict(
+        clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm))
+    return OptimConfig("rmsprop", learning_rate, rho=rho, epsilon=epsilon, **clip)
+
+
+_BASE_ONLY = ("name", "use_ema", "ema_momentum", "ema_overwrite_frequency",
+              "loss_scale_factor", "gradient_accumulation_steps", "weight_decay")
+_ADAM_ONLY = (*_BASE_ONLY, "amsgrad")
+_ADAMW_ONLY = tuple(n for n in _ADAM_ONLY if n != "weight_decay")

@@ -282,6 +282,19 @@ def test_csv_logger_separator_and_tensorboard_weight_histograms(tmp_path):
     assert quiet.Reload().Tags()["histograms"] == []
 
 
+def test_gradient_clipping_changes_training_and_is_saved_with_the_model(tmp_path):
+    x, y = problem(n=200)
+    plain = jaxmlp.fit(x, y, **SMALL, epochs=3, optimizer=jaxmlp.SGD(0.5))
+    clipped = jaxmlp.fit(x, y, **SMALL, epochs=3, optimizer=jaxmlp.SGD(0.5, clipvalue=1e-3))
+    loose = jaxmlp.fit(x, y, **SMALL, epochs=3, optimizer=jaxmlp.SGD(0.5, clipnorm=1e6))
+    # a tiny clip slows training down; one above every gradient's norm changes only rounding
+    assert clipped.history["loss"][-1] > plain.history["loss"][-1] + 0.1
+    np.testing.assert_allclose(loose.history["loss"], plain.history["loss"], rtol=1e-5)
+    clipped.save(tmp_path / "m")
+    back = jaxmlp.load(tmp_path / "m")
+    assert back.config.optim.clipvalue == 1e-3 and back.config == clipped.config
+
+
 def test_keras_callback_arguments_at_their_defaults_run_and_others_are_one_line_errors(
         tmp_path):
     x, y = problem(n=60)

@@ -177,3 +177,71 @@ def test_members_may_have_their_own_hyperparameters_under_vmap():
         w = w + u
     np.testing.assert_allclose(w[0], keras_sgd(0.1), rtol=1e-6)
     np.testing.assert_allclose(w[1], keras_sgd(0.05, 0.9), rtol=1e-6)
+
+
+def keras_clip(grads: dict, clipnorm=None, clipvalue=None, global_clipnorm=None) -> dict:
+    """keras/src/optimizers/base_optimizer.py `_clip_gradients`, in float64 NumPy."""
+    grads = {k: v.astype(np.float64) for k, v in grads.items()}
+    if clipnorm is not None:  # each weight's gradient by its own L2 norm
+        return {k: g * clipnorm / max(np.sqrt((g * g).sum()), clipnorm) for k, g in grads.items()}
+    if global_clipnorm is not None:  # all of them by their joint L2 norm
+        norm = np.sqrt(sum((g * g).sum() for g in grads.values()))
+        return {k: g * global_clipnorm * min(1 / norm, 1 / global_clipnorm)
+                for k, g in grads.items()}
+    return {k: np.clip(g, -clipvalue, clipvalue) for k, g in grads.items()}
+
+
+@pytest.mark.parametrize("clip", [{"clipnorm": 1.0}, {"clipnorm": 50.0},
+                                  {"global_clipnorm": 1.5}, {"global_clipnorm": 50.0},
+                                  {"clipvalue": 0.3}])
+def test_gradients_are_clipped_as_keras_clips_them(clip):
+    rng = np.random.default_rng(0)
+    grads = {"kernel": rng.normal(size=(4, 3)).astype(np.float32) * 2,
+             "bias": rng.normal(size=3).astype(np.float32) * 0.1,
+             "zero": np.zeros(2, np.float32)}  # a zero gradient stays zero (no 0 / 0)
+    tx = optim.keras_clipped(optax.identity(), **clip)
+    out, _ = jax.jit(tx.update)({k: jnp.asarray(v) for k, v in grads.items()}, tx.init(grads))
+    expected = keras_clip(grads, **clip)
+    for k in grads:
+        np.testing.assert_allclose(np.asarray(out[k]), expected[k], rtol=2e-6, atol=1e-7)
+    # a clip that acts: some gradient changed; one far above every norm: none did (to rounding)
+    acts = clip in ({"clipnorm": 1.0}, {"global_clipnorm": 1.5}, {"clipvalue": 0.3})
+    assert acts == any(not np.allclose(expected[k], grads[k], rtol=1e-6) for k in grads)
+
+
+def test_clipping_reaches_the_update_and_keeps_the_learning_rate_in_the_state():
+    cfg = C.OptimConfig("adam", 0.01, keras_epsilon=True, clipvalue=0.25)
+    clipped = [np.clip(g, -0.25, 0.25) for g in GRADS]
+    np.testing.assert_allclose(run_optax(cfg), keras_adam(0.01, grads=clipped), rtol=1e-5)
+    state = optim.make(cfg).init(jnp.asarray(W0))
+    assert float(optim.learning_rate(state)) == pytest.approx(0.01)
+    # clipping is part of the compiled update: configs that differ in it do not share one
+    plain = dataclasses.replace(cfg, clipvalue=None)
+    assert optim.structure_key(plain) == ("adam", False, True, False)
+    assert optim.structure_key(cfg) != optim.structure_key(plain)
+    assert optim.structure_key(cfg) != optim.structure_key(dataclasses.replace(cfg,
+                                                                               clipvalue=0.5))
+
+
+def test_keras_optimizer_arguments_are_taken_or_refused_in_one_line():
+    import jaxmlp
+
+    assert jaxmlp.SGD(0.1, clipnorm=1.0).clipnorm == 1.0
+    assert jaxmlp.RMSprop(global_clipnorm=2).global_clipnorm == 2
+    # Keras's defaults of what jaxmlp does not do change nothing, so Keras code runs
+    assert jaxmlp.Adam(1e-3, amsgrad=False, use_ema=False, name="opt") == jaxmlp.Adam(1e-3)
+    for call, match in [
+        (lambda: jaxmlp.Adam(clipnorm=1.0, clipvalue=0.5),
+         r"OptimConfig.clipvalue=0.5 is invalid: allowed one of clipnorm, clipvalue, "
+         r"global_clipnorm at most \(Keras's rule\); clipnorm is set"),
+        (lambda: jaxmlp.SGD(clipnorm=0.0), "OptimConfig.clipnorm=0.0 is invalid"),
+        (lambda: jaxmlp.Adam(amsgrad=True), r"Adam.amsgrad=True is not supported: Adam's plain "
+                                            r"second moment is kept \(Keras's default"),
+        (lambda: jaxmlp.Adam(weight_decay=0.01), "use jaxmlp.AdamW"),
+        (lambda: jaxmlp.RMSprop(momentum=0.9), "RMSprop.momentum=0.9 is not supported"),
+        (lambda: jaxmlp.SGD(lr=0.1), "SGD: unknown argument lr=; allowed learning_rate, "
+                                     "momentum, nesterov, clipnorm"),
+    ]:
+        with pytest.raises(C.ConfigError, match=match) as err:
+            call()
+        assert "\n" not in str(err.value)
