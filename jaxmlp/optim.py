@@ -203,7 +203,8 @@ _KERAS_ONLY = {
     "loss_scale_factor": (None, "training is in float32, with no loss scaling"),
     "gradient_accumulation_steps": (None, "every batch is a step"),
     "amsgrad": (False, "Adam's plain second moment is kept"),
-    "weight_decay": (None, "use jaxmlp.AdamW for decoupled weight decay, or MLP(l2=...)"),
+    "weight_decay": (None, "decoupled weight decay is Adam's or AdamW's here; an L2 penalty "
+                           "is MLP(l2=...)"),
     "momentum": (0.0, "RMSprop here has no momentum"),
     "centered": (False, "RMSprop here is not centered"),
 }
@@ -226,15 +227,21 @@ def _keras_only(where: str, extra: dict, allowed: tuple, clip: dict) -> dict:
 
 
 def Adam(learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
-         epsilon: float = 1e-7, *, clipnorm: float | None = None,
-         clipvalue: float | None = None, global_clipnorm: float | None = None,
-         keras_epsilon: bool = True, **keras) -> OptimConfig:
+         epsilon: float = 1e-7, *, weight_decay: float | None = None,
+         clipnorm: float | None = None, clipvalue: float | None = None,
+         global_clipnorm: float | None = None, keras_epsilon: bool = True,
+         **keras) -> OptimConfig:
     """Keras's Adam. Keras 3's exact update by default (epsilon added to sqrt(v) before the bias
     correction, see this module's docstring), because users who pass these arguments compare
-    with Keras; `keras_epsilon=False` is optax's placement. `clipnorm`, `clipvalue` and
+    with Keras; `keras_epsilon=False` is optax's placement. `weight_decay` is Keras 3's
+    decoupled decay, which makes it Keras's AdamW (in Keras 3, AdamW is Adam with a default
+    weight_decay): the same config as `AdamW(weight_decay=...)`. `clipnorm`, `clipvalue` and
     `global_clipnorm` clip the gradients as Keras does (`keras_clipped`; at most one)."""
     clip = _keras_only("Adam", keras, _ADAM_ONLY, dict(
         clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm))
+    if weight_decay:
+        return AdamW(learning_rate, weight_decay, beta_1, beta_2, epsilon,
+                     keras_epsilon=keras_epsilon, **clip)
     return OptimConfig("adam", learning_rate, beta_1, beta_2, epsilon,
                        keras_epsilon=keras_epsilon, **clip)
 
@@ -276,5 +283,5 @@ def RMSprop(learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7
 
 _BASE_ONLY = ("name", "use_ema", "ema_momentum", "ema_overwrite_frequency",
               "loss_scale_factor", "gradient_accumulation_steps", "weight_decay")
-_ADAM_ONLY = (*_BASE_ONLY, "amsgrad")
-_ADAMW_ONLY = tuple(n for n in _ADAM_ONLY if n != "weight_decay")
+_ADAM_ONLY = (*(n for n in _BASE_ONLY if n != "weight_decay"), "amsgrad")
+_ADAMW_ONLY = _ADAM_ONLY

@@ -230,6 +230,10 @@ def test_keras_optimizer_arguments_are_taken_or_refused_in_one_line():
     assert jaxmlp.RMSprop(global_clipnorm=2).global_clipnorm == 2
     # Keras's defaults of what jaxmlp does not do change nothing, so Keras code runs
     assert jaxmlp.Adam(1e-3, amsgrad=False, use_ema=False, name="opt") == jaxmlp.Adam(1e-3)
+    # Keras 3's AdamW is its Adam with a weight_decay: Adam(weight_decay=) gives that config
+    assert jaxmlp.Adam(2e-3, weight_decay=0.01, clipnorm=1.0) == jaxmlp.AdamW(
+        2e-3, weight_decay=0.01, clipnorm=1.0)
+    assert jaxmlp.Adam(weight_decay=0.0) == jaxmlp.Adam(weight_decay=None) == jaxmlp.Adam()
     for call, match in [
         (lambda: jaxmlp.Adam(clipnorm=1.0, clipvalue=0.5),
          r"OptimConfig.clipvalue=0.5 is invalid: allowed one of clipnorm, clipvalue, "
@@ -237,7 +241,7 @@ def test_keras_optimizer_arguments_are_taken_or_refused_in_one_line():
         (lambda: jaxmlp.SGD(clipnorm=0.0), "OptimConfig.clipnorm=0.0 is invalid"),
         (lambda: jaxmlp.Adam(amsgrad=True), r"Adam.amsgrad=True is not supported: Adam's plain "
                                             r"second moment is kept \(Keras's default"),
-        (lambda: jaxmlp.Adam(weight_decay=0.01), "use jaxmlp.AdamW"),
+        (lambda: jaxmlp.SGD(weight_decay=0.01), "decoupled weight decay is Adam's or AdamW's"),
         (lambda: jaxmlp.RMSprop(momentum=0.9), "RMSprop.momentum=0.9 is not supported"),
         (lambda: jaxmlp.SGD(lr=0.1), "SGD: unknown argument lr=; allowed learning_rate, "
                                      "momentum, nesterov, clipnorm"),
