@@ -374,13 +374,26 @@ def from_dict(d: dict) -> RunConfig:
 
 def MLP(hidden=(256, 128), *, activation: str = "relu", dropout=0.0, batch_norm: bool = False,
         kernel_init: str = "glorot_uniform", l2: float = 0.0,
-        output_clip: float = 0.0) -> ModelConfig:
+        output_clip: float = 0.0, **keras) -> ModelConfig:
     """The public model constructor (`jaxmlp.MLP`): a ModelConfig whose input and output sizes
     `jaxmlp.fit` takes from the data. Dense [-> BatchNorm] -> activation [-> Dropout] per hidden
     layer, then a Keras-default `Dense(classes, activation="softmax")`; `dropout` is one rate
     for every hidden layer or one per layer, `l2` is Keras's kernel_regularizer=l2(c) on them.
     The loss is the exact cross-entropy from the logits; `output_clip=1e-7` is Keras's instead
-    (its softmax probabilities clipped to [1e-7, 1 - 1e-7] before the log)."""
+    (its softmax probabilities clipped to [1e-7, 1 - 1e-7] before the log).
+    `kernel_initializer=` (Keras's Dense name, a string) is taken for `kernel_init`; any other
+    name is one ConfigError listing the allowed ones."""
+    if "kernel_initializer" in keras:
+        if kernel_init != "glorot_uniform":
+            raise ConfigError("MLP: kernel_init= and kernel_initializer= are the same setting; "
+                              "allowed one of them")
+        kernel_init = keras.pop("kernel_initializer")
+    for name, value in keras.items():
+        hint = {"kernel_regularizer": " (an L2 penalty on the hidden kernels is l2=c)",
+                "units": " (the layers' widths are hidden=(256, 128, ...))"}.get(name, "")
+        raise ConfigError(f"MLP: unknown argument {name}={value!r}{hint}; allowed hidden, "
+                          "activation, dropout, batch_norm, kernel_init (or Keras's "
+                          "kernel_initializer), l2, output_clip")
     return ModelConfig(hidden=hidden, activation=activation, dropout=dropout,
                        batch_norm=batch_norm, kernel_init=kernel_init, l2=l2,
                        output_clip=output_clip)

@@ -71,3 +71,20 @@ def test_the_public_mlp_leaves_input_and_classes_to_the_data():
     m = C.MLP((32,), dropout=0.3, l2=1e-4)
     assert m.hidden == (32,) and m.dropout == (0.3,) and m.l2 == 1e-4
     assert m.output_init == "glorot_uniform" and m.output_l2 == 0.0  # Keras's Dense defaults
+
+
+def test_mlp_takes_kerass_kernel_initializer_and_names_the_allowed_arguments():
+    import jaxmlp
+
+    assert jaxmlp.MLP(kernel_initializer="he_normal") == jaxmlp.MLP(kernel_init="he_normal")
+    for call, match in [
+        (lambda: jaxmlp.MLP(kernel_initializer="he_normal", kernel_init="he_uniform"),
+         "same setting"),
+        (lambda: jaxmlp.MLP(kernel_initializer="orthogonal"), "kernel_init='orthogonal'"),
+        (lambda: jaxmlp.MLP(kernel_regularizer=0.01), r"\(an L2 penalty on the hidden "
+                                                      r"kernels is l2=c\); allowed hidden"),
+        (lambda: jaxmlp.MLP(use_bias=False), "MLP: unknown argument use_bias=False; allowed"),
+    ]:
+        with pytest.raises(C.ConfigError, match=match) as err:
+            call()
+        assert "\n" not in str(err.value)
