@@ -211,6 +211,8 @@ class TensorBoard:
 
     def __post_init__(self):
         _check_path("TensorBoard", "log_dir", self.log_dir)
+        if isinstance(self.histogram_freq, np.integer):  # NumPy integers, as fit's arguments
+            object.__setattr__(self, "histogram_freq", int(self.histogram_freq))
         if not isinstance(self.histogram_freq, int) or isinstance(self.histogram_freq, bool) \
                 or self.histogram_freq < 0:
             raise ConfigError(f"TensorBoard.histogram_freq={self.histogram_freq!r} is invalid: "

@@ -260,7 +260,7 @@ def test_csv_logger_separator_and_tensorboard_weight_histograms(tmp_path):
     model = jaxmlp.MLP(hidden=(16,), batch_norm=True)
     r = jaxmlp.fit(x, y, **{**SMALL, "model": model}, epochs=5, validation_split=0.2,
                    callbacks=[jaxmlp.CSVLogger(tmp_path / "h.csv", separator=";"),
-                              jaxmlp.TensorBoard(tmp_path / "tb", histogram_freq=2)])
+                              jaxmlp.TensorBoard(tmp_path / "tb", histogram_freq=np.int64(2))])
     rows = list(csv.DictReader(open(tmp_path / "h.csv", newline=""), delimiter=";"))
     np.testing.assert_allclose([float(row["val_loss"]) for row in rows], r.history["val_loss"])
     train = EventAccumulator(str(tmp_path / "tb" / "train"), size_guidance={"histograms": 0})
