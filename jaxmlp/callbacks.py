@@ -29,7 +29,7 @@ import numpy as np
 from jaxmlp import atomic, observers
 from jaxmlp import config as C
 from jaxmlp import hooks as H
-from jaxmlp.config import ConfigError, CosineSchedule
+from jaxmlp.config import ANY, ConfigError, CosineSchedule
 from jaxmlp.epoch import schedule_fingerprint
 
 __all__ = ["EarlyStopping", "ReduceLROnPlateau", "CosineSchedule", "LearningRateScheduler",
@@ -43,43 +43,24 @@ def _check_verbose(owner: str, verbose) -> None:
                           "(Keras's lines: when it acts)")
 
 
-# Keras's value of an argument that changes nothing here is accepted, so that Keras code runs.
-ANY = object()  # accepted whatever its value: jaxmlp does that either way (the reason says why)
-
-
 def _keras_arguments(**table):
-    """Class decorator: Keras 3's arguments of this callback that jaxmlp does not take, as
-    `name=(Keras's default, why not)` (`ANY`: accepted with any value). Passing one at its
-    Keras default (or one marked ANY) changes nothing and is accepted; another value is one
-    ConfigError saying why; an unknown name is one ConfigError naming the allowed ones."""
+    """Class decorator: Keras 3's arguments of this callback that jaxmlp does not take
+    (`config.check_keras_only`'s table: `name=(Keras's default, why not)`, `ANY` for any
+    value), taken at their Keras default; unknown names are one ConfigError naming the
+    allowed ones."""
     def decorate(cls):
         init, own = cls.__init__, [f.name for f in dataclasses.fields(cls)]
 
         @functools.wraps(init)
         def __init__(self, *args, **kwargs):
-            for name in [k for k in kwargs if k not in own]:
-                value = kwargs.pop(name)
-                if name not in table:
-                    names = own + list(table)
-                    raise ConfigError(f"{cls.__name__}: unknown argument {name}=; " + (
-                        "allowed " + ", ".join(names) if names else "it takes no arguments"))
-                default, why = table[name]
-                if default is ANY or _same(value, default):
-                    continue
-                raise ConfigError(f"{cls.__name__}.{name}={value!r} is not supported: {why} "
-                                  f"(Keras's default {name}={default!r} is accepted)")
+            extra = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in own]}
+            C.check_keras_only(cls.__name__, extra, table, own + list(table))
             init(self, *args, **kwargs)
 
         cls.__init__ = __init__
         cls.KERAS_ONLY = dict(table)
         return cls
     return decorate
-
-
-def _same(value, default) -> bool:
-    if default is None or isinstance(default, bool):
-        return value is default or (isinstance(value, np.bool_) and bool(value) is default)
-    return type(value) is type(default) and value == default
 
 
 @_keras_arguments()
@@ -528,14 +509,12 @@ class Effects:
         if not (self.every or self.best or histograms):
             return
         state = jax.tree.map(lambda a: a[0], state)
-        if histograms:
+        if histograms or self.every:  # the epoch's weights, fetched once for both
             weights = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-            for tb in histograms:
-                tb.histograms(epoch, weights)
-        if self.every:
-            weights = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-            for ckpt in self.every:
-                ckpt.store().save_latest(epoch, weights)
+        for tb in histograms:
+            tb.histograms(epoch, weights)
+        for ckpt in self.every:
+            ckpt.store().save_latest(epoch, weights)
         if self.best:
             s = H.summary(state.hooks)
             best_epoch = int(s.checkpoint_best_epoch)

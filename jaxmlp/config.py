@@ -67,6 +67,35 @@ def _check_int(owner, name, value, lo):
         _fail(owner, name, value, f"an integer >= {lo}")
 
 
+# Keras 3's arguments of a callback or optimizer that jaxmlp does not take, as
+# `{name: (Keras's default, why not)}`: passing one at its Keras default changes nothing and is
+# accepted, so that Keras code runs as written; `ANY` marks one accepted with any value (jaxmlp
+# does that either way, the reason says why).
+ANY = object()
+
+
+def check_keras_only(owner: str, extra: dict, table: dict, allowed: list[str]) -> None:
+    """One ConfigError for the first of `extra` (name: value) that is not accepted: a name not
+    in `table` (naming the `allowed` ones), or a value other than Keras's default (saying why)."""
+    for name, value in extra.items():
+        if name not in table:
+            raise ConfigError(f"{owner}: unknown argument {name}=; " + (
+                "allowed " + ", ".join(allowed) if allowed else "it takes no arguments"))
+        default, why = table[name]
+        if default is ANY or _same(value, default):
+            continue
+        raise ConfigError(f"{owner}.{name}={value!r} is not supported: {why} (Keras's default "
+                          f"{name}={default!r} is accepted)")
+
+
+def _same(value, default) -> bool:
+    if default is None or isinstance(default, bool):  # a NumPy bool too (NumPy not imported)
+        return value is default or (type(value).__name__ == "bool_"
+                                    and type(value).__module__ == "numpy"
+                                    and bool(value) is default)
+    return type(value) is type(default) and value == default
+
+
 def monitor_sign(monitor: str, mode: str) -> float:
     """+1 when smaller is better, -1 when larger is better (Keras 'auto': *accuracy is max)."""
     if mode == "auto":

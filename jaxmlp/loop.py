@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxmlp import atomic, models, observers
+from jaxmlp import atomic, models, observers, records
 from jaxmlp import callbacks as CB
 from jaxmlp import config as C
 from jaxmlp.config import ConfigError, RunConfig
@@ -412,8 +412,8 @@ def _check_inference_args(where: str, batch_size, verbose, extra: dict,
         if name in keras:
             raise ConfigError(f"{where}: {name}= is a Keras {where} argument jaxmlp does not "
                               f"take; {keras[name]}")
-        allowed = ["x", "y", "batch_size", "verbose", "return_dict"] if where == "evaluate" \
-            else ["x", "batch_size", "verbose"]
+        allowed = [p for p in inspect.signature(getattr(Result, where)).parameters
+                   if p not in ("self", "keras_only")]
         raise ConfigError(f"{where}: unknown argument {name}=; allowed " + ", ".join(allowed))
 
 
@@ -601,20 +601,20 @@ class Result:
 
     def summary(self, print_fn=print) -> None:
         """Keras's `model.summary()`: the layers of the Keras model that computes the same
-        (`models.keras_layers`), their output shapes and parameter counts, and the totals with
-        their float32 size. `print_fn` is called with each line."""
-        layers = models.keras_layers(self.config.model)
+        (`records.keras_layers`), their output shapes and parameter counts, and the totals
+        (`records.count_params`) with their float32 size. `print_fn` is called with each line."""
+        layers = records.keras_layers(self.config.model)
         rows = [(f"{la.name} ({la.kind})", f"(None, {la.units})", f"{la.params:,}")
                 for la in layers]
         head = ("Layer (type)", "Output Shape", "Param #")
         w = [max(len(r[i]) for r in (head, *rows)) + (2 if i < 2 else 0) for i in range(3)]
         line = "─" * sum(w)
-        total = sum(la.params for la in layers)
-        frozen = sum(la.non_trainable for la in layers)
+        n = records.count_params(self.config.model)
         text = ['Model: "mlp"', line, f"{head[0]:<{w[0]}}{head[1]:<{w[1]}}{head[2]:>{w[2]}}",
                 line, *(f"{a:<{w[0]}}{b:<{w[1]}}{c:>{w[2]}}" for a, b, c in rows), line,
-                *(f"{what} params: {n:,} ({_memory_size(4 * n)})" for what, n in (
-                    ("Total", total), ("Trainable", total - frozen), ("Non-trainable", frozen)))]
+                *(f"{what} params: {n[key]:,} ({_memory_size(4 * n[key])})" for what, key in (
+                    ("Total", "total"), ("Trainable", "trainable"),
+                    ("Non-trainable", "non_trainable")))]
         for t in text:
             print_fn(t)
 

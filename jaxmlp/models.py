@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
-import re
 from typing import NamedTuple
 
 import jax
@@ -205,42 +203,6 @@ class MLP(nnx.Module):
                 else:
                     x = dropout(x, dropout_rates[i], jax.random.fold_in(key, i))
         return self.out(x)
-
-
-class Layer(NamedTuple):
-    """One layer of `MLP` as Keras 3 lists it in `model.summary()`."""
-
-    name: str  # Keras's default name: dense, dense_1, batch_normalization, dropout_2, ...
-    kind: str  # Keras's class: Dense, BatchNormalization, Activation, Dropout
-    units: int  # the last axis of its output
-    params: int
-    non_trainable: int  # BatchNorm's moving mean and variance
-
-
-def keras_layers(cfg: ModelConfig) -> list[Layer]:
-    """`MLP(cfg)` as the Keras model that computes the same: per hidden layer Dense, then, with
-    batch norm, BatchNormalization and a separate Activation (the Dense has none, as the
-    activation comes after the normalization), then Dropout where the rate is above 0 (a rate
-    of 0 is no layer); the output Dense last."""
-    seen: collections.Counter = collections.Counter()
-
-    def layer(kind: str, units: int, params: int = 0, non_trainable: int = 0) -> Layer:
-        base = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()  # BatchNormalization -> batch_...
-        name = base if not seen[base] else f"{base}_{seen[base]}"
-        seen[base] += 1
-        return Layer(name, kind, units, params, non_trainable)
-
-    out, width = [], cfg.input_dim
-    for i, units in enumerate(cfg.hidden):
-        out.append(layer("Dense", units, width * units + units))
-        if cfg.batch_norm:
-            out.append(layer("BatchNormalization", units, 4 * units, 2 * units))
-            out.append(layer("Activation", units))
-        if cfg.dropout[i] > 0:
-            out.append(layer("Dropout", units))
-        width = units
-    out.append(layer("Dense", cfg.num_classes, width * cfg.num_classes + cfg.num_classes))
-    return out
 
 
 class Uses(NamedTuple):

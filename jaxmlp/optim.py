@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmlp.config import CLIPS, ConfigError, OptimConfig
+from jaxmlp.config import ANY, CLIPS, OptimConfig, check_keras_only
 
 
 def hyperparams(cfg: OptimConfig) -> dict:
@@ -135,7 +135,8 @@ def make(cfg: OptimConfig) -> optax.GradientTransformation:
     else:
         factories = _KERAS_FACTORIES if cfg.keras_epsilon else _FACTORIES
         tx = optax.inject_hyperparams(factories[cfg.name])(**numbers)
-    return keras_clipped(tx, **_clip(cfg)) if _clip(cfg) else tx
+    clip = _clip(cfg)
+    return keras_clipped(tx, **clip) if clip else tx
 
 
 def _clip(cfg: OptimConfig) -> dict:
@@ -176,7 +177,8 @@ def structure_key(cfg: OptimConfig) -> tuple:
     """What must be equal for two configs to share one compiled update (numbers may differ):
     the clipping's kind and value too (a constant of the program), where there is one."""
     key = (cfg.name, cfg.nesterov, cfg.keras_epsilon, cfg.keras_velocity)
-    return key + (tuple(sorted(_clip(cfg).items())),) if _clip(cfg) else key
+    clip = _clip(cfg)
+    return key + (tuple(sorted(clip.items())),) if clip else key
 
 
 def learning_rate(opt_state):
@@ -193,10 +195,9 @@ def with_learning_rate(opt_state, lr):
 
 # --- The public constructors (jaxmlp.Adam, ...): Keras's names, arguments and defaults --------
 
-# Keras 3's optimizer arguments jaxmlp does not take: accepted at Keras's default (they change
-# nothing), any other value is one ConfigError saying why.
+# Keras 3's optimizer arguments jaxmlp does not take (`config.check_keras_only`).
 _KERAS_ONLY = {
-    "name": (None, "the optimizer has no name here"),
+    "name": (ANY, "the optimizer has no name here"),
     "use_ema": (False, "no moving average of the weights is kept"),
     "ema_momentum": (0.99, "no moving average of the weights is kept"),
     "ema_overwrite_frequency": (None, "no moving average of the weights is kept"),
@@ -212,17 +213,10 @@ _KERAS_ONLY = {
 
 def _keras_only(where: str, extra: dict, allowed: tuple, clip: dict) -> dict:
     """The clipping arguments (checked by OptimConfig) after refusing what jaxmlp does not
-    take: Keras-only arguments away from their Keras default, and unknown names."""
-    for name, value in extra.items():
-        if name not in allowed:
-            args = [p for p in inspect.signature(globals()[where]).parameters if p != "keras"]
-            raise ConfigError(f"{where}: unknown argument {name}=; allowed " + ", ".join(args))
-        default, why = _KERAS_ONLY[name]
-        if name == "name" or value is default or (
-                type(value) is type(default) and value == default):
-            continue
-        raise ConfigError(f"{where}.{name}={value!r} is not supported: {why} (Keras's default "
-                          f"{name}={default!r} is accepted)")
+    take: the Keras-only arguments `allowed` here away from their Keras default, and unknown
+    names."""
+    args = [p for p in inspect.signature(globals()[where]).parameters if p != "keras"]
+    check_keras_only(where, extra, {n: _KERAS_ONLY[n] for n in allowed}, args)
     return clip
 
 

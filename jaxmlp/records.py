@@ -12,14 +12,17 @@ Only numpy and the standard library are imported here (the report builds without
 
 from __future__ import annotations
 
+import collections
 import csv
 import datetime as dt
 import io
 import math
 import os
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -148,15 +151,49 @@ def document(*, experiment: str, title: str, command: str, engine: str, dataset:
 
 # --- Parameter counts ---------------------------------------------------------------------------
 
+class Layer(NamedTuple):
+    """One layer of `MLP` as Keras 3 lists it in `model.summary()`."""
+
+    name: str  # Keras's default name: dense, dense_1, batch_normalization, dropout_2, ...
+    kind: str  # Keras's class: Dense, BatchNormalization, Activation, Dropout
+    units: int  # the last axis of its output
+    params: int
+    non_trainable: int  # BatchNorm's moving mean and variance
+
+
+def keras_layers(cfg: C.ModelConfig) -> list[Layer]:
+    """`MLP(cfg)` as the Keras model that computes the same: per hidden layer Dense, then, with
+    batch norm, BatchNormalization and a separate Activation (the Dense has none, as the
+    activation comes after the normalization), then Dropout where the rate is above 0 (a rate
+    of 0 is no layer); the output Dense last."""
+    seen: collections.Counter = collections.Counter()
+
+    def layer(kind: str, units: int, params: int = 0, non_trainable: int = 0) -> Layer:
+        base = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()  # BatchNormalization -> batch_...
+        name = base if not seen[base] else f"{base}_{seen[base]}"
+        seen[base] += 1
+        return Layer(name, kind, units, params, non_trainable)
+
+    out, width = [], cfg.input_dim
+    for i, units in enumerate(cfg.hidden):
+        out.append(layer("Dense", units, width * units + units))
+        if cfg.batch_norm:
+            out.append(layer("BatchNormalization", units, 4 * units, 2 * units))
+            out.append(layer("Activation", units))
+        if cfg.dropout[i] > 0:
+            out.append(layer("Dropout", units))
+        width = units
+    out.append(layer("Dense", cfg.num_classes, width * cfg.num_classes + cfg.num_classes))
+    return out
+
+
 def count_params(cfg: C.ModelConfig) -> dict:
-    """Parameter counts as Keras's count_params: BatchNorm moving statistics are non-trainable."""
-    widths = (cfg.input_dim, *cfg.hidden, cfg.num_classes)
-    dense = sum(a * b + b for a, b in zip(widths, widths[1:]))
-    norm = sum(cfg.hidden) if cfg.batch_norm else 0
-    trainable = dense + 2 * norm  # gamma, beta
-    non_trainable = 2 * norm  # moving mean, moving variance
-    return {"total": trainable + non_trainable, "trainable": trainable,
-            "non_trainable": non_trainable}
+    """Parameter counts as Keras's count_params (`keras_layers` summed): BatchNorm moving
+    statistics are non-trainable."""
+    layers = keras_layers(cfg)
+    total = sum(la.params for la in layers)
+    non_trainable = sum(la.non_trainable for la in layers)
+    return {"total": total, "trainable": total - non_trainable, "non_trainable": non_trainable}
 
 
 # --- Member records and history CSVs ------------------------------------------------------------
