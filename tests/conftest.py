@@ -94,21 +94,36 @@ def pytest_collection_modifyitems(session, config, items):
                 _start(mark.args[0])
 
 
-# --- One persistent XLA cache per test process -------------------------------------------------
-# Many tests build the same small programs again (the same tiny run in another test, a second
-# group with the same shapes); compiled once per process, they load from disk after that
-# (measured: test_hooks + test_epoch 177 s -> 128 s on 2 cores). A process's own folder, never
-# shared: JAX writes an entry in place, so another process could read it half written.
-# Subprocesses get none (nothing here is in their environment); an in-process `cli.run` that
-# sets a cache of its own later keeps this one (JAX opens its cache once per process).
+# --- One persistent XLA cache for the whole test run ---------------------------------------------
+# Many tests build the same small programs again: the same tiny run in another test, in the other
+# pytest-xdist worker, or in a subprocess (a CLI run, a 4-device pytest, a distributed process).
+# Compiled once, they load from disk after that. One folder for the run: the first process to
+# import this (pytest's controller) makes it and names it in the environment, which its
+# workers and every subprocess inherit (JAX reads JAX_COMPILATION_CACHE_DIR when it is
+# imported); only that process deletes it. JAX writes an entry in place, so processes sharing a
+# folder must take its file lock, which JAX does only with a size limit set (its LRU cache,
+# `filelock`, a dev dependency): 16 GiB, never reached by the tests' few hundred MB.
+# The experiment CLI's subprocesses use it too ($JAXMLP_COMPILE_CACHE, instead of their runs
+# folder's); an in-process `cli.run` keeps this one (JAX opens its cache once per process).
+# Benchmarks that time compilation start their children without any of these
+# (`jaxmlp.bench.without_compile_cache`).
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 
 import jax  # noqa: E402
 
-_XLA_CACHE = tempfile.mkdtemp(prefix="jaxmlp-test-xla-")
-atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)  # any process importing this
+_XLA_CACHE = os.environ.get("JAXMLP_TEST_XLA_CACHE")
+if not _XLA_CACHE:
+    _XLA_CACHE = tempfile.mkdtemp(prefix="jaxmlp-test-xla-")
+    atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)  # the maker only
+_XLA_CACHE_ENV = {"JAXMLP_TEST_XLA_CACHE": _XLA_CACHE, "JAX_COMPILATION_CACHE_DIR": _XLA_CACHE,
+                  "JAXMLP_COMPILE_CACHE": _XLA_CACHE,
+                  "JAX_COMPILATION_CACHE_MAX_SIZE": str(16 << 30),
+                  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+os.environ.update(_XLA_CACHE_ENV)
 jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+jax.config.update("jax_compilation_cache_max_size", 16 << 30)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 

@@ -945,3 +945,14 @@ def test_refit_summary_takes_medians_over_processes_and_refuses_zero_fits(capsys
     with pytest.raises(SystemExit) as err:
         refit.main(["--fits", "0"])
     assert err.value.code == 2 and "--fits 0" in capsys.readouterr().err
+
+
+def test_benchmarks_that_time_compiles_start_their_children_without_a_compile_cache():
+    from jaxmlp.bench import CACHE_VARIABLES, without_compile_cache
+
+    env = {name: "/somewhere" for name in CACHE_VARIABLES} | {"PATH": "/bin", "XLA_FLAGS": "-x"}
+    assert without_compile_cache(env, JAX_PLATFORMS="cpu") == {
+        "PATH": "/bin", "XLA_FLAGS": "-x", "JAX_PLATFORMS": "cpu"}
+    # This test run sets a shared cache (conftest): the children would have loaded from it.
+    assert os.environ["JAXMLP_COMPILE_CACHE"] and os.environ["JAX_COMPILATION_CACHE_DIR"]
+    assert not set(CACHE_VARIABLES) & set(without_compile_cache())

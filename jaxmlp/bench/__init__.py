@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -35,6 +36,23 @@ def code_version() -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() or None
+
+
+# What points a process at a persistent XLA compilation cache: JAX's own variables and the
+# experiment CLI's. A benchmark that times compilation in a fresh process removes them all.
+CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE",
+                   "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "JAXMLP_COMPILE_CACHE")
+
+
+def without_compile_cache(env=None, **extra) -> dict:
+    """`env` (default: this process's environment) with `extra` set and no persistent compile
+    cache: a child started with it compiles every program from nothing (or, for the experiment
+    CLI, in its own runs folder's cache), whatever cache the caller's shell or test run set."""
+    out = {k: v for k, v in (os.environ if env is None else env).items()
+           if k not in CACHE_VARIABLES}
+    out.update(extra)
+    return out
 
 
 def round_ratios(b: dict, ours: list | None, other: list | None) -> list[float] | None:

@@ -39,7 +39,7 @@ import tempfile
 import time
 
 from jaxmlp import atomic, records
-from jaxmlp.bench import code_version
+from jaxmlp.bench import code_version, without_compile_cache
 
 MODES = ("reuse", "rebuild", "disk", "many", "keras")
 
@@ -110,9 +110,7 @@ def _keras_fit(x, y, seed: int) -> int:
 def child(mode: str, n: int, cache: str) -> list[tuple[float, int]]:
     """`fits(mode, n)` in a fresh process (so that the first fit compiles from nothing, or
     from the persistent cache in `cache` for mode 'disk')."""
-    env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
-        env.pop(name, None)
+    env = without_compile_cache(JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
     if mode == "keras":
         env["KERAS_BACKEND"] = "jax"
     if mode == "disk":

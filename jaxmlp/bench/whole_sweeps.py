@@ -6,7 +6,8 @@
 
 For each experiment, in order: `python -m jaxmlp.experiments.<name> --data-dir DATA --out
 DIR/<name> --epochs-per-call 5 --unroll 1 --no-report` in a fresh `DIR/<name>` (so JAX's
-persistent compilation cache, kept there, starts empty: cold), then the same with `--retrain`
+persistent compilation cache, kept there, starts empty: cold; the sweeps are run without the
+caller's `$JAXMLP_COMPILE_CACHE` or JAX cache variables), then the same with `--retrain`
 (every program now in the cache: warm). Each process's wall time is measured from outside
 (interpreter start and imports included), and so is its exit: from the results.json write
 (its modification time) to the process's end. Each finished sweep becomes a record,
@@ -28,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxmlp.bench import code_version
+from jaxmlp.bench import code_version, without_compile_cache
 from jaxmlp.bench import sweep as sweep_bench
 
 EXPERIMENTS = ("ta8", "p8d")
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
             print(f"{stem}: {' '.join(cmd[1:])}", flush=True)
             begun = time.perf_counter()
             try:
-                done = subprocess.run(cmd, timeout=left)  # XLA_FLAGS &c. pass through
+                # XLA_FLAGS &c. pass through; a $JAXMLP_COMPILE_CACHE would warm the cold run
+                done = subprocess.run(cmd, timeout=left, env=without_compile_cache())
             except subprocess.TimeoutExpired:
                 print(f"{stem}: stopped at the deadline; no record", flush=True)
                 failed.append(stem)
