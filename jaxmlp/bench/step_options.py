@@ -7,7 +7,8 @@
 The group is TA8's combined model (jaxmlp/experiments/ta8.py: 256-128-64, BatchNorm, dropout, L2,
 Adam) at batch 64 on synthetic CIFAR-shaped data, `--members` seeds vmapped as a sweep trains
 them. Each variant runs in a process of its own (XLA_FLAGS are read once per process, and XLA's
-in-process autotuning cache would otherwise hand one variant's results to the next) and reports:
+in-process autotuning cache would otherwise hand one variant's results to the next), started
+without any persistent compile cache of the caller's environment, and reports:
 trace and lowering, the XLA compile of the step, the first call, and the median of 3 timed
 epochs (one epoch per call; the time of one train step is that over the epoch's batches).
 Variants differ only in how the same computation is compiled or laid out (their numbers agree
