@@ -116,16 +116,15 @@ _XLA_CACHE = os.environ.get("JAXMLP_TEST_XLA_CACHE")
 if not _XLA_CACHE:
     _XLA_CACHE = tempfile.mkdtemp(prefix="jaxmlp-test-xla-")
     atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)  # the maker only
-_XLA_CACHE_ENV = {"JAXMLP_TEST_XLA_CACHE": _XLA_CACHE, "JAX_COMPILATION_CACHE_DIR": _XLA_CACHE,
-                  "JAXMLP_COMPILE_CACHE": _XLA_CACHE,
-                  "JAX_COMPILATION_CACHE_MAX_SIZE": str(16 << 30),
-                  "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                  "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-os.environ.update(_XLA_CACHE_ENV)
-jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
-jax.config.update("jax_compilation_cache_max_size", 16 << 30)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# JAX's settings, in this process (JAX is imported already) and, as the variables JAX reads at
+# import (the names upper-cased), for the workers and subprocesses.
+for _name, _value in {"jax_compilation_cache_dir": _XLA_CACHE,
+                      "jax_compilation_cache_max_size": 16 << 30,
+                      "jax_persistent_cache_min_compile_time_secs": 0,
+                      "jax_persistent_cache_min_entry_size_bytes": 0}.items():
+    jax.config.update(_name, _value)
+    os.environ[_name.upper()] = str(_value)
+os.environ.update(JAXMLP_TEST_XLA_CACHE=_XLA_CACHE, JAXMLP_COMPILE_CACHE=_XLA_CACHE)
 
 
 def pytest_sessionfinish(session, exitstatus):

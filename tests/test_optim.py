@@ -249,4 +249,3 @@ def test_keras_optimizer_arguments_are_taken_or_refused_in_one_line():
         with pytest.raises(C.ConfigError, match=match) as err:
             call()
         assert "\n" not in str(err.value)
-
